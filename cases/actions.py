@@ -1,0 +1,316 @@
+"""Every state change of cases goes through these functions: atomic, audited, idempotent."""
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import queues
+from .models import (
+    Account,
+    Action,
+    AuditEvent,
+    Case,
+    CaseStatus,
+    CyberTipReport,
+    Decision,
+    Enforcement,
+    Group,
+    Item,
+    ReasonCode,
+    ReviewQueue,
+    Signal,
+    SubjectStatus,
+)
+
+
+class ActionError(Exception):
+    """The action cannot be taken; the message says why, in words for the reviewer."""
+
+
+def audit(actor, action, *, case=None, item=None, object_type="", object_id="", details=None, ip=None,
+          actor_label=None):
+    return AuditEvent.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_label=actor_label or (actor.get_username() if getattr(actor, "pk", None) else "system"),
+        action=action,
+        case=case,
+        item=item,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=details or {},
+        ip=ip,
+    )
+
+
+# Triage: signals into cases -------------------------------------------------------------------
+
+def attach_signals(signal_ids):
+    """Put untriaged signals into the open case of their subject, opening one if needed."""
+    with transaction.atomic():
+        signals = list(
+            Signal.objects.select_for_update().filter(pk__in=signal_ids, triaged_at__isnull=True).order_by("pk")
+        )
+        by_subject = defaultdict(list)
+        for signal in signals:
+            key = ("account", signal.account_id) if signal.account_id else ("group", signal.group_id)
+            by_subject[key].append(signal)
+        cases = []
+        for (kind, subject_id), subject_signals in by_subject.items():
+            case, opened = _open_case_for(kind, subject_id)
+            Signal.objects.filter(pk__in=[s.pk for s in subject_signals]).update(case=case, triaged_at=timezone.now())
+            _rerank(case)
+            audit(None, "case.opened" if opened else "case.signals_added", case=case,
+                  details={"signals": [s.pk for s in subject_signals]})
+            cases.append(case)
+        return cases
+
+
+def _open_case_for(kind, subject_id):
+    lookup = {f"{kind}_id": subject_id, "closed_at__isnull": True}
+    case = Case.objects.select_for_update().filter(**lookup).first()
+    if case:
+        return case, False
+    queue = ReviewQueue.objects.get(slug=queues.USER_REPORTS)
+    try:
+        with transaction.atomic():
+            return Case.objects.create(queue=queue, **{f"{kind}_id": subject_id}), True
+    except IntegrityError:  # another triage opened it a moment ago
+        return Case.objects.select_for_update().get(**lookup), False
+
+
+def _rerank(case):
+    signals = list(case.signals.all())
+    case.priority = queues.priority(signals)
+    if case.queue.slug != queues.ESCALATIONS:
+        case.queue = ReviewQueue.objects.get(slug=queues.route(s.kind for s in signals))
+    top = max(signals, key=lambda s: s.severity * s.score, default=None)
+    case.summary = top.label[:255] if top else ""
+    case.save(update_fields=["priority", "queue", "summary", "updated_at"])
+
+
+# Claiming -----------------------------------------------------------------------------------
+
+def reviewable_queues(user):
+    queryset = ReviewQueue.objects.all()
+    if not user.has_perm("cases.review_escalated"):
+        queryset = queryset.filter(senior_only=False)
+    return queryset
+
+
+def _claimable(now):
+    return Q(closed_at__isnull=True) & (
+        Q(status=CaseStatus.OPEN) | Q(status=CaseStatus.CLAIMED, lease_expires_at__lt=now)
+    )
+
+
+def _claim_fields(user, now):
+    return {
+        "status": CaseStatus.CLAIMED,
+        "assigned_to": user,
+        "lease_expires_at": now + timedelta(seconds=settings.CASE_LEASE_SECONDS),
+        "version": F("version") + 1,
+        "updated_at": now,
+    }
+
+
+def claim_next_case(user, *, queue=None, ip=None):
+    """Claim the most urgent claimable case for this reviewer, or return None when none waits.
+
+    A reviewer who already holds a live claim gets that case back rather than a second one.
+    """
+    now = timezone.now()
+    held = Case.objects.filter(assigned_to=user, status=CaseStatus.CLAIMED, lease_expires_at__gt=now,
+                               closed_at__isnull=True).order_by("-priority", "created_at").first()
+    if held:
+        return held
+    allowed = reviewable_queues(user)
+    if queue is not None:
+        allowed = allowed.filter(pk=queue.pk)
+    candidates = Case.objects.filter(_claimable(now), queue__in=list(allowed.values_list("pk", flat=True)))
+    candidates = candidates.order_by("-priority", "created_at")
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            case = candidates.select_for_update(skip_locked=True).first()
+            if case is None:
+                return None
+            Case.objects.filter(pk=case.pk).update(**_claim_fields(user, now))
+            case.refresh_from_db()
+            audit(user, "case.claimed", case=case, ip=ip)
+            return case
+    # SQLite: no row locks; the conditional UPDATE lets exactly one claimer win each case.
+    for pk in list(candidates.values_list("pk", flat=True)[:25]):
+        with transaction.atomic():
+            if Case.objects.filter(_claimable(now), pk=pk).update(**_claim_fields(user, now)):
+                case = Case.objects.get(pk=pk)
+                audit(user, "case.claimed", case=case, ip=ip)
+                return case
+    return None
+
+
+def claim_case(user, case_id, *, ip=None):
+    now = timezone.now()
+    with transaction.atomic():
+        case = Case.objects.select_related("queue").get(pk=case_id)
+        if case.queue not in reviewable_queues(user):
+            raise ActionError("This case is in a queue you do not review.")
+        if case.assigned_to_id == user.pk and case.status == CaseStatus.CLAIMED:
+            return case
+        if not Case.objects.filter(_claimable(now), pk=case_id).update(**_claim_fields(user, now)):
+            holder = case.assigned_to.get_username() if case.assigned_to else "nobody"
+            raise ActionError("This case is closed." if case.closed_at else f"This case is claimed by {holder}.")
+        audit(user, "case.claimed", case=case, ip=ip)
+    case.refresh_from_db()
+    return case
+
+
+def release_case(user, case_id, *, ip=None):
+    with transaction.atomic():
+        released = Case.objects.filter(pk=case_id, assigned_to=user, status=CaseStatus.CLAIMED).update(
+            status=CaseStatus.OPEN, assigned_to=None, lease_expires_at=None, version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
+        if released:
+            audit(user, "case.released", case=Case.objects.get(pk=case_id), ip=ip)
+    return bool(released)
+
+
+# Deciding -----------------------------------------------------------------------------------
+
+def reasons_for(action):
+    return [r for r in ReasonCode.objects.filter(active=True) if action in r.actions]
+
+
+def decide(user, case_id, *, action, reason_code, version, note="", ip=None):
+    """Take one decision on a case the user has claimed, at the version they saw.
+
+    Returns (decision, created). A repeat of the same request (double click, retried POST) returns
+    the decision already taken with created=False; anything else that lost the race is refused.
+    """
+    if action not in Action.values:
+        raise ActionError("Unknown action.")
+    reason = ReasonCode.objects.filter(code=reason_code, active=True).first()
+    if reason is None or action not in reason.actions:
+        raise ActionError("Choose a reason from the policy list for this action.")
+    if action == Action.ESCALATE and not note.strip():
+        raise ActionError("An escalation needs a note for the senior reviewer.")
+    if action == Action.REPORT and not user.has_perm("cases.reveal_evidence"):
+        raise ActionError("Only reviewers cleared for evidence may report to NCMEC.")
+    now = timezone.now()
+    with transaction.atomic():
+        moved = Case.objects.filter(
+            pk=case_id, version=version, status=CaseStatus.CLAIMED, assigned_to=user, closed_at__isnull=True
+        ).update(version=F("version") + 1, updated_at=now)
+        if not moved:
+            return _replayed_decision(user, case_id, action, version), False
+        case = Case.objects.select_related("account", "group", "queue").get(pk=case_id)
+        decision = Decision.objects.create(
+            case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user
+        )
+        effects = EFFECTS[action](case, decision, now)
+        audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
+              details={"reason": reason.code, "note": note, **effects})
+    return decision, True
+
+
+def _replayed_decision(user, case_id, action, version):
+    earlier = Decision.objects.filter(case_id=case_id, case_version=version).select_related("decided_by").first()
+    if earlier and earlier.action == action and earlier.decided_by_id == user.pk:
+        return earlier
+    case = Case.objects.filter(pk=case_id).select_related("assigned_to").first()
+    if case is None:
+        raise ActionError("No such case.")
+    if earlier:
+        raise ActionError(f"{earlier.decided_by.get_username()} already decided this case: "
+                          f"{earlier.get_action_display()}.")
+    if case.closed_at:
+        raise ActionError("This case is already closed.")
+    if case.assigned_to_id != user.pk or case.status != CaseStatus.CLAIMED:
+        raise ActionError("Claim the case before deciding it.")
+    raise ActionError("The case changed since you opened it; reload to see what is new.")
+
+
+def _close(case, decision, now):
+    case.status = CaseStatus.CLOSED
+    case.closed_at = now
+    case.lease_expires_at = None
+    case.resolution = decision.action
+    case.save(update_fields=["status", "closed_at", "lease_expires_at", "resolution", "updated_at"])
+
+
+def _ban(case, decision, now):
+    subject = case.subject
+    model = Account if case.account_id else Group
+    model.objects.filter(pk=subject.pk).update(status=SubjectStatus.BANNED, banned_at=now)
+    kind = "ban_account" if case.account_id else "ban_group"
+    Enforcement.objects.get_or_create(decision=decision, action=kind, target=subject.external_id,
+                                      defaults={"payload": {"reason": decision.reason.code}})
+    return {"banned": subject.external_id}
+
+
+def _remove(case, decision, now):
+    items = list(Item.objects.filter(signals__case=case, removed_at__isnull=True).distinct())
+    Item.objects.filter(pk__in=[i.pk for i in items]).update(removed_at=now)
+    for item in items:
+        Enforcement.objects.get_or_create(
+            decision=decision, action="remove_content", target=item.external_id or f"item:{item.pk}",
+            defaults={"payload": {"item_id": item.pk, "reason": decision.reason.code}},
+        )
+    return {"removed_items": [i.pk for i in items]}
+
+
+def do_ban(case, decision, now):
+    effects = _ban(case, decision, now)
+    _close(case, decision, now)
+    return effects
+
+
+def do_remove(case, decision, now):
+    effects = _remove(case, decision, now)
+    _close(case, decision, now)
+    return effects
+
+
+def do_report(case, decision, now):
+    """Confirmed child sexual exploitation: draft the CyberTipline report, ban, and remove."""
+    report = CyberTipReport.objects.create(case=case, decision=decision, created_by=decision.decided_by)
+    items = Item.objects.filter(signals__case=case).exclude(kind="text").distinct()
+    report.items.set(items)
+    effects = {"cybertip_report": report.pk, **_ban(case, decision, now), **_remove(case, decision, now)}
+    _close(case, decision, now)
+    return effects
+
+
+def do_escalate(case, decision, now):
+    case.queue = ReviewQueue.objects.get(slug=queues.ESCALATIONS)
+    case.status = CaseStatus.OPEN
+    case.assigned_to = None
+    case.lease_expires_at = None
+    case.save(update_fields=["queue", "status", "assigned_to", "lease_expires_at", "updated_at"])
+    return {"queue": queues.ESCALATIONS}
+
+
+def do_dismiss(case, decision, now):
+    _close(case, decision, now)
+    return {}
+
+
+EFFECTS = {
+    Action.BAN: do_ban,
+    Action.REMOVE: do_remove,
+    Action.REPORT: do_report,
+    Action.ESCALATE: do_escalate,
+    Action.DISMISS: do_dismiss,
+}
+
+
+# Evidence -----------------------------------------------------------------------------------
+
+def record_evidence_view(user, item, *, revealed, ip=None):
+    """The audit row that must exist before any evidence byte leaves the server."""
+    return audit(user, "evidence.revealed" if revealed else "evidence.viewed_blurred", item=item,
+                 object_type="item", object_id=item.pk, ip=ip)
+

@@ -1,0 +1,138 @@
+from django.contrib import admin
+
+from .models import (
+    Account,
+    ApiToken,
+    AuditEvent,
+    Case,
+    CyberTipReport,
+    Decision,
+    Enforcement,
+    Group,
+    Item,
+    Membership,
+    ReasonCode,
+    ReviewQueue,
+    Signal,
+    UserReport,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["account"]
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "screen_name", "display_name", "age_band", "status", "created_at"]
+    list_filter = ["status", "age_band"]
+    search_fields = ["external_id", "screen_name", "display_name", "email"]
+
+
+@admin.register(Group)
+class GroupAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "name", "member_count", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["external_id", "name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["pk", "kind", "status", "account", "group", "detected_format", "created_at", "scanned_at"]
+    list_filter = ["status", "kind", "detected_format"]
+    search_fields = ["md5", "sha256", "external_id", "account__external_id"]
+    raw_id_fields = ["account", "group"]
+    # Evidence is never shown here: admins see hashes and state, reviewers see renditions.
+    readonly_fields = ["md5", "sha256", "pdq", "pdq_quality", "phash", "dhash", "storage_path", "size",
+                       "scan_attempts", "scanned_at", "created_at"]
+
+
+@admin.register(Signal)
+class SignalAdmin(admin.ModelAdmin):
+    list_display = ["pk", "kind", "detector", "label", "score", "severity", "case", "created_at"]
+    list_filter = ["kind", "detector"]
+    search_fields = ["label", "explanation"]
+    raw_id_fields = ["item", "account", "group", "case"]
+
+
+@admin.register(ReviewQueue)
+class ReviewQueueAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "senior_only", "position"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = ["pk", "subject", "queue", "status", "priority", "assigned_to", "resolution", "created_at"]
+    list_filter = ["status", "queue", "resolution"]
+    search_fields = ["account__external_id", "group__external_id", "summary"]
+    raw_id_fields = ["account", "group", "assigned_to"]
+
+
+@admin.register(ReasonCode)
+class ReasonCodeAdmin(admin.ModelAdmin):
+    list_display = ["code", "label", "actions", "active", "position"]
+    list_filter = ["active"]
+    search_fields = ["code", "label"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "case", "action", "reason", "decided_by", "created_at"]
+    list_filter = ["action", "reason"]
+    search_fields = ["case__account__external_id", "note"]
+
+
+@admin.register(Enforcement)
+class EnforcementAdmin(admin.ModelAdmin):
+    list_display = ["pk", "action", "target", "status", "attempts", "dispatched_at", "created_at"]
+    list_filter = ["status", "action"]
+    search_fields = ["target"]
+    readonly_fields = ["decision", "action", "target", "payload", "created_at"]
+
+
+@admin.register(CyberTipReport)
+class CyberTipReportAdmin(admin.ModelAdmin):
+    list_display = ["pk", "case", "status", "incident_type", "created_by", "created_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["case", "decision", "items"]
+
+
+@admin.register(UserReport)
+class UserReportAdmin(admin.ModelAdmin):
+    list_display = ["pk", "reporter", "reason", "account", "group", "item", "created_at"]
+    list_filter = ["reason"]
+    search_fields = ["reporter", "comment", "account__external_id"]
+    raw_id_fields = ["account", "group", "item"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_label", "action", "case", "item", "object_type", "object_id", "ip"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "action", "object_id"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    # Tokens are issued with `manage.py create_api_token NAME`, which shows the secret once.
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,233 @@
+"""The platform's HTTP API under /api/v1/: token-authenticated JSON."""
+
+import json
+from functools import wraps
+
+from django import forms
+from django.conf import settings
+from django.db.models import Count
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from . import intake
+from .forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
+from .models import ApiToken, Case, CaseStatus, Item, ItemKind, Signal
+from .openapi import document
+
+
+def error(status, message, **extra):
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_view(methods):
+    """Token auth, method check and JSON errors for one endpoint."""
+
+    def decorator(view):
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in methods:
+                response = error(405, f"method not allowed; use {', '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            header = request.META.get("HTTP_AUTHORIZATION", "")
+            if not header.startswith("Bearer "):
+                return _unauthorised("missing `Authorization: Bearer <token>` header")
+            token = ApiToken.objects.filter(key_hash=ApiToken.hash_key(header[7:].strip()),
+                                            revoked_at__isnull=True).first()
+            if token is None:
+                return _unauthorised("invalid or revoked token")
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+            request.api_token = token
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _unauthorised(message):
+    response = error(401, message)
+    response["WWW-Authenticate"] = 'Bearer realm="reviewconsole"'
+    return response
+
+
+def _json_body(request):
+    if request.content_type != "application/json":
+        raise ValueError("send a JSON body with Content-Type: application/json")
+    if len(request.body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        raise ValueError("JSON body too large")
+    try:
+        body = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("the JSON body must be an object")
+    return body
+
+
+def _form_data(body, form_class):
+    """JSON values as a form's data: objects and lists stay JSON text for JSON fields."""
+    json_fields = {name for name, field in form_class.base_fields.items() if isinstance(field, forms.JSONField)}
+    return {k: (json.dumps(v) if k in json_fields and not isinstance(v, str) else v) for k, v in body.items()
+            if v is not None}
+
+
+def openapi(request):
+    return JsonResponse(document())
+
+
+@api_view(["POST"])
+def items(request):
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
+        return error(413, f"request too large: limit {settings.MAX_UPLOAD_BYTES} bytes per file")
+    if request.content_type == "application/json":
+        try:
+            body = _json_body(request)
+        except ValueError as exc:
+            return error(400, str(exc))
+        body.setdefault("kind", ItemKind.TEXT)
+        form = ItemForm(_form_data(body, ItemForm))
+    elif request.content_type == "multipart/form-data":
+        form = ItemForm(request.POST, request.FILES)
+    else:
+        return error(415, "send multipart/form-data with a `file`, or JSON for text items")
+    if not form.is_valid():
+        return error(400, "invalid item", fields=errors_of(form))
+    data = form.cleaned_data
+    if data["external_id"]:
+        existing = Item.objects.filter(account__external_id=data["account"], external_id=data["external_id"]).first()
+        if existing:  # a retried submission: same item, not a second one
+            return JsonResponse({"id": existing.pk, "status": existing.status, "duplicate": True}, status=200)
+    common = {
+        "account_id": data["account"], "group_id": data["group"] or None, "external_id": data["external_id"],
+        "uploaded_at": data["uploaded_at"], "ip": data["ip"] or None,
+        "actor_label": f"api:{request.api_token.name}",
+    }
+    if data["kind"] == ItemKind.TEXT:
+        item = intake.submit_text(data["text"], **common)
+    else:
+        upload = data["file"]
+        item = intake.submit_file(
+            upload.read(), kind=data["kind"], original_name=upload.name or "", declared_type=upload.content_type or "",
+            **common,
+        )
+    return JsonResponse({"id": item.pk, "status": item.status}, status=202)
+
+
+@api_view(["GET"])
+def item_detail(request, pk):
+    item = Item.objects.filter(pk=pk).select_related("account", "group").first()
+    if item is None:
+        return error(404, "no such item")
+    signals = list(item.signals.all().order_by("pk"))
+    case_ids = sorted({s.case_id for s in signals if s.case_id})
+    return JsonResponse({
+        "id": item.pk,
+        "kind": item.kind,
+        "status": item.status,
+        "reject_reason": item.reject_reason or None,
+        "account": item.account.external_id,
+        "group": item.group.external_id if item.group else None,
+        "external_id": item.external_id or None,
+        "hashes": {"md5": item.md5, "sha256": item.sha256, "pdq": item.pdq or None,
+                   "pdq_quality": item.pdq_quality, "phash": item.phash or None, "dhash": item.dhash or None},
+        "signals": [
+            {"id": s.pk, "kind": s.kind, "detector": s.detector, "label": s.label, "score": s.score,
+             "severity": s.severity, "explanation": s.explanation, "details": s.details, "case": s.case_id}
+            for s in signals
+        ],
+        "case": case_ids[-1] if case_ids else None,
+        "received_at": item.created_at.isoformat(),
+        "scanned_at": item.scanned_at.isoformat() if item.scanned_at else None,
+    })
+
+
+def _upsert(request, external_id, form_class, upsert):
+    if not external_id or len(external_id) > 255:
+        return error(400, "the external id must be 1 to 255 characters")
+    try:
+        body = _json_body(request)
+    except ValueError as exc:
+        return error(400, str(exc))
+    form = form_class(_form_data(body, form_class))
+    if not form.is_valid():
+        return error(400, "invalid subject", fields=errors_of(form))
+    fields = {k: v for k, v in form.cleaned_data.items() if k in body}
+    subject, created = upsert(external_id, fields)
+    return JsonResponse({"external_id": subject.external_id, "created": created, "status": subject.status},
+                        status=201 if created else 200)
+
+
+@api_view(["PUT"])
+def account(request, external_id):
+    return _upsert(request, external_id, AccountForm, intake.upsert_account)
+
+
+@api_view(["PUT"])
+def group(request, external_id):
+    def upsert(external_id, fields):
+        members = fields.pop("members", None)
+        return intake.upsert_group(external_id, fields, members=members)
+
+    return _upsert(request, external_id, GroupForm, upsert)
+
+
+@api_view(["POST"])
+def reports(request):
+    try:
+        body = _json_body(request)
+    except ValueError as exc:
+        return error(400, str(exc))
+    form = ReportForm(_form_data(body, ReportForm))
+    if not form.is_valid():
+        return error(400, "invalid report", fields=errors_of(form))
+    data = form.cleaned_data
+    try:
+        report = intake.submit_report(
+            reporter=data["reporter"], reason=data["reason"], comment=data["comment"],
+            account_id=data["account"] or None, group_id=data["group"] or None, item_id=data["item"],
+            external_id=data["external_id"], actor_label=f"api:{request.api_token.name}",
+        )
+    except intake.Rejection as exc:
+        return error(400, "invalid report", fields={exc.field: [exc.message]})
+    return JsonResponse({"id": report.pk, "status": "received"}, status=202)
+
+
+@api_view(["GET"])
+def cases(request):
+    status = request.GET.get("status", "open")
+    queryset = Case.objects.select_related("queue", "account", "group").order_by("-priority", "created_at")
+    if status == "open":
+        queryset = queryset.filter(closed_at__isnull=True)
+    elif status == "closed":
+        queryset = queryset.filter(status=CaseStatus.CLOSED)
+    elif status != "all":
+        return error(400, "status must be open, closed or all")
+    try:
+        limit = min(max(int(request.GET.get("limit", 100)), 1), 500)
+        offset = max(int(request.GET.get("offset", 0)), 0)
+    except ValueError:
+        return error(400, "limit and offset must be whole numbers")
+    page = list(queryset[offset:offset + limit])
+    summaries = _signal_summaries([c.pk for c in page])
+    return JsonResponse({
+        "count": queryset.count(),
+        "results": [
+            {"id": c.pk, "status": c.status, "queue": c.queue.slug, "priority": c.priority,
+             "subject": {"type": "account" if c.account_id else "group", "external_id": c.subject.external_id},
+             "summary": c.summary, "signals": summaries.get(c.pk, {}), "resolution": c.resolution or None,
+             "created_at": c.created_at.isoformat()}
+            for c in page
+        ],
+    })
+
+
+def _signal_summaries(case_ids):
+    summary = {}
+    rows = Signal.objects.filter(case_id__in=case_ids).values("case_id", "kind").annotate(n=Count("pk"))
+    for row in rows:
+        summary.setdefault(row["case_id"], {})[row["kind"]] = row["n"]
+    return summary

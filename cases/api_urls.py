@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import api
+
+app_name = "api"
+
+urlpatterns = [
+    path("openapi.json", api.openapi, name="openapi"),
+    path("items", api.items, name="items"),
+    path("items/<int:pk>", api.item_detail, name="item"),
+    path("accounts/<str:external_id>", api.account, name="account"),
+    path("groups/<str:external_id>", api.group, name="group"),
+    path("reports", api.reports, name="reports"),
+    path("cases", api.cases, name="cases"),
+]

@@ -1,0 +1,115 @@
+"""Demo data: synthetic images, a demo known-material bank, accounts, groups, reports, logins."""
+
+import io
+import random
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group as Role
+from django.db import transaction
+
+from detection import synthetic
+from detection.banks import import_hashes
+from detection.hashing import digests, hash_image
+
+from . import intake
+from .models import Account
+
+BANK = "demo-known"
+DEMO_USERS = [
+    # (user name, password, role group, is_superuser)
+    ("analyst", "demo-analyst-pass", "reviewer", False),
+    ("specialist", "demo-specialist-pass", "specialist", False),
+    ("senior", "demo-senior-pass", "senior", False),
+    ("admin", "demo-admin-pass", None, True),
+]
+KNOWN_SEEDS = range(1, 61)          # their hashes form the demo bank
+SHARED_KNOWN = range(1, 41)         # altered copies of these are uploaded
+EXACT_COPIES = range(41, 46)        # byte-identical copies are uploaded
+UNRELATED = range(1001, 1241)       # images no bank knows
+
+
+def ensure_users():
+    User = get_user_model()
+    for username, password, role, superuser in DEMO_USERS:
+        user, created = User.objects.get_or_create(username=username)
+        if created:
+            user.set_password(password)
+            user.is_staff = user.is_superuser = superuser
+            user.save()
+        if role:
+            user.groups.add(Role.objects.get(name=role))
+    return DEMO_USERS
+
+
+def _bank_lines(seeds):
+    lines = ["hash,type,label"]
+    for seed in seeds:
+        data = synthetic.encode(synthetic.make_image(seed))
+        hashes = hash_image(data)
+        md5, sha256 = digests(data)
+        label = f"demo-{seed}"
+        lines += [f"{hashes.pdq},pdq,{label}", f"{hashes.phash},phash,{label}", f"{hashes.dhash},dhash,{label}",
+                  f"{md5},md5,{label}", f"{sha256},sha256,{label}"]
+    return "\n".join(lines)
+
+
+def load(progress=None):
+    """Create everything once; returns False when demo data was already there."""
+    if Account.objects.filter(external_id="demo-acct-01").exists():
+        return False
+    tick = progress or (lambda n=1: None)
+    rng = random.Random(7)
+    with transaction.atomic():
+        import_hashes(BANK, io.StringIO(_bank_lines(KNOWN_SEEDS)), fmt="csv",
+                      description="Hashes of synthetic demo images standing in for known material")
+    tick(len(KNOWN_SEEDS))
+    for n in range(1, 13):
+        intake.upsert_account(f"demo-acct-{n:02d}", {
+            "screen_name": f"{synthetic.WORDS[n % 10]}_{n}", "display_name": f"Demo user {n}",
+            "bio": rng.choice(["Photos of my garden", "Hiking, maps and weather", "Just here for the memes",
+                               "DM for trades", "Collector of rare stamps"]),
+            "age_band": rng.choice(["18+", "18+", "16-17", "13-15"]),
+        })
+    groups = [("demo-grp-1", "Weekend trades", 340), ("demo-grp-2", "Map lovers", 58),
+              ("demo-grp-3", "Quiet corner", 12)]
+    for external_id, name, size in groups:
+        members = [f"demo-acct-{n:02d}" for n in range(1, 13) if rng.random() < 0.5]
+        intake.upsert_group(external_id, {"name": name, "description": f"Demo group: {name.lower()}",
+                                          "member_count": size, "facts": {"invite_link_resets_7d": rng.randint(0, 9)}},
+                            members=members)
+    edits = list(synthetic.EDITS.values())
+    for i, seed in enumerate(SHARED_KNOWN):
+        img = edits[i % len(edits)](synthetic.make_image(seed))
+        account = f"demo-acct-{1 + i % 5:02d}"
+        intake.submit_file(synthetic.encode(img, quality=rng.randint(60, 90)), account_id=account,
+                           group_id="demo-grp-1" if i % 2 else None, original_name=f"IMG_{seed:04d}.jpg",
+                           external_id=f"demo-item-k{seed}", actor_label="demo")
+        tick()
+    for seed in EXACT_COPIES:
+        intake.submit_file(synthetic.encode(synthetic.make_image(seed)), account_id="demo-acct-06",
+                           group_id="demo-grp-2", original_name=f"copy_{seed}.jpg", external_id=f"demo-item-x{seed}",
+                           actor_label="demo")
+        tick()
+    for seed in UNRELATED:
+        account = f"demo-acct-{rng.randint(1, 12):02d}"
+        fmt = rng.choice(["JPEG", "JPEG", "PNG"])
+        intake.submit_file(synthetic.encode(synthetic.make_image(seed), fmt=fmt), account_id=account,
+                           original_name=f"photo_{seed}.{fmt.lower()}", external_id=f"demo-item-u{seed}",
+                           actor_label="demo")
+        tick()
+    # Bad files a platform will send sooner or later: they end `rejected`, with the reason shown.
+    intake.submit_file(synthetic.encode(synthetic.make_image(9999))[:3000], account_id="demo-acct-07",
+                       original_name="truncated.jpg", actor_label="demo")
+    intake.submit_file(b"GIF89a<script>alert(1)</script>", account_id="demo-acct-07", original_name="x.gif",
+                       actor_label="demo")
+    intake.submit_report(reporter="demo-acct-11", reason="grooming", account_id="demo-acct-08",
+                         comment="Keeps asking my little sister for pictures", actor_label="demo")
+    intake.submit_report(reporter="demo-acct-12", reason="csam", group_id="demo-grp-1",
+                         comment="This group trades awful pictures", actor_label="demo")
+    intake.submit_report(reporter="demo-acct-10", reason="csam", account_id="demo-acct-01", actor_label="demo")
+    intake.submit_report(reporter="demo-acct-09", reason="nudity", account_id="demo-acct-12", actor_label="demo")
+    return True
+
+
+def total_steps():
+    return len(KNOWN_SEEDS) + len(SHARED_KNOWN) + len(EXACT_COPIES) + len(UNRELATED)

@@ -1,0 +1,131 @@
+"""Intake: accept subjects, items and user reports from the platform and commit them as rows.
+
+An item's original bytes are written to the evidence store and its row committed before it is
+handed to the scan queue; if the hand-off fails the sweep finds the row still `queued`.
+"""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from reviewconsole.queueing import enqueue
+
+from . import storage
+from .actions import audit
+from .models import Account, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
+
+# How serious a user report is taken before anyone has looked at it.
+REPORT_REASONS = {
+    "csam": ("Child sexual abuse material", 80),
+    "child_exploitation": ("Child exploitation", 75),
+    "grooming": ("Grooming or enticement of a minor", 70),
+    "sextortion": ("Sextortion", 75),
+    "trafficking": ("Child sex trafficking", 80),
+    "nudity": ("Nudity or sexual content", 40),
+    "other": ("Other", 30),
+}
+
+
+@dataclass
+class Rejection(Exception):
+    field: str
+    message: str
+
+
+def upsert_account(external_id, fields):
+    return Account.objects.update_or_create(external_id=external_id, defaults=fields)
+
+
+def upsert_group(external_id, fields, *, members=None):
+    group, created = Group.objects.update_or_create(external_id=external_id, defaults=fields)
+    if members is not None:
+        for member_id in members:
+            account, _ = Account.objects.get_or_create(external_id=member_id)
+            Membership.objects.get_or_create(account=account, group=group)
+    return group, created
+
+
+def _subjects(account_id, group_id):
+    account, _ = Account.objects.get_or_create(external_id=account_id)
+    group = None
+    if group_id:
+        group, _ = Group.objects.get_or_create(external_id=group_id)
+        Membership.objects.get_or_create(account=account, group=group)
+    return account, group
+
+
+def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", original_name="",
+                declared_type="", uploaded_at=None, ip=None, actor_label="api"):
+    """Store a file as a new item and queue it for scanning. Returns the committed Item."""
+    from detection.hashing import digests  # noqa: PLC0415 - detection's pure helpers
+
+    md5, sha256 = digests(data)
+    relative = storage.save_original(data)
+    try:
+        with transaction.atomic():
+            account, group = _subjects(account_id, group_id)
+            item = Item.objects.create(
+                account=account, group=group, kind=kind, external_id=external_id,
+                original_name=original_name[:255], declared_type=declared_type[:127], size=len(data),
+                storage_path=relative, uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
+            )
+            audit(None, "item.received", item=item, actor_label=actor_label,
+                  details={"sha256": sha256, "size": len(data), "kind": kind})
+            enqueue("detection.jobs.scan_item", item.pk, queue="scan")
+    except Exception:
+        storage.delete_original(relative)  # no row points at it
+        raise
+    return item
+
+
+def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=None, ip=None, actor_label="api"):
+    from detection.hashing import digests  # noqa: PLC0415
+
+    md5, sha256 = digests(text.encode())
+    with transaction.atomic():
+        account, group = _subjects(account_id, group_id)
+        item = Item.objects.create(
+            account=account, group=group, kind=ItemKind.TEXT, external_id=external_id, text=text,
+            size=len(text.encode()), uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
+        )
+        audit(None, "item.received", item=item, actor_label=actor_label, details={"kind": "text"})
+        enqueue("detection.jobs.scan_item", item.pk, queue="scan")
+    return item
+
+
+def submit_report(*, reporter, reason, comment="", account_id=None, group_id=None, item_id=None,
+                  external_id="", actor_label="api"):
+    """Record a user report and the signal it raises on the reported subject."""
+    if reason not in REPORT_REASONS:
+        raise Rejection("reason", f"unknown reason; one of: {', '.join(REPORT_REASONS)}")
+    with transaction.atomic():
+        item = account = group = None
+        if item_id is not None:
+            item = Item.objects.select_related("account").filter(pk=item_id).first()
+            if item is None:
+                raise Rejection("item", "no such item")
+            account = item.account
+        elif account_id:
+            account, _ = Account.objects.get_or_create(external_id=account_id)
+        elif group_id:
+            group, _ = Group.objects.get_or_create(external_id=group_id)
+        else:
+            raise Rejection("target", "name an account, a group or an item")
+        report = UserReport.objects.create(
+            reporter=reporter, reason=reason, comment=comment, account=account, group=group, item=item,
+            external_id=external_id,
+        )
+        label, severity = REPORT_REASONS[reason]
+        target = f"item {item.pk}" if item else str(account or group)
+        signal = Signal.objects.create(
+            item=item, account=account, group=group, kind=SignalKind.USER_REPORT, detector="user_report",
+            label=f"User report: {label}", score=0.5, severity=severity,
+            explanation=f"Reported by user {reporter} for '{label}' on {target}"
+                        + (f": “{comment[:200]}”" if comment else "."),
+            details={"report_id": report.pk, "reason": reason, "reporter": reporter},
+            dedupe_key=f"report:{report.pk}",
+        )
+        audit(None, "report.received", item=item, actor_label=actor_label, object_type="userreport",
+              object_id=str(report.pk), details={"reason": reason, "target": target})
+        enqueue("cases.jobs.triage_signals", [signal.pk], queue="triage")
+    return report

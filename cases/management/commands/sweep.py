@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand
+from tqdm import tqdm
+
+from cases.sweep import pending_count, sweep
+
+
+class Command(BaseCommand):
+    help = "Re-enqueue pending work (items not scanned, signals not triaged) older than the given age."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, default=None, metavar="SECONDS",
+                            help="default: SWEEP_AFTER_SECONDS")
+
+    def handle(self, *args, older_than, **options):
+        from django.conf import settings
+
+        age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
+        with tqdm(total=pending_count(age), unit="job", disable=options["verbosity"] == 0) as bar:
+            counts = sweep(age, progress=bar.update)
+        self.stdout.write(f"re-enqueued {counts['items']} items and {counts['signals']} signals")

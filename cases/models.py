@@ -1,0 +1,404 @@
+"""Subjects, items, signals, cases, decisions and the audit log: the record of all work."""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class SubjectStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    BANNED = "banned", "Banned"
+
+
+class Account(models.Model):
+    external_id = models.CharField(max_length=255, unique=True)
+    screen_name = models.CharField(max_length=255, blank=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    bio = models.TextField(blank=True)
+    email = models.CharField(max_length=320, blank=True)
+    phone = models.CharField(max_length=64, blank=True)
+    age_band = models.CharField(max_length=16, blank=True, help_text="e.g. 13-15, 16-17, 18+")
+    registered_at = models.DateTimeField(null=True, blank=True)
+    facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
+    status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
+    banned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self):
+        return f"account {self.external_id}" + (f" ({self.screen_name})" if self.screen_name else "")
+
+
+class Group(models.Model):
+    external_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
+    members = models.ManyToManyField(Account, through="Membership", related_name="groups")
+    status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
+    banned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self):
+        return f"group {self.external_id}" + (f" ({self.name})" if self.name else "")
+
+
+class Membership(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE)
+    role = models.CharField(max_length=32, blank=True)
+    joined_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "group"], name="unique_membership")]
+
+    def __str__(self):
+        return f"{self.account} in {self.group}"
+
+
+class ItemKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    VIDEO = "video", "Video"
+    TEXT = "text", "Text"
+
+
+class ItemStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SCANNED = "scanned", "Scanned"
+    REJECTED = "rejected", "Rejected"
+
+
+class Item(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="items")
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="items")
+    kind = models.CharField(max_length=16, choices=ItemKind, default=ItemKind.IMAGE)
+    external_id = models.CharField(max_length=255, blank=True)
+    original_name = models.CharField(max_length=255, blank=True)
+    declared_type = models.CharField(max_length=127, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    storage_path = models.CharField(max_length=512, blank=True, help_text="Relative to EVIDENCE_ROOT")
+    text = models.TextField(blank=True)
+    uploaded_at = models.DateTimeField(null=True, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    md5 = models.CharField(max_length=32, db_index=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    # Filled by the scan.
+    detected_format = models.CharField(max_length=16, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    pdq = models.CharField(max_length=64, blank=True)
+    pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    phash = models.CharField(max_length=16, blank=True)
+    dhash = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16, choices=ItemStatus, default=ItemStatus.QUEUED)
+    reject_reason = models.CharField(max_length=500, blank=True)
+    scan_attempts = models.PositiveSmallIntegerField(default=0)
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    scanned_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["enqueued_at"], name="item_pending_idx", condition=Q(status="queued")),
+        ]
+
+    def __str__(self):
+        return f"item {self.pk} ({self.kind}, {self.status})"
+
+    @property
+    def is_visual(self):
+        return self.kind in (ItemKind.IMAGE, ItemKind.VIDEO) and self.status == ItemStatus.SCANNED
+
+
+class SignalKind(models.TextChoices):
+    HASH_MATCH = "hash_match", "Known-material hash match"
+    CLASSIFIER = "classifier", "Classifier"
+    TEXT = "text", "Text surface"
+    BEHAVIOUR = "behaviour", "Behaviour"
+    USER_REPORT = "user_report", "User report"
+
+
+class Signal(models.Model):
+    """One finding by one detector, with the evidence a reviewer needs to judge it."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, null=True, blank=True, related_name="signals")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, null=True, blank=True, related_name="signals")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, null=True, blank=True, related_name="signals")
+    kind = models.CharField(max_length=32, choices=SignalKind)
+    detector = models.CharField(max_length=64, help_text="e.g. pdq, md5, phash, user_report")
+    label = models.CharField(max_length=128)
+    score = models.FloatField(help_text="Confidence 0..1")
+    severity = models.PositiveSmallIntegerField(default=50, help_text="0..100")
+    explanation = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    dedupe_key = models.CharField(max_length=255, help_text="Same finding twice gives one signal")
+    case = models.ForeignKey("Case", on_delete=models.SET_NULL, null=True, blank=True, related_name="signals")
+    triaged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-severity", "-score"]
+        constraints = [models.UniqueConstraint(fields=["dedupe_key"], name="unique_signal_dedupe_key")]
+        indexes = [
+            models.Index(fields=["created_at"], name="signal_untriaged_idx", condition=Q(triaged_at__isnull=True)),
+        ]
+
+    def __str__(self):
+        return f"{self.detector}: {self.label} ({self.score:.2f})"
+
+    @property
+    def priority(self):
+        return round(self.severity * self.score)
+
+
+class ReviewQueue(models.Model):
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=255, blank=True)
+    senior_only = models.BooleanField(default=False)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class CaseStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLAIMED = "claimed", "Claimed"
+    CLOSED = "closed", "Closed"
+
+
+class Case(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, null=True, blank=True, related_name="cases")
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="cases")
+    queue = models.ForeignKey(ReviewQueue, on_delete=models.PROTECT, related_name="cases")
+    status = models.CharField(max_length=16, choices=CaseStatus, default=CaseStatus.OPEN)
+    priority = models.PositiveSmallIntegerField(default=0, db_index=True)
+    summary = models.CharField(max_length=255, blank=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="claimed_cases"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every state change; a decision names the version it was taken on, so a retried
+    # or doubled request finds the decision already made instead of making a second one.
+    version = models.PositiveIntegerField(default=0)
+    resolution = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "created_at"]
+        permissions = [
+            ("review_case", "Can claim and decide cases"),
+            ("review_escalated", "Can review escalated cases"),
+            ("reveal_evidence", "Can reveal unblurred evidence"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(closed_at__isnull=True, account__isnull=False),
+                name="one_open_case_per_account",
+            ),
+            models.UniqueConstraint(
+                fields=["group"], condition=Q(closed_at__isnull=True, group__isnull=False),
+                name="one_open_case_per_group",
+            ),
+            models.CheckConstraint(
+                condition=Q(account__isnull=False) | Q(group__isnull=False), name="case_has_subject"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["queue", "-priority", "created_at"], name="case_queue_rank_idx",
+                         condition=Q(closed_at__isnull=True)),
+        ]
+
+    def __str__(self):
+        return f"case {self.pk} on {self.subject}"
+
+    @property
+    def subject(self):
+        return self.account or self.group
+
+
+class Action(models.TextChoices):
+    BAN = "ban", "Ban account"
+    REMOVE = "remove", "Remove content"
+    ESCALATE = "escalate", "Escalate"
+    REPORT = "report", "Report to NCMEC"
+    DISMISS = "dismiss", "Dismiss"
+
+
+class ReasonCode(models.Model):
+    """The policy list reviewers pick from; admins edit it."""
+
+    code = models.SlugField(unique=True)
+    label = models.CharField(max_length=160)
+    actions = models.JSONField(default=list, help_text='Actions it applies to, e.g. ["ban", "report"]')
+    active = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "code"]
+
+    def __str__(self):
+        return self.label
+
+
+class Decision(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="decisions")
+    case_version = models.PositiveIntegerField()
+    action = models.CharField(max_length=16, choices=Action)
+    reason = models.ForeignKey(ReasonCode, on_delete=models.PROTECT)
+    note = models.TextField(blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "case_version"], name="one_decision_per_case_version")
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()} on case {self.case_id}"
+
+
+class UserReport(models.Model):
+    reporter = models.CharField(max_length=255, help_text="Reporter's account id on the platform")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, null=True, blank=True, related_name="reports")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, null=True, blank=True, related_name="reports")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, null=True, blank=True, related_name="reports")
+    reason = models.CharField(max_length=64)
+    comment = models.TextField(blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    triaged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"report by {self.reporter}: {self.reason}"
+
+
+class EnforcementStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class Enforcement(models.Model):
+    """Outbox row: what the platform must be told to do. Delivered by a dispatch job."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="enforcements")
+    action = models.CharField(max_length=32, help_text="ban_account, remove_content")
+    target = models.CharField(max_length=255, help_text="External id of the account or item")
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=EnforcementStatus, default=EnforcementStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["decision", "action", "target"], name="one_enforcement_per_target")
+        ]
+
+    def __str__(self):
+        return f"{self.action} {self.target} ({self.status})"
+
+
+class CyberTipReport(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        FILED = "filed", "Filed"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="cybertip_reports")
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="cybertip_report")
+    status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
+    incident_type = models.CharField(
+        max_length=100, default="Child Pornography (possession, manufacture, and distribution)"
+    )
+    items = models.ManyToManyField(Item, blank=True, related_name="cybertip_reports")
+    ncmec_report_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "CyberTipline report"
+
+    def __str__(self):
+        return f"CyberTipline report {self.pk} ({self.status}) for case {self.case_id}"
+
+
+class AuditEvent(models.Model):
+    """Append-only: who did what to which object, when and from where."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    actor_label = models.CharField(max_length=150, help_text="User name, API token name or 'system'")
+    action = models.CharField(max_length=64, db_index=True)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only")
+
+
+class ApiToken(models.Model):
+    """A platform's API credential. Only a SHA-256 of the secret is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=12, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash_key(key):
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, name):
+        key = "rc_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(name=name, prefix=key[:10], key_hash=cls.hash_key(key))
+        return token, key

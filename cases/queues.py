@@ -1,0 +1,37 @@
+"""Which review queue a case belongs in, and how urgent it is, from its signals."""
+
+from .models import SignalKind
+
+KNOWN_MATERIAL = "known-material"
+NEW_CONTENT = "new-content"
+TEXT = "text-surfaces"
+USER_REPORTS = "user-reports"
+ESCALATIONS = "escalations"
+
+# First match wins: the strongest kind of evidence decides where a case is reviewed.
+ROUTES = [
+    (SignalKind.HASH_MATCH, KNOWN_MATERIAL),
+    (SignalKind.CLASSIFIER, NEW_CONTENT),
+    (SignalKind.BEHAVIOUR, NEW_CONTENT),
+    (SignalKind.TEXT, TEXT),
+    (SignalKind.USER_REPORT, USER_REPORTS),
+]
+
+
+def route(signal_kinds):
+    kinds = set(signal_kinds)
+    for kind, slug in ROUTES:
+        if kind in kinds:
+            return slug
+    return USER_REPORTS
+
+
+def priority(signals):
+    """0..100: the strongest signal's severity x confidence, plus a little for corroboration."""
+    signals = list(signals)
+    if not signals:
+        return 0
+    strongest = max(s.severity * s.score for s in signals)
+    reports = sum(1 for s in signals if s.kind == SignalKind.USER_REPORT)
+    corroboration = min(10, 2 * (len(signals) - 1)) + min(10, 3 * reports)
+    return int(min(100, round(strongest + corroboration)))

@@ -1,0 +1,25 @@
+"""Roles are Django groups with permissions; this keeps them in the shape the console expects."""
+
+from django.contrib.auth.models import Group, Permission
+
+ROLES = {
+    # Reviews cases from the blurred renditions; bans, removes, escalates, dismisses.
+    "reviewer": ["cases.review_case"],
+    # Child-safety specialist: may also reveal evidence and report to NCMEC.
+    "specialist": ["cases.review_case", "cases.reveal_evidence"],
+    # Senior reviewer: everything a specialist may, plus the escalations queue.
+    "senior": ["cases.review_case", "cases.reveal_evidence", "cases.review_escalated"],
+}
+
+
+def ensure_roles(**kwargs):
+    for name, codenames in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        permissions = []
+        for dotted in codenames:
+            app_label, codename = dotted.split(".")
+            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if permission is None:
+                return  # permissions are created later in the same migrate run; we are called again
+            permissions.append(permission)
+        group.permissions.set(permissions)

@@ -1,0 +1,190 @@
+"""Reviewer pages: the queue, the case, decisions, and evidence renditions."""
+
+from collections import OrderedDict
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, Min, Q
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from . import evidence
+from .access import access_case, access_item, require_reviewer
+from .actions import (
+    ActionError,
+    claim_case,
+    claim_next_case,
+    decide,
+    reasons_for,
+    record_evidence_view,
+    release_case,
+    reviewable_queues,
+)
+from .models import Action, Case, CaseStatus, Decision, Item, ReviewQueue
+
+QUEUE_PAGE = 50
+ACTION_KEYS = OrderedDict([
+    (Action.BAN, "b"), (Action.REMOVE, "r"), (Action.ESCALATE, "e"), (Action.REPORT, "t"), (Action.DISMISS, "d"),
+])
+
+
+def client_ip(request):
+    return request.META.get("REMOTE_ADDR") or None
+
+
+@login_required
+@require_GET
+def queue(request):
+    require_reviewer(request.user)
+    queues = list(reviewable_queues(request.user))
+    slug = request.GET.get("queue", "")
+    selected = next((q for q in queues if q.slug == slug), None)
+    open_cases = Case.objects.filter(closed_at__isnull=True, queue__in=queues)
+    stats = {
+        row["queue"]: row
+        for row in open_cases.values("queue").annotate(
+            pending=Count("pk", filter=Q(status=CaseStatus.OPEN)),
+            claimed=Count("pk", filter=Q(status=CaseStatus.CLAIMED)),
+            oldest=Min("created_at"),
+        )
+    }
+    for q in queues:
+        q.stats = stats.get(q.pk, {"pending": 0, "claimed": 0, "oldest": None})
+    listed = open_cases.filter(queue=selected) if selected else open_cases
+    cases = list(
+        listed.select_related("queue", "account", "group", "assigned_to")
+        .annotate(signal_count=Count("signals"))
+        .order_by("-priority", "created_at")[:QUEUE_PAGE]
+    )
+    mine = Case.objects.filter(assigned_to=request.user, status=CaseStatus.CLAIMED, closed_at__isnull=True).first()
+    return render(request, "cases/queue.html", {
+        "queues": queues, "selected": selected, "cases": cases, "mine": mine, "now": timezone.now(),
+        "total_open": sum(q.stats["pending"] + q.stats["claimed"] for q in queues),
+    })
+
+
+@login_required
+@require_POST
+def claim_next(request):
+    require_reviewer(request.user)
+    selected = ReviewQueue.objects.filter(slug=request.POST.get("queue", "")).first()
+    case = claim_next_case(request.user, queue=selected, ip=client_ip(request))
+    if case is None:
+        messages.info(request, "No cases are waiting. Well done.")
+        return redirect("cases:queue")
+    return redirect("cases:detail", pk=case.pk)
+
+
+@login_required
+@require_GET
+def case_detail(request, pk):
+    case = access_case(request.user, pk)
+    signals = list(case.signals.select_related("item").order_by("-severity", "-score", "pk"))
+    items = OrderedDict()
+    for signal in signals:
+        if signal.item_id:
+            items.setdefault(signal.item_id, {"item": signal.item, "signals": []})["signals"].append(signal)
+    subject_signals = [s for s in signals if not s.item_id]
+    subject = case.subject
+    history = Case.objects.filter(
+        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)
+    ).exclude(pk=case.pk).order_by("-created_at")[:20]
+    decisions = Decision.objects.filter(case__in=[case.pk, *[c.pk for c in history]]).select_related(
+        "reason", "decided_by", "case"
+    )[:50]
+    if case.account_id:
+        facts = {
+            "items": Item.objects.filter(account=case.account_id).count(),
+            "groups": list(case.account.groups.all()[:20]),
+        }
+    else:
+        facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count()}
+    holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
+    actions = [
+        {"value": a.value, "label": a.label, "key": ACTION_KEYS[a], "reasons": reasons_for(a.value)}
+        for a in ACTION_KEYS
+        if a != Action.REPORT or request.user.has_perm("cases.reveal_evidence")
+    ]
+    return render(request, "cases/case_detail.html", {
+        "case": case, "subject": subject, "items": list(items.values()), "subject_signals": subject_signals,
+        "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
+        "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
+        "enforcements": [e for d in case.decisions.all() for e in d.enforcements.all()],
+    })
+
+
+@login_required
+@require_POST
+def claim(request, pk):
+    case = access_case(request.user, pk)
+    try:
+        claim_case(request.user, case.pk, ip=client_ip(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    return redirect("cases:detail", pk=case.pk)
+
+
+@login_required
+@require_POST
+def release(request, pk):
+    case = access_case(request.user, pk)
+    if release_case(request.user, case.pk, ip=client_ip(request)):
+        messages.info(request, f"Case {case.pk} released back to its queue.")
+    return redirect("cases:queue")
+
+
+@login_required
+@require_POST
+def decide_view(request, pk):
+    case = access_case(request.user, pk)
+    try:
+        version = int(request.POST.get("version", ""))
+    except ValueError:
+        messages.error(request, "The form was incomplete; reload the case.")
+        return redirect("cases:detail", pk=case.pk)
+    try:
+        decision, created = decide(
+            request.user, case.pk, action=request.POST.get("action", ""),
+            reason_code=request.POST.get("reason", ""), note=request.POST.get("note", "")[:4000],
+            version=version, ip=client_ip(request),
+        )
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return redirect("cases:detail", pk=case.pk)
+    verb = "Recorded" if created else "Already recorded"
+    messages.success(request, f"{verb}: {decision.get_action_display()} on case {case.pk} ({decision.reason}).")
+    next_case = claim_next_case(request.user, ip=client_ip(request))
+    if next_case is None:
+        messages.info(request, "No more cases are waiting.")
+        return redirect("cases:queue")
+    return redirect("cases:detail", pk=next_case.pk)
+
+
+def _image_response(data):
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["Cache-Control"] = "no-store, private"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = "inline"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response
+
+
+@login_required
+@require_GET
+def evidence_blurred(request, item_id):
+    item = access_item(request.user, item_id)
+    record_evidence_view(request.user, item, revealed=False, ip=client_ip(request))
+    return _image_response(evidence.blurred(item))
+
+
+@login_required
+@require_POST
+def evidence_reveal(request, item_id):
+    item = access_item(request.user, item_id, reveal=True)
+    # The audit row commits before any byte is produced; if it cannot be written, nothing is shown.
+    with transaction.atomic():
+        record_evidence_view(request.user, item, revealed=True, ip=client_ip(request))
+    return _image_response(evidence.revealed(item))

@@ -1,0 +1,19 @@
+"""Top-level URL map: reviewer UI, platform API, admin and the RQ dashboard."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="cases:queue", permanent=False)),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("cases.urls")),
+    path("api/v1/", include("cases.api_urls")),
+    path("admin/", admin.site.urls),
+    path("django-rq/", include("django_rq.urls")),
+]
+
+admin.site.site_header = "Review console administration"
+admin.site.site_title = "Review console admin"

@@ -1,0 +1,102 @@
+// Keyboard operation, action dialogs and click-to-reveal for the review console.
+(function () {
+  "use strict";
+  const REBLUR_SECONDS = 10;
+
+  function typing(event) {
+    const t = event.target;
+    return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+  }
+  function csrfToken() {
+    const field = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return field ? field.value : "";
+  }
+  function openDialog(id) {
+    const dialog = document.getElementById(id);
+    if (dialog && !dialog.open) { dialog.showModal(); const first = dialog.querySelector("input:checked, input, textarea"); if (first) first.focus(); }
+  }
+
+  // Evidence selection (j/k) and reveal (v or click).
+  const cards = Array.from(document.querySelectorAll(".evidence-card"));
+  let selected = 0;
+  function select(index) {
+    if (!cards.length) return;
+    selected = Math.max(0, Math.min(cards.length - 1, index));
+    cards.forEach((card, i) => card.classList.toggle("selected", i === selected));
+    cards[selected].focus({ preventScroll: false });
+  }
+  if (cards.length) cards[0].classList.add("selected");
+
+  async function reveal(button) {
+    const thumb = button.closest(".thumb");
+    const img = thumb.querySelector("img");
+    button.disabled = true;
+    try {
+      const response = await fetch(button.dataset.reveal, {
+        method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin", cache: "no-store",
+      });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const url = URL.createObjectURL(await response.blob());
+      img.src = url;
+      thumb.classList.add("revealed");
+      let left = REBLUR_SECONDS;
+      button.textContent = "Re-blur in " + left + " s";
+      const timer = setInterval(() => {
+        left -= 1;
+        button.textContent = "Re-blur in " + left + " s";
+        if (left <= 0) {
+          clearInterval(timer);
+          img.src = img.dataset.blurred;
+          URL.revokeObjectURL(url);
+          thumb.classList.remove("revealed");
+          button.innerHTML = "Reveal <kbd>v</kbd>";
+          button.disabled = false;
+        }
+      }, 1000);
+    } catch (err) {
+      button.textContent = "Reveal failed";
+      button.disabled = false;
+    }
+  }
+  document.querySelectorAll("[data-reveal]").forEach((b) => b.addEventListener("click", () => reveal(b)));
+
+  document.querySelectorAll("[data-dialog]").forEach((b) => b.addEventListener("click", () => openDialog(b.dataset.dialog)));
+  document.querySelectorAll("dialog [data-close]").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
+  document.querySelectorAll("[data-help-open]").forEach((b) => b.addEventListener("click", () => openDialog("help")));
+
+  // One submit per form: a double click or key repeat sends the decision once.
+  document.querySelectorAll("form").forEach((form) => form.addEventListener("submit", (event) => {
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+  }));
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const dialog = document.querySelector("dialog[open]");
+    if (dialog) {
+      if (dialog.classList.contains("act-dialog") && /^[1-9]$/.test(event.key) && !typing(event)) {
+        const radios = dialog.querySelectorAll("input[type=radio]");
+        const choice = radios[Number(event.key) - 1];
+        if (choice) {
+          choice.checked = true;
+          event.preventDefault();
+          const form = choice.form;
+          if (form.reportValidity()) form.requestSubmit();
+        }
+      }
+      return;
+    }
+    if (typing(event)) return;
+    if (event.key === "?") { openDialog("help"); event.preventDefault(); return; }
+    if (event.key === "j") { select(selected + 1); event.preventDefault(); return; }
+    if (event.key === "k") { select(selected - 1); event.preventDefault(); return; }
+    if (event.key === "v" && cards.length) {
+      const button = cards[selected].querySelector("[data-reveal]");
+      if (button && !button.disabled) reveal(button);
+      event.preventDefault();
+      return;
+    }
+    const target = document.querySelector('[data-key="' + CSS.escape(event.key) + '"]');
+    if (target) { event.preventDefault(); target.click(); }
+  });
+})();
