@@ -91,6 +91,9 @@ def items(request):
         body.setdefault("kind", ItemKind.TEXT)
         form = ItemForm(_form_data(body, ItemForm))
     elif request.content_type == "multipart/form-data":
+        upload = request.FILES.get("file")
+        if upload is not None and upload.size > settings.MAX_UPLOAD_BYTES:
+            return error(413, f"file too large: {upload.size} bytes (limit {settings.MAX_UPLOAD_BYTES})")
         form = ItemForm(request.POST, request.FILES)
     else:
         return error(415, "send multipart/form-data with a `file`, or JSON for text items")

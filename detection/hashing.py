@@ -109,6 +109,7 @@ def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE):
                 frames = getattr(probe, "n_frames", 1)
                 probe.verify()
             img = Image.open(io.BytesIO(data))
+            original_size = img.size
             if img.format == "JPEG":
                 w, h = img.size
                 scale = short_side / min(w, h)
@@ -118,12 +119,11 @@ def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE):
     except RejectedFile:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise RejectedFile(f"decompression bomb: {exc}") from None
+        raise RejectedFile(f"image too large (decompression bomb guard): {exc}") from None
     except UnidentifiedImageError:
         raise RejectedFile(f"corrupt file: cannot identify a {fmt} image") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise RejectedFile(f"corrupt or truncated {fmt} image: {exc}") from None
-    original_size = img.size
     rgb = _to_rgb(img)
     factor = min(rgb.size) // short_side
     if factor >= 2:

@@ -27,9 +27,10 @@ def envlist(name, default=""):
 
 
 DEBUG = envbool("DEBUG", False)
+TESTING = envbool("TESTING", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and not envbool("DEMO", False) and not envbool("TESTING", False):
+    if not DEBUG and not TESTING and not envbool("DEMO", False):
         raise RuntimeError("SECRET_KEY must be set when DEBUG, DEMO and TESTING are all off")
     SECRET_KEY = "insecure-local-only-key-" + "x" * 40
 
@@ -103,7 +104,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: a private redis-server on a socket under var/ unless REDIS_URL names a shared one.
-PRIVATE_REDIS_SOCKET = VAR_DIR / "redis" / "redis.sock"
+PRIVATE_REDIS_SOCKET = VAR_DIR / ("redis-test" if TESTING else "redis") / "redis.sock"
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{PRIVATE_REDIS_SOCKET}"
 
 RQ_QUEUES = {
@@ -145,12 +146,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-if DEBUG or envbool("TESTING", False):
+if DEBUG or TESTING:
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
 # Evidence lives under a private root that no URL maps to; only cases.evidence serves it.
@@ -186,9 +188,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
-    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
-    SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = envbool("SECURE_COOKIES", True)
+    # Tests talk plain HTTP to the test client and a loopback live server.
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not TESTING)
+    SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not TESTING)
+    CSRF_COOKIE_SECURE = envbool("SECURE_COOKIES", not TESTING)
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)

@@ -1,0 +1,114 @@
+"""Shared fixtures: a real Redis (private unless REDIS_URL is set), users per role, images, helpers."""
+
+import os
+import sys
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group as Role
+from django.db import connection
+
+from cases.models import ApiToken
+from detection import matching, synthetic
+from reviewconsole.redis_server import PrivateRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+_redis_server = None
+
+
+def pytest_configure(config):
+    global _redis_server  # noqa: PLW0603
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if not os.environ.get("REDIS_URL"):
+        _redis_server = PrivateRedis(settings.PRIVATE_REDIS_SOCKET).start()
+
+
+def pytest_unconfigure(config):
+    if _redis_server:
+        _redis_server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_index():
+    matching.invalidate()
+    yield
+    matching.invalidate()
+
+
+@pytest.fixture(autouse=True)
+def _evidence_root(tmp_path, settings):
+    settings.EVIDENCE_ROOT = tmp_path / "evidence"
+
+
+@pytest.fixture
+def redis_conn():
+    conn = django_rq.get_connection("default")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+def drain():
+    """Run a real RQ worker in burst mode, in this process, until every queue is empty."""
+    worker = django_rq.get_worker(*settings.WORKER_QUEUES)
+    worker.work(burst=True, logging_level="WARNING")
+    return worker
+
+
+def worker_env():
+    """Environment for a worker subprocess that must see this test run's database and Redis."""
+    db = connection.settings_dict
+    env = dict(os.environ, TESTING="1", EVIDENCE_ROOT=str(settings.EVIDENCE_ROOT), PYTHONPATH=str(ROOT))
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        env["DATABASE_URL"] = f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return env
+
+
+PYTHON = sys.executable
+
+
+@pytest.fixture
+def image_bytes():
+    def make(seed=1, fmt="JPEG", size=(640, 480), edit=None):
+        img = synthetic.make_image(seed, size=size)
+        if edit:
+            img = synthetic.EDITS[edit](img)
+        return synthetic.encode(img, fmt=fmt)
+
+    return make
+
+
+def make_user(username, role=None, **flags):
+    user = get_user_model().objects.create_user(username, password="pw-" + username, **flags)
+    if role:
+        user.groups.add(Role.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def users(db):
+    return {
+        "reviewer": make_user("rita", "reviewer"),
+        "specialist": make_user("sam", "specialist"),
+        "senior": make_user("sena", "senior"),
+        "admin": make_user("ada", is_staff=True, is_superuser=True),
+        "nobody": make_user("nora"),
+    }
+
+
+@pytest.fixture
+def api_token(db):
+    _, key = ApiToken.issue("platform")
+    return key
+
+
+@pytest.fixture
+def api(client, api_token):
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
+    return client

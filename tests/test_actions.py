@@ -1,0 +1,192 @@
+"""Triage, claiming and deciding: the state changes, their audit rows and their idempotence."""
+
+import pytest
+
+from cases import intake
+from cases.actions import ActionError, attach_signals, claim_case, claim_next_case, decide, release_case
+from cases.models import (
+    AuditEvent,
+    Case,
+    CaseStatus,
+    CyberTipReport,
+    Decision,
+    Enforcement,
+    ReviewQueue,
+    Signal,
+    SubjectStatus,
+)
+from detection import synthetic
+from tests.factories import case_with_match, known_bank, scanned_item, triage_all
+
+pytestmark = pytest.mark.django_db
+
+
+def claimed_case(user, **kwargs):
+    case, item = case_with_match(**kwargs)
+    return claim_case(user, case.pk), item
+
+
+class TestTriage:
+    def test_signals_about_one_account_gather_in_one_case(self):
+        known_bank([1, 2])
+        for seed in (1, 2):
+            scanned_item(synthetic.encode(synthetic.EDITS["resized"](synthetic.make_image(seed))), account="a-1")
+        intake.submit_report(reporter="u", reason="csam", account_id="a-1")
+        (case,) = {c.pk: c for c in triage_all()}.values()
+        assert case.signals.count() == 3
+        assert case.queue.slug == "known-material"
+        assert Case.objects.count() == 1
+
+    def test_a_report_alone_goes_to_user_reports_with_lower_priority(self):
+        intake.submit_report(reporter="u", reason="nudity", account_id="a-2")
+        (case,) = triage_all()
+        assert case.queue.slug == "user-reports" and case.priority < 50
+
+    def test_a_match_outranks_a_report(self):
+        match_case, _ = case_with_match(account="a-1")
+        intake.submit_report(reporter="u", reason="nudity", account_id="a-2")
+        (report_case,) = triage_all()
+        assert match_case.priority > report_case.priority
+
+    def test_triage_twice_changes_nothing(self):
+        case, _ = case_with_match()
+        ids = list(Signal.objects.values_list("pk", flat=True))
+        assert attach_signals(ids) == []
+        assert Case.objects.count() == 1
+
+    def test_a_new_signal_after_closing_opens_a_new_case(self, users):
+        case, _ = case_with_match()
+        claim_case(users["reviewer"], case.pk)
+        decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version + 1)
+        intake.submit_report(reporter="u", reason="csam", account_id="acct-1")
+        (new_case,) = triage_all()
+        assert new_case.pk != case.pk
+
+
+class TestClaiming:
+    def test_it_claims_the_most_urgent_case_first(self, users):
+        intake.submit_report(reporter="u", reason="nudity", account_id="low")
+        triage_all()
+        urgent, _ = case_with_match(account="high")
+        assert claim_next_case(users["reviewer"]).pk == urgent.pk
+
+    def test_two_reviewers_never_get_the_same_case(self, users):
+        case_with_match(account="a-1")
+        intake.submit_report(reporter="u", reason="csam", account_id="a-2")
+        triage_all()
+        first = claim_next_case(users["reviewer"])
+        second = claim_next_case(users["specialist"])
+        assert first.pk != second.pk
+        assert claim_next_case(users["senior"]) is None
+
+    def test_a_reviewer_gets_their_held_case_back(self, users):
+        case, _ = case_with_match()
+        assert claim_next_case(users["reviewer"]).pk == case.pk
+        assert claim_next_case(users["reviewer"]).pk == case.pk
+        assert AuditEvent.objects.filter(action="case.claimed").count() == 1
+
+    def test_an_expired_lease_can_be_claimed_by_another(self, users, settings):
+        settings.CASE_LEASE_SECONDS = -1
+        case, _ = case_with_match()
+        claim_next_case(users["reviewer"])
+        assert claim_next_case(users["specialist"]).pk == case.pk
+
+    def test_claiming_a_case_someone_holds_is_refused(self, users):
+        case, _ = case_with_match()
+        claim_case(users["reviewer"], case.pk)
+        with pytest.raises(ActionError, match="claimed by rita"):
+            claim_case(users["specialist"], case.pk)
+
+    def test_escalations_are_for_seniors_only(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        decide(users["reviewer"], case.pk, action="escalate", reason_code="age-unclear", note="unsure",
+               version=case.version)
+        assert claim_next_case(users["specialist"]) is None
+        with pytest.raises(ActionError):
+            claim_case(users["specialist"], case.pk)
+        assert claim_next_case(users["senior"]).pk == case.pk
+
+    def test_release_puts_the_case_back(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        assert release_case(users["reviewer"], case.pk)
+        assert Case.objects.get(pk=case.pk).status == CaseStatus.OPEN
+        assert not release_case(users["specialist"], case.pk)
+
+
+class TestDeciding:
+    def test_ban_bans_the_account_closes_the_case_and_queues_enforcement(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        decision, created = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
+                                   version=case.version, ip="192.0.2.1")
+        assert created
+        case.refresh_from_db()
+        assert case.status == CaseStatus.CLOSED and case.resolution == "ban"
+        assert case.account.status == SubjectStatus.BANNED
+        assert Enforcement.objects.get().action == "ban_account"
+        event = AuditEvent.objects.get(action="case.ban")
+        assert event.actor == users["reviewer"] and str(event.ip) == "192.0.2.1"
+
+    def test_remove_marks_the_flagged_items_removed(self, users):
+        case, item = claimed_case(users["reviewer"])
+        decide(users["reviewer"], case.pk, action="remove", reason_code="csam-known", version=case.version)
+        item.refresh_from_db()
+        assert item.removed_at is not None
+        assert Enforcement.objects.get().target == f"item:{item.pk}"
+
+    def test_report_drafts_a_cybertip_report_bans_and_removes(self, users):
+        case, item = claimed_case(users["specialist"])
+        decide(users["specialist"], case.pk, action="report", reason_code="csam-known", version=case.version)
+        report = CyberTipReport.objects.get()
+        assert report.status == "draft" and list(report.items.all()) == [item]
+        assert {e.action for e in Enforcement.objects.all()} == {"ban_account", "remove_content"}
+
+    def test_a_plain_reviewer_may_not_report(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        with pytest.raises(ActionError, match="cleared"):
+            decide(users["reviewer"], case.pk, action="report", reason_code="csam-known", version=case.version)
+
+    def test_escalation_needs_a_note_and_moves_the_case(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        with pytest.raises(ActionError, match="note"):
+            decide(users["reviewer"], case.pk, action="escalate", reason_code="age-unclear", version=case.version)
+        decide(users["reviewer"], case.pk, action="escalate", reason_code="age-unclear", note="check age",
+               version=case.version)
+        case.refresh_from_db()
+        assert case.queue == ReviewQueue.objects.get(slug="escalations") and case.status == CaseStatus.OPEN
+
+    def test_dismiss_closes_without_enforcement(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        decide(users["reviewer"], case.pk, action="dismiss", reason_code="false-positive", version=case.version)
+        assert not Enforcement.objects.exists()
+        assert Case.objects.get(pk=case.pk).resolution == "dismiss"
+
+    @pytest.mark.parametrize("action, reason", [("ban", "benign"), ("ban", "nope"), ("explode", "benign")])
+    def test_a_reason_must_fit_the_action(self, users, action, reason):
+        case, _ = claimed_case(users["reviewer"])
+        with pytest.raises(ActionError):
+            decide(users["reviewer"], case.pk, action=action, reason_code=reason, version=case.version)
+        assert not Decision.objects.exists()
+
+    def test_a_repeated_request_returns_the_same_decision(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        first, created = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+        again, created_again = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
+                                      version=case.version)
+        assert created and not created_again and first.pk == again.pk
+        assert Decision.objects.count() == 1 and Enforcement.objects.count() == 1
+
+    def test_a_different_second_action_is_refused(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+        with pytest.raises(ActionError, match="already"):
+            decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version)
+
+    def test_only_the_claim_holder_decides(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        with pytest.raises(ActionError, match="Claim"):
+            decide(users["specialist"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+
+    def test_a_stale_version_is_refused(self, users):
+        case, _ = claimed_case(users["reviewer"])
+        with pytest.raises(ActionError, match="changed"):
+            decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version - 1)
