@@ -74,7 +74,7 @@ def _open_case_for(kind, subject_id):
     case = Case.objects.select_for_update().filter(**lookup).first()
     if case:
         return case, False
-    queue = ReviewQueue.objects.get(slug=queues.USER_REPORTS)
+    queue = queues.get_queue(queues.USER_REPORTS)
     try:
         with transaction.atomic():
             return Case.objects.create(queue=queue, **{f"{kind}_id": subject_id}), True
@@ -86,7 +86,7 @@ def _rerank(case):
     signals = list(case.signals.all())
     case.priority = queues.priority(signals)
     if case.queue.slug != queues.ESCALATIONS:
-        case.queue = ReviewQueue.objects.get(slug=queues.route(s.kind for s in signals))
+        case.queue = queues.get_queue(queues.route(s.kind for s in signals))
     top = max(signals, key=lambda s: s.severity * s.score, default=None)
     case.summary = top.label[:255] if top else ""
     case.save(update_fields=["priority", "queue", "summary", "updated_at"])
@@ -285,7 +285,7 @@ def do_report(case, decision, now):
 
 
 def do_escalate(case, decision, now):
-    case.queue = ReviewQueue.objects.get(slug=queues.ESCALATIONS)
+    case.queue = queues.get_queue(queues.ESCALATIONS)
     case.status = CaseStatus.OPEN
     case.assigned_to = None
     case.lease_expires_at = None

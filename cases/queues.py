@@ -1,6 +1,6 @@
 """Which review queue a case belongs in, and how urgent it is, from its signals."""
 
-from .models import SignalKind
+from .models import ReviewQueue, SignalKind
 
 KNOWN_MATERIAL = "known-material"
 NEW_CONTENT = "new-content"
@@ -35,3 +35,11 @@ def priority(signals):
     reports = sum(1 for s in signals if s.kind == SignalKind.USER_REPORT)
     corroboration = min(10, 2 * (len(signals) - 1)) + min(10, 3 * reports)
     return int(min(100, round(strongest + corroboration)))
+
+
+def get_queue(slug):
+    """The queue with this slug; re-created with a plain name if an admin deleted it."""
+    queue, _ = ReviewQueue.objects.get_or_create(
+        slug=slug, defaults={"name": slug.replace("-", " ").capitalize(), "senior_only": slug == ESCALATIONS}
+    )
+    return queue

@@ -113,7 +113,8 @@ def build_match_signals(item, matches, banks):
             if match.hash_type not in best or match.distance < best[match.hash_type].distance:
                 best[match.hash_type] = match
         evidence = [_describe(m, item) for m in sorted(best.values(), key=lambda m: -HASH_WEIGHT[m.hash_type])]
-        score = max(_confidence(m) for m in best.values())
+        # Each further hash type that agrees corroborates the strongest one a little.
+        score = min(1.0, max(_confidence(m) for m in best.values()) + 0.03 * (len(best) - 1))
         strongest = max(best.values(), key=_confidence)
         exact = any(t in best for t in (HashType.MD5, HashType.SHA256))
         signals.append(Signal(
@@ -141,7 +142,8 @@ def build_match_signals(item, matches, banks):
 def _confidence(match):
     if match.threshold == 0:
         return HASH_WEIGHT[match.hash_type]
-    return HASH_WEIGHT[match.hash_type] * (1 - 0.5 * match.distance / (match.threshold + 1))
+    # At distance 0 the full weight; at the threshold still 70 % of it: a match is a match.
+    return HASH_WEIGHT[match.hash_type] * (1 - 0.3 * match.distance / (match.threshold + 1))
 
 
 def _describe(match, item):

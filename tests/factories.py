@@ -5,7 +5,7 @@ import io
 from cases import intake
 from cases.actions import attach_signals
 from cases.models import Signal
-from detection import synthetic
+from detection import matching, synthetic
 from detection.banks import import_hashes
 from detection.hashing import digests, hash_image
 from detection.jobs import scan_item
@@ -18,7 +18,9 @@ def known_bank(seeds, name="known", types=("pdq", "phash", "dhash", "md5")):
         hashes = hash_image(data)
         values = {"pdq": hashes.pdq, "phash": hashes.phash, "dhash": hashes.dhash, "md5": digests(data)[0]}
         lines += [f"{values[t]},{t},seed-{seed}" for t in types]
-    return import_hashes(name, io.StringIO("\n".join(lines)), fmt="csv")
+    summary = import_hashes(name, io.StringIO("\n".join(lines)), fmt="csv")
+    matching.invalidate()  # this process's index; workers notice within INDEX_CHECK_SECONDS
+    return summary
 
 
 def scanned_item(data, account="acct-1", group=None, **kwargs):

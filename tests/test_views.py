@@ -1,0 +1,223 @@
+"""Reviewer pages and evidence: every URL against every role, and the safety of evidence renditions."""
+
+import io
+
+import pytest
+from PIL import Image, ImageStat
+
+from cases.actions import claim_case
+from cases.models import AuditEvent, Case, CaseStatus, Decision
+from tests.factories import case_with_match
+
+pytestmark = pytest.mark.django_db
+ROLES = ["anonymous", "nobody", "reviewer", "specialist", "senior", "admin"]
+
+
+@pytest.fixture
+def world(users):
+    case, item = case_with_match()
+    return {"case": case, "item": item}
+
+
+def login(client, users, role):
+    if role != "anonymous":
+        client.force_login(users[role])
+    return client
+
+
+def urls(world):
+    case, item = world["case"], world["item"]
+    return {
+        "queue": ("get", "/queue/"),
+        "claim_next": ("post", "/queue/claim/"),
+        "detail": ("get", f"/cases/{case.pk}/"),
+        "claim": ("post", f"/cases/{case.pk}/claim/"),
+        "release": ("post", f"/cases/{case.pk}/release/"),
+        "decide": ("post", f"/cases/{case.pk}/decide/"),
+        "blurred": ("get", f"/evidence/{item.pk}/blurred.jpg"),
+        "reveal": ("post", f"/evidence/{item.pk}/reveal/"),
+        "admin": ("get", "/admin/"),
+        "admin_audit": ("get", "/admin/cases/auditevent/"),
+        "rq": ("get", "/django-rq/"),
+    }
+
+
+# What each role may open: True = allowed (2xx/3xx into the page), False = refused.
+ALLOWED = {
+    "queue": {"reviewer", "specialist", "senior", "admin_perm"},
+    "claim_next": {"reviewer", "specialist", "senior"},
+    "detail": {"reviewer", "specialist", "senior"},
+    "claim": {"reviewer", "specialist", "senior"},
+    "release": {"reviewer", "specialist", "senior"},
+    "decide": {"reviewer", "specialist", "senior"},
+    "blurred": {"reviewer", "specialist", "senior"},
+    "reveal": {"specialist", "senior"},
+    "admin": {"admin"},
+    "admin_audit": {"admin"},
+    "rq": {"admin"},
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", list(ALLOWED))
+def test_role_matrix(client, users, world, role, name):
+    method, url = urls(world)[name]
+    response = getattr(login(client, users, role), method)(url)
+    allowed = role in ALLOWED[name] or (role == "admin" and name in ("queue",))
+    if name in ("queue", "claim_next", "detail", "claim", "release", "decide", "blurred", "reveal") and role == "admin":
+        # Superusers hold every permission, so the reviewer pages open for them too.
+        allowed = True
+    if allowed:
+        assert response.status_code in (200, 302), (name, role, response.status_code)
+        if response.status_code == 302:
+            assert "/login/" not in response["Location"], (name, role)
+    elif role == "anonymous":
+        assert response.status_code == 302 and "login" in response["Location"], (name, role)
+    else:
+        assert response.status_code in (302, 403), (name, role, response.status_code)
+        if response.status_code == 302:
+            assert "login" in response["Location"], (name, role)
+
+
+def test_the_queue_lists_cases_by_priority(client, users, world):
+    response = login(client, users, "reviewer").get("/queue/")
+    assert response.status_code == 200
+    assert f"#{world['case'].pk}" in response.content.decode()
+
+
+def test_claim_next_opens_the_case(client, users, world):
+    response = login(client, users, "reviewer").post("/queue/claim/")
+    assert response.status_code == 302 and response["Location"] == f"/cases/{world['case'].pk}/"
+
+
+def test_claim_next_with_nothing_waiting_returns_to_the_queue(client, users):
+    response = login(client, users, "reviewer").post("/queue/claim/", follow=True)
+    assert "No cases are waiting" in response.content.decode()
+
+
+def test_the_case_page_explains_the_signal(client, users, world):
+    claim_case(users["reviewer"], world["case"].pk)
+    page = login(client, users, "reviewer").get(f"/cases/{world['case'].pk}/").content.decode()
+    assert "PDQ distance" in page and "threshold 31" in page and "bank" in page
+    assert "Ban account" in page and "Report to NCMEC" not in page  # a reviewer may not report
+    assert f"/evidence/{world['item'].pk}/blurred.jpg" in page
+
+
+def test_deciding_through_the_page_opens_the_next_case(client, users, world):
+    case = claim_case(users["reviewer"], world["case"].pk)
+    other, _ = case_with_match(seed=2, account="acct-2")
+    response = login(client, users, "reviewer").post(
+        f"/cases/{case.pk}/decide/", {"action": "ban", "reason": "csam-known", "version": case.version})
+    assert response.status_code == 302 and response["Location"] == f"/cases/{other.pk}/"
+    assert Case.objects.get(pk=case.pk).status == CaseStatus.CLOSED
+
+
+def test_a_double_submitted_decision_is_recorded_once(client, users, world):
+    case = claim_case(users["reviewer"], world["case"].pk)
+    login(client, users, "reviewer")
+    form = {"action": "ban", "reason": "csam-known", "version": case.version}
+    client.post(f"/cases/{case.pk}/decide/", form)
+    response = client.post(f"/cases/{case.pk}/decide/", form, follow=True)
+    assert "Already recorded" in response.content.decode()
+    assert Decision.objects.count() == 1
+
+
+@pytest.mark.parametrize("form", [{}, {"version": "x"}, {"version": "1", "action": "ban"},
+                                  {"version": "1", "action": "ban", "reason": "benign"}])
+def test_bad_decision_forms_change_nothing(client, users, world, form):
+    claim_case(users["reviewer"], world["case"].pk)
+    response = login(client, users, "reviewer").post(f"/cases/{world['case'].pk}/decide/", form, follow=True)
+    assert response.status_code == 200
+    assert not Decision.objects.exists()
+
+
+def test_a_senior_only_case_is_hidden_from_reviewers(client, users, world):
+    Case.objects.filter(pk=world["case"].pk).update(queue=world["case"].queue.__class__.objects.get(slug="escalations"))
+    assert login(client, users, "reviewer").get(f"/cases/{world['case'].pk}/").status_code == 403
+
+
+def variance(data):
+    return ImageStat.Stat(Image.open(io.BytesIO(data)).convert("L")).var[0]
+
+
+def test_the_blurred_rendition_is_greyscale_blurred_uncacheable_and_audited(client, users, world):
+    response = login(client, users, "reviewer").get(f"/evidence/{world['item'].pk}/blurred.jpg")
+    assert response["Content-Type"] == "image/jpeg"
+    assert "no-store" in response["Cache-Control"] and response["X-Content-Type-Options"] == "nosniff"
+    img = Image.open(io.BytesIO(response.content))
+    assert img.mode == "L" and max(img.size) <= 320
+    revealed = client.post(f"/evidence/{world['item'].pk}/reveal/")  # reviewer: refused
+    assert revealed.status_code == 403
+    assert AuditEvent.objects.filter(action="evidence.viewed_blurred", actor=users["reviewer"]).count() == 1
+    assert not AuditEvent.objects.filter(action="evidence.revealed").exists()
+
+
+def test_reveal_is_audited_and_sharper_than_the_blur(client, users, world):
+    login(client, users, "specialist")
+    blurred = client.get(f"/evidence/{world['item'].pk}/blurred.jpg").content
+    response = client.post(f"/evidence/{world['item'].pk}/reveal/")
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    assert Image.open(io.BytesIO(response.content)).mode == "RGB"
+    assert variance(response.content) > 2 * variance(blurred)
+    event = AuditEvent.objects.get(action="evidence.revealed")
+    assert event.actor == users["specialist"] and event.item == world["item"]
+
+
+def test_reveal_by_get_is_not_allowed(client, users, world):
+    assert login(client, users, "specialist").get(f"/evidence/{world['item'].pk}/reveal/").status_code == 405
+
+
+def test_if_the_audit_row_cannot_be_written_nothing_is_shown(client, users, world, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr("cases.views.record_evidence_view", broken)
+    client.raise_request_exception = False
+    response = login(client, users, "specialist").post(f"/evidence/{world['item'].pk}/reveal/")
+    assert response.status_code == 500
+    assert response.get("Content-Type") != "image/jpeg"
+
+
+def test_evidence_of_an_item_in_no_case_is_refused(client, users, image_bytes):
+    from tests.factories import scanned_item
+    item = scanned_item(image_bytes(77))
+    assert login(client, users, "senior").get(f"/evidence/{item.pk}/blurred.jpg").status_code == 403
+
+
+def test_originals_are_not_under_static_or_media(settings):
+    evidence = str(settings.EVIDENCE_ROOT)
+    assert not evidence.startswith(str(settings.STATIC_ROOT))
+    assert all(not evidence.startswith(str(d)) for d in settings.STATICFILES_DIRS)
+
+
+def test_the_audit_log_is_append_only(users, world):
+    event = AuditEvent.objects.first()
+    with pytest.raises(ValueError):
+        event.save()
+    with pytest.raises(ValueError):
+        event.delete()
+
+
+def test_admin_pages_open_for_every_model(client, users, world):
+    from django.contrib import admin
+    login(client, users, "admin")
+    for model in admin.site._registry:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert client.get(url).status_code == 200, url
+    assert client.get("/admin/cases/auditevent/add/").status_code == 403
+
+
+def test_admin_rejects_a_malformed_bank_hash(client, users):
+    from detection.models import Bank, BankHash
+    bank = Bank.objects.create(name="b")
+    login(client, users, "admin")
+    response = client.post("/admin/detection/bankhash/add/", {"bank": bank.pk, "hash_type": "pdq", "value": "zz"})
+    assert response.status_code == 200 and "not a pdq hash" in response.content.decode()
+    assert not BankHash.objects.exists()
+
+
+def test_login_is_throttled_after_repeated_failures(client, users, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/login/", {"username": "rita", "password": "wrong"})
+    response = client.post("/login/", {"username": "rita", "password": "pw-rita"})
+    assert response.status_code == 429
