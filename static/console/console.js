@@ -5,7 +5,9 @@
 
   function typing(event) {
     const t = event.target;
-    return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+    if (!t) return false;
+    if (t.tagName === "INPUT") return !["radio", "checkbox", "button", "submit", "reset"].includes(t.type);
+    return t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable;
   }
   function csrfToken() {
     const field = document.querySelector("input[name=csrfmiddlewaretoken]");

@@ -1,0 +1,98 @@
+"""Reviewer flow in a real headless Chromium: sign in, claim by key, reveal, ban by key."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.factories import case_with_match
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SHOTS = ROOT / "var" / "screenshots"
+
+if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+    pytest.skip(f"browser tests skipped: no Chromium at {CHROMIUM} (apt-get install chromium)",
+                allow_module_level=True)
+
+playwright = pytest.importorskip("playwright.sync_api")
+# Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def browser():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+def sign_in(page, live_server, username, password):
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/queue/")
+
+
+def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
+    from cases.models import AuditEvent, Case, CaseStatus
+
+    case, item = case_with_match(seed=21, account="acct-21")
+    case_with_match(seed=22, account="acct-22")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    responses = []
+    page.on("response", lambda r: responses.append(r))
+    sign_in(page, live_server, "sam", "pw-sam")
+    page.screenshot(path=str(SHOTS / "queue.png"), full_page=True)
+
+    page.keyboard.press("n")  # claim the most urgent case
+    page.wait_for_url(f"{live_server.url}/cases/*/")
+    claimed = int(page.url.rstrip("/").split("/")[-1])
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(SHOTS / "case.png"), full_page=True)
+
+    # Before any reveal, every image the page loaded is the greyscale blurred rendition.
+    images = [r for r in responses if r.request.resource_type == "image"]
+    assert images and all("/blurred.jpg" in r.url for r in images)
+    assert not AuditEvent.objects.filter(action="evidence.revealed").exists()
+
+    page.keyboard.press("v")  # reveal the selected item
+    page.wait_for_selector(".thumb.revealed")
+    revealed = [r for r in responses if "/reveal/" in r.url]
+    assert len(revealed) == 1 and revealed[0].status == 200
+    assert revealed[0].headers["cache-control"].startswith("no-store")
+    assert AuditEvent.objects.filter(action="evidence.revealed", actor=users["specialist"]).count() == 1
+    page.screenshot(path=str(SHOTS / "case-revealed.png"), full_page=True)
+
+    page.keyboard.press("b")  # ban: the dialog opens with numbered reasons
+    page.wait_for_selector("dialog#act-ban[open]")
+    page.screenshot(path=str(SHOTS / "ban-dialog.png"))
+    page.keyboard.press("1")  # first reason, submitted
+    page.wait_for_url(lambda url: url.endswith("/") and f"/cases/{claimed}/" not in url)
+
+    done = Case.objects.get(pk=claimed)
+    assert done.status == CaseStatus.CLOSED and done.resolution == "ban"
+    assert done.account.status == "banned"
+    assert "Recorded: Ban account" in page.content()
+    # ...and the next case is already open and claimed.
+    assert Case.objects.filter(status=CaseStatus.CLAIMED, assigned_to=users["specialist"]).count() == 1
+
+
+def test_help_overlay_opens_with_question_mark(browser, live_server, users):
+    page = browser.new_page()
+    sign_in(page, live_server, "rita", "pw-rita")
+    page.keyboard.press("?")
+    page.wait_for_selector("dialog#help[open]")
+    page.keyboard.press("Escape")
+    assert not page.is_visible("dialog#help")
