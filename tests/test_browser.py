@@ -17,14 +17,14 @@ if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
                 allow_module_level=True)
 
 playwright = pytest.importorskip("playwright.sync_api")
-# Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture
-def browser():
+def browser(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
