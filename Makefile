@@ -20,7 +20,10 @@ test: $(STAMP)
 	TESTING=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	TESTING=1 $(PY) manage.py bench
+	rm -rf var/bench
+	mkdir -p var/bench
+	DEMO=1 VAR_DIR=$(CURDIR)/var/bench $(PY) manage.py migrate -v0
+	DEMO=1 VAR_DIR=$(CURDIR)/var/bench $(PY) manage.py bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,11 +10,13 @@ import django_rq
 from django.db import transaction
 
 log = logging.getLogger(__name__)
+# Results live in the database; keeping them in Redis too only costs round trips.
+RESULT_TTL = 0
 
 
 def enqueue_now(func_path, *args, queue="default", **kwargs):
     try:
-        django_rq.get_queue(queue).enqueue(func_path, *args, **kwargs)
+        django_rq.get_queue(queue).enqueue(func_path, *args, result_ttl=RESULT_TTL, **kwargs)
         return True
     except Exception as exc:  # redis down, flushed mid-call, bad socket...
         log.warning("could not enqueue %s%r on %s (%s); the sweep will retry", func_path, args, queue, exc)

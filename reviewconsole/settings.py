@@ -86,7 +86,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
-        conn_max_age=envint("DB_CONN_MAX_AGE", 300),
+        conn_max_age=envint("DB_CONN_MAX_AGE", 0 if TESTING else 300),
         conn_health_checks=True,
     )
 }

@@ -8,14 +8,15 @@ can be started with `--max-jobs` to be recycled, a scan that keeps killing its w
 after SCAN_MAX_ATTEMPTS starts, and the database sweep re-enqueues whatever a dead worker held.
 """
 
+
+import scipy.fftpack  # noqa: F401  imagehash.phash imports it on first use
 from django.db import close_old_connections
 from rq.worker import SimpleWorker
 
-import cases.jobs  # noqa: F401,E402
-
-# Preload what every scan needs, so the first job does not pay for the imports.
-import detection.hashing  # noqa: F401,E402
-import detection.jobs  # noqa: F401,E402
+# Preload what every job needs, so the first job does not pay for the imports.
+import cases.jobs  # noqa: F401
+import detection.hashing  # noqa: F401
+import detection.jobs  # noqa: F401
 
 
 class ConsoleWorker(SimpleWorker):

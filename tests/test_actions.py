@@ -169,7 +169,8 @@ class TestDeciding:
 
     def test_a_repeated_request_returns_the_same_decision(self, users):
         case, _ = claimed_case(users["reviewer"])
-        first, created = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+        first, created = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
+                                version=case.version)
         again, created_again = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
                                       version=case.version)
         assert created and not created_again and first.pk == again.pk

@@ -159,8 +159,10 @@ def test_a_file_that_keeps_killing_workers_is_rejected_after_the_attempt_limit(s
 
 
 def test_the_cron_module_registers_the_sweep():
-    from rq import cron
     import importlib
+
+    from rq import cron
+
     import reviewconsole.cron as module
     importlib.reload(module)
     names = [job["func"].__name__ for job in cron._job_data_registry]
