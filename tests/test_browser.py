@@ -52,7 +52,7 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     responses = []
-    page.on("response", responses.append)
+    page.on("response", lambda response: responses.append(response))  # noqa: PLW0108 (Playwright wraps the callable)
     sign_in(page, live_server, "sam", "pw-sam")
     page.screenshot(path=str(SHOTS / "queue.png"), full_page=True)
 
