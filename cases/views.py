@@ -23,7 +23,7 @@ from .actions import (
     release_case,
     reviewable_queues,
 )
-from .models import Action, Case, CaseStatus, Decision, Item, ReviewQueue
+from .models import Action, Case, CaseStatus, Decision, Enforcement, Item, ReviewQueue
 
 QUEUE_PAGE = 50
 ACTION_KEYS = OrderedDict([
@@ -112,7 +112,8 @@ def case_detail(request, pk):
         "case": case, "subject": subject, "items": list(items.values()), "subject_signals": subject_signals,
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
-        "enforcements": [e for d in case.decisions.all() for e in d.enforcements.all()],
+        "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
+        "cybertip_reports": case.cybertip_reports.all(),
     })
 
 

@@ -221,3 +221,30 @@ def test_login_is_throttled_after_repeated_failures(client, users, settings):
         client.post("/login/", {"username": "rita", "password": "wrong"})
     response = client.post("/login/", {"username": "rita", "password": "pw-rita"})
     assert response.status_code == 429
+
+
+def test_an_api_token_opens_no_reviewer_page(client, api_token, world):
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
+    for name, (method, url) in urls(world).items():
+        response = getattr(client, method)(url)
+        assert response.status_code == 302 and "login" in response["Location"], name
+
+
+def test_a_report_decision_shows_the_draft_on_the_case(client, users, world):
+    from cases.actions import decide
+    case = claim_case(users["specialist"], world["case"].pk)
+    decide(users["specialist"], case.pk, action="report", reason_code="csam-known", version=case.version)
+    page = login(client, users, "specialist").get(f"/cases/{case.pk}/").content.decode()
+    assert "CyberTipline" in page and "draft" in page and "ban_account" in page
+
+
+def test_the_case_page_runs_a_bounded_number_of_queries(client, users, django_assert_max_num_queries):
+    from tests.factories import known_bank, scanned_item, triage_all
+    from detection import synthetic
+    known_bank(range(1, 9))
+    for seed in range(1, 9):
+        scanned_item(synthetic.encode(synthetic.EDITS["resized"](synthetic.make_image(seed))), account="busy")
+    (case,) = triage_all()
+    login(client, users, "reviewer")
+    with django_assert_max_num_queries(25):
+        assert client.get(f"/cases/{case.pk}/").status_code == 200
