@@ -239,8 +239,8 @@ def test_a_report_decision_shows_the_draft_on_the_case(client, users, world):
 
 
 def test_the_case_page_runs_a_bounded_number_of_queries(client, users, django_assert_max_num_queries):
-    from tests.factories import known_bank, scanned_item, triage_all
     from detection import synthetic
+    from tests.factories import known_bank, scanned_item, triage_all
     known_bank(range(1, 9))
     for seed in range(1, 9):
         scanned_item(synthetic.encode(synthetic.EDITS["resized"](synthetic.make_image(seed))), account="busy")
