@@ -6,9 +6,11 @@ handed to the scan queue; if the hand-off fails the sweep finds the row still `q
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 
-from reviewconsole.queueing import enqueue
+from detection.hashing import digests
+from reviewconsole.queueing import enqueue, kick_after_commit
 
 from . import storage
 from .actions import audit
@@ -24,6 +26,12 @@ REPORT_REASONS = {
     "nudity": ("Nudity or sexual content", 40),
     "other": ("Other", 30),
 }
+
+
+def request_scan(item_id):
+    """Once the item's row commits, make sure a scan job (one of SCAN_SLOTS) will pick it up."""
+    slot = item_id % settings.SCAN_SLOTS
+    kick_after_commit(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")
 
 
 @dataclass
@@ -57,8 +65,6 @@ def _subjects(account_id, group_id):
 def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", original_name="",
                 declared_type="", uploaded_at=None, ip=None, actor_label="api"):
     """Store a file as a new item and queue it for scanning. Returns the committed Item."""
-    from detection.hashing import digests  # noqa: PLC0415 - detection's pure helpers
-
     md5, sha256 = digests(data)
     relative = storage.save_original(data)
     try:
@@ -71,7 +77,7 @@ def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, externa
             )
             audit(None, "item.received", item=item, actor_label=actor_label,
                   details={"sha256": sha256, "size": len(data), "kind": kind})
-            enqueue("detection.jobs.scan_item", item.pk, queue="scan")
+            request_scan(item.pk)
     except Exception:
         storage.delete_original(relative)  # no row points at it
         raise
@@ -79,8 +85,6 @@ def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, externa
 
 
 def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=None, ip=None, actor_label="api"):
-    from detection.hashing import digests  # noqa: PLC0415
-
     md5, sha256 = digests(text.encode())
     with transaction.atomic():
         account, group = _subjects(account_id, group_id)
@@ -89,7 +93,7 @@ def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=
             size=len(text.encode()), uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
         )
         audit(None, "item.received", item=item, actor_label=actor_label, details={"kind": "text"})
-        enqueue("detection.jobs.scan_item", item.pk, queue="scan")
+        request_scan(item.pk)
     return item
 
 

@@ -105,6 +105,10 @@ class Item(models.Model):
     status = models.CharField(max_length=16, choices=ItemStatus, default=ItemStatus.QUEUED)
     reject_reason = models.CharField(max_length=500, blank=True)
     scan_attempts = models.PositiveSmallIntegerField(default=0)
+    # A scan claims the item by writing its token and start time; the claim lapses after
+    # SCAN_LEASE_SECONDS so that a scan whose worker died is taken up again.
+    scan_token = models.CharField(max_length=32, blank=True)
+    scan_started_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(default=timezone.now)
     scanned_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)

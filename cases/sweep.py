@@ -8,9 +8,10 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
-from reviewconsole.queueing import enqueue_now
+from reviewconsole.queueing import enqueue_now, kick, kicked
 
 from .models import Item, ItemStatus, Signal
 
@@ -19,20 +20,22 @@ TRIAGE_BATCH = 200
 
 
 def sweep(older_than=None, progress=None):
-    """Returns counts of what was re-enqueued: {"items": n, "signals": n}."""
+    """Returns counts of the pending work handed on again: {"items": n, "signals": n}."""
     age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=age)
     counts = {"items": 0, "signals": 0}
-    stale_items = list(
-        Item.objects.filter(status=ItemStatus.QUEUED, enqueued_at__lte=cutoff).values_list("pk", flat=True)
-    )
-    for pk in stale_items:
-        # Stamp first: a sweep that runs again soon does not pile up copies of the same job.
-        Item.objects.filter(pk=pk, status=ItemStatus.QUEUED).update(enqueued_at=timezone.now())
-        if enqueue_now("detection.jobs.scan_item", pk, queue="scan"):
-            counts["items"] += 1
+    stale_items = Item.objects.filter(status=ItemStatus.QUEUED, enqueued_at__lte=cutoff).filter(
+        Q(scan_started_at__isnull=True)
+        | Q(scan_started_at__lt=timezone.now() - timedelta(seconds=settings.SCAN_LEASE_SECONDS))
+    ).count()
+    if stale_items:
+        # Scan jobs claim their items from the database, so waking every slot is enough.
+        for slot in range(settings.SCAN_SLOTS):
+            kicked(f"scan:{slot}", queue="scan")  # a marker whose job was lost must not block this
+            kick(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")
+        counts["items"] = stale_items
         if progress:
-            progress(1)
+            progress(stale_items)
     stale_signals = list(
         Signal.objects.filter(triaged_at__isnull=True, created_at__lte=cutoff).values_list("pk", flat=True)
     )

@@ -6,16 +6,19 @@ signals, so only one run's findings are ever stored.
 """
 
 import logging
+import time
+import uuid
 from collections import defaultdict
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cases.models import Item, ItemKind, ItemStatus, Signal, SignalKind
 from cases.storage import read_original
-from reviewconsole.queueing import enqueue
+from reviewconsole.queueing import enqueue_now, kick, kicked
 
 from . import matching
 from .hashing import RejectedFile, hash_image
@@ -29,45 +32,103 @@ HASH_WEIGHT = {HashType.MD5: 1.0, HashType.SHA256: 1.0, HashType.PDQ: 1.0, HashT
 VIDEO_MAGIC = [(4, b"ftyp", "MP4/MOV"), (0, b"\x1a\x45\xdf\xa3", "WebM/Matroska")]
 
 
-def scan_item(item_id):
-    """Scan one item. Returns a short word for logs and tests: scanned, rejected, skipped."""
-    with transaction.atomic():
-        started = Item.objects.filter(pk=item_id, status=ItemStatus.QUEUED).update(
-            scan_attempts=F("scan_attempts") + 1
-        )
-    if not started:
-        return "skipped"
-    item = Item.objects.select_related("account").get(pk=item_id)
-    if item.scan_attempts > settings.SCAN_MAX_ATTEMPTS:
-        # Earlier runs started and never finished: the file kills or hangs the worker.
-        return _reject(item, f"scan did not finish in {settings.SCAN_MAX_ATTEMPTS} attempts; "
-                             "the file may crash or hang the decoder")
-    try:
-        fields = _hash_fields(item)
-    except RejectedFile as exc:
-        return _reject(item, str(exc))
-    except FileNotFoundError:
-        return _reject(item, "original file is missing from the evidence store")
-    matches, banks = matching.find_matches(
-        md5=item.md5,
-        sha256=item.sha256,
-        pdq=fields.get("pdq", ""),
-        pdq_usable=(fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
-        phash=fields.get("phash", ""),
-        dhash=fields.get("dhash", ""),
+def claim_items(limit, item_ids=None):
+    """Claim up to `limit` queued items that no live scan holds. Returns (items, token)."""
+    now = timezone.now()
+    free = Q(status=ItemStatus.QUEUED) & (
+        Q(scan_started_at__isnull=True) | Q(scan_started_at__lt=now - timedelta(seconds=settings.SCAN_LEASE_SECONDS))
     )
+    candidates = Item.objects.filter(free)
+    if item_ids is not None:
+        candidates = candidates.filter(pk__in=item_ids)
+    ids = list(candidates.order_by("pk").values_list("pk", flat=True)[:limit])
+    if not ids:
+        return [], ""
+    token = uuid.uuid4().hex
     with transaction.atomic():
-        done = Item.objects.filter(pk=item_id, status=ItemStatus.QUEUED).update(
-            status=ItemStatus.SCANNED, scanned_at=timezone.now(), **fields
+        # Conditional: of two scans that picked the same ids, each row goes to exactly one.
+        Item.objects.filter(free, pk__in=ids).update(
+            scan_token=token, scan_started_at=now, scan_attempts=F("scan_attempts") + 1
         )
-        if not done:
-            return "skipped"
-        for name, value in fields.items():
-            setattr(item, name, value)
-        signals = Signal.objects.bulk_create(build_match_signals(item, matches, banks))
-        if signals:
-            enqueue("cases.jobs.triage_signals", [s.pk for s in signals], queue="triage")
-    return "scanned"
+    return list(Item.objects.filter(scan_token=token, status=ItemStatus.QUEUED).select_related("account")), token
+
+
+def scan_item(item_id):
+    """Scan one item now. Returns scanned, rejected or skipped (someone else has or had it)."""
+    items, token = claim_items(1, item_ids=[item_id])
+    if not items:
+        return "skipped"
+    outcomes, signal_ids = scan_claimed(items, token)
+    if signal_ids:
+        enqueue_now("cases.jobs.triage_signals", signal_ids, queue="triage")
+    return outcomes[0]
+
+
+def scan_pending(slot=0):
+    """Scan queued items in claimed batches until none are left or the time budget is spent.
+
+    One job scans many items: RQ's own bookkeeping costs several milliseconds a job, as much as
+    hashing an image, so a job per item would halve throughput.
+    """
+    kicked(f"scan:{slot}", queue="scan")  # from here on, new items kick a fresh job
+    deadline = time.monotonic() + settings.SCAN_JOB_SECONDS
+    counts = {"scanned": 0, "rejected": 0, "skipped": 0}
+    while time.monotonic() < deadline:
+        items, token = claim_items(settings.SCAN_BATCH)
+        if not items:
+            return counts
+        outcomes, signal_ids = scan_claimed(items, token)
+        for outcome in outcomes:
+            counts[outcome] += 1
+        if signal_ids:
+            enqueue_now("cases.jobs.triage_signals", signal_ids, queue="triage")
+    kick(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")  # out of time, work remains
+    return counts
+
+
+def scan_claimed(items, token):
+    """Hash, match and store claimed items: hashing one by one, the database work once per batch.
+
+    Returns (outcome per item, ids of the new signals).
+    """
+    hashed, rejected = [], {}
+    for item in items:
+        if item.scan_attempts > settings.SCAN_MAX_ATTEMPTS:
+            # Earlier runs started and never finished: the file kills or hangs the worker.
+            rejected[item.pk] = (f"scan did not finish in {settings.SCAN_MAX_ATTEMPTS} attempts; "
+                                 "the file may crash or hang the decoder")
+            continue
+        try:
+            hashed.append((item, _hash_fields(item)))
+        except RejectedFile as exc:
+            rejected[item.pk] = str(exc)
+        except FileNotFoundError:
+            rejected[item.pk] = "original file is missing from the evidence store"
+    found = matching.find_matches_many([
+        {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
+         "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
+         "phash": fields.get("phash", ""), "dhash": fields.get("dhash", "")}
+        for item, fields in hashed
+    ])
+    outcomes, signals = {}, []
+    now = timezone.now()
+    with transaction.atomic():
+        mine = Item.objects.filter(status=ItemStatus.QUEUED, scan_token=token)
+        for (item, fields), (matches, banks) in zip(hashed, found, strict=True):
+            if not mine.filter(pk=item.pk).update(status=ItemStatus.SCANNED, scanned_at=now, **fields):
+                outcomes[item.pk] = "skipped"  # our claim lapsed and another scan took the item
+                continue
+            for name, value in fields.items():
+                setattr(item, name, value)
+            signals += build_match_signals(item, matches, banks)
+            outcomes[item.pk] = "scanned"
+        for pk, reason in rejected.items():
+            done = mine.filter(pk=pk).update(status=ItemStatus.REJECTED, reject_reason=reason[:500], scanned_at=now)
+            outcomes[pk] = "rejected" if done else "skipped"
+            if done:
+                log.info("item %s rejected: %s", pk, reason)
+        created = Signal.objects.bulk_create(signals)
+    return [outcomes[item.pk] for item in items], [s.pk for s in created]
 
 
 def _hash_fields(item):
@@ -89,15 +150,6 @@ def _hash_fields(item):
         "phash": hashes.phash,
         "dhash": hashes.dhash,
     }
-
-
-def _reject(item, reason):
-    with transaction.atomic():
-        Item.objects.filter(pk=item.pk, status=ItemStatus.QUEUED).update(
-            status=ItemStatus.REJECTED, reject_reason=reason[:500], scanned_at=timezone.now()
-        )
-    log.info("item %s rejected: %s", item.pk, reason)
-    return "rejected"
 
 
 def build_match_signals(item, matches, banks):

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db.models import Max, Q
+from django.db.models import Max
 
 from .models import Bank, BankHash, HashType
 
@@ -109,24 +109,42 @@ def invalidate():
     _index.stamp = None
 
 
-def match_exact(md5, sha256):
+def match_exact(pairs, bank_ids):
+    """Exact MD5/SHA-256 matches for many (md5, sha256) pairs in one query: {value: [HashMatch]}."""
+    found = {}
+    values = {v for pair in pairs for v in pair}
+    if not bank_ids or not values:
+        return found
     rows = BankHash.objects.filter(
-        Q(hash_type=HashType.MD5, value=md5) | Q(hash_type=HashType.SHA256, value=sha256), bank__enabled=True
+        hash_type__in=[HashType.MD5, HashType.SHA256], value__in=values, bank_id__in=bank_ids
     ).values_list("id", "bank_id", "hash_type", "value")
-    return [HashMatch(bank_id=b, bank_hash_id=i, hash_type=t, value=v, distance=0, threshold=0) for i, b, t, v in rows]
+    for i, b, t, v in rows:
+        if (t == HashType.MD5) == (len(v) == 32):
+            found.setdefault(v, []).append(HashMatch(bank_id=b, bank_hash_id=i, hash_type=t, value=v,
+                                                     distance=0, threshold=0))
+    return found
 
 
-def find_matches(*, md5, sha256, pdq="", pdq_usable=False, phash="", dhash=""):
-    """All bank hashes within threshold of these item hashes, and the Bank rows they belong to."""
+def find_matches_many(queries):
+    """For each query dict (md5, sha256, pdq, pdq_usable, phash, dhash): (matches, {bank_id: Bank})."""
     _index.refresh()
-    matches = match_exact(md5, sha256)
-    if pdq_usable:
-        matches += _index.match_perceptual(HashType.PDQ, pdq)
-    matches += _index.match_perceptual(HashType.PHASH, phash)
-    matches += _index.match_perceptual(HashType.DHASH, dhash)
-    bank_ids = {m.bank_id for m in matches}
-    banks = {pk: bank for pk, bank in _index.banks.items() if pk in bank_ids}
-    missing = bank_ids - set(banks)
-    if missing:
-        banks.update(Bank.objects.in_bulk(missing))
-    return matches, banks
+    exact = match_exact([(q["md5"], q["sha256"]) for q in queries], list(_index.banks))
+    results = []
+    for q in queries:
+        matches = exact.get(q["md5"], []) + exact.get(q["sha256"], [])
+        if q.get("pdq_usable"):
+            matches += _index.match_perceptual(HashType.PDQ, q.get("pdq"))
+        matches += _index.match_perceptual(HashType.PHASH, q.get("phash"))
+        matches += _index.match_perceptual(HashType.DHASH, q.get("dhash"))
+        bank_ids = {m.bank_id for m in matches}
+        banks = {pk: bank for pk, bank in _index.banks.items() if pk in bank_ids}
+        missing = bank_ids - set(banks)
+        if missing:
+            banks.update(Bank.objects.in_bulk(missing))
+        results.append((matches, banks))
+    return results
+
+
+def find_matches(**query):
+    """All bank hashes within threshold of one item's hashes, and the Bank rows they belong to."""
+    return find_matches_many([query])[0]

@@ -26,3 +26,36 @@ def enqueue_now(func_path, *args, queue="default", **kwargs):
 def enqueue(func_path, *args, queue="default", **kwargs):
     """Enqueue `func_path(*args)` once the surrounding transaction (if any) has committed."""
     transaction.on_commit(lambda: enqueue_now(func_path, *args, queue=queue, **kwargs))
+
+
+KICK_TTL = 60
+
+
+def kick(key, func_path, *args, queue="default"):
+    """Enqueue `func_path(*args)` unless a kick under `key` is still waiting to start.
+
+    The job calls `kicked(key)` when it starts, so work committed after that start kicks again and
+    no wake-up is lost; a kick whose job vanished (worker died, Redis flushed) lapses after KICK_TTL.
+    """
+    try:
+        conn = django_rq.get_connection(queue)
+        if not conn.set(f"reviewconsole:kick:{key}", 1, nx=True, ex=KICK_TTL):
+            return False
+    except Exception as exc:
+        log.warning("could not kick %s (%s); the sweep will retry", key, exc)
+        return False
+    if not enqueue_now(func_path, *args, queue=queue):
+        kicked(key, queue=queue)
+        return False
+    return True
+
+
+def kicked(key, queue="default"):
+    try:
+        django_rq.get_connection(queue).delete(f"reviewconsole:kick:{key}")
+    except Exception as exc:
+        log.warning("could not clear kick %s (%s)", key, exc)
+
+
+def kick_after_commit(key, func_path, *args, queue="default"):
+    transaction.on_commit(lambda: kick(key, func_path, *args, queue=queue))

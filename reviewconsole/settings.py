@@ -175,6 +175,12 @@ PDQ_MIN_QUALITY = envint("PDQ_MIN_QUALITY", 50)
 SWEEP_AFTER_SECONDS = envint("SWEEP_AFTER_SECONDS", 120)
 SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 60)
 SCAN_MAX_ATTEMPTS = envint("SCAN_MAX_ATTEMPTS", 3)
+# Scans run in batches claimed from the database: up to SCAN_BATCH items a claim, for at most
+# SCAN_JOB_SECONDS a job, with up to SCAN_SLOTS scan jobs waiting at once (one per worker is plenty).
+SCAN_BATCH = envint("SCAN_BATCH", 16)
+SCAN_JOB_SECONDS = envint("SCAN_JOB_SECONDS", 20)
+SCAN_SLOTS = envint("SCAN_SLOTS", 4)
+SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
 

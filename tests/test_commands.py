@@ -96,14 +96,14 @@ def test_create_api_token_prints_a_working_secret_once(client):
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_sweep_reports_what_it_re_enqueued(image_bytes, redis_conn):
+def test_sweep_reports_what_it_re_enqueued(image_bytes, redis_conn, settings):
     from cases import intake
     intake.submit_file(image_bytes(1), account_id="a-1")
     redis_conn.flushdb()  # the hand-off is lost; the row still says the item is pending
     out, _ = run("sweep", "--older-than", "0")
     assert "re-enqueued 1 items" in out
     import django_rq
-    assert django_rq.get_queue("scan").count == 1
+    assert django_rq.get_queue("scan").count == settings.SCAN_SLOTS  # every scan slot woken once
 
 
 def test_load_demo_loads_once_with_users_bank_items_and_reports(monkeypatch):

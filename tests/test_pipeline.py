@@ -123,7 +123,7 @@ django_rq.get_worker(*settings.WORKER_QUEUES).work(burst=True)
 """
 
 
-def test_a_worker_killed_mid_scan_loses_nothing_and_the_item_is_scanned_once(tmp_path):
+def test_a_worker_killed_mid_scan_loses_nothing_and_the_item_is_scanned_once(tmp_path, settings):
     known_bank([14])
     item = intake.submit_file(altered(14), account_id="acct-1")
     marker = tmp_path / "started"
@@ -142,6 +142,10 @@ def test_a_worker_killed_mid_scan_loses_nothing_and_the_item_is_scanned_once(tmp
             worker.kill()
     item.refresh_from_db()
     assert item.status == ItemStatus.QUEUED and item.scan_attempts == 1
+    call_command("sweep", "--older-than", "0", verbosity=0)
+    drain()
+    assert Item.objects.get(pk=item.pk).status == ItemStatus.QUEUED  # the dead scan's claim still holds
+    settings.SCAN_LEASE_SECONDS = 0  # ...until its lease lapses
     call_command("sweep", "--older-than", "0", verbosity=0)
     drain()
     item.refresh_from_db()

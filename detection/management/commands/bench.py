@@ -20,7 +20,7 @@ class Command(BaseCommand):
     help = "Measure images/s per worker next to the bare decode+hash rate, and PDQ match latency."
 
     def add_arguments(self, parser):
-        parser.add_argument("--images", type=int, default=300)
+        parser.add_argument("--images", type=int, default=1000)
         parser.add_argument("--bank-sizes", default="10000,100000,1000000")
 
     def handle(self, *args, images, bank_sizes, **options):
