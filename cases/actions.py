@@ -8,6 +8,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from reviewconsole.queueing import enqueue
+
 from . import queues
 from .models import (
     Account,
@@ -20,6 +22,7 @@ from .models import (
     Enforcement,
     Group,
     Item,
+    Platform,
     ReasonCode,
     ReviewQueue,
     Signal,
@@ -180,11 +183,14 @@ def release_case(user, case_id, *, ip=None):
 
 # Deciding -----------------------------------------------------------------------------------
 
+BAN_DAYS = {None: "permanent", 1: "1 day", 7: "7 days", 30: "30 days", 90: "90 days"}
+
+
 def reasons_for(action):
     return [r for r in ReasonCode.objects.filter(active=True) if action in r.actions]
 
 
-def decide(user, case_id, *, action, reason_code, version, note="", ip=None):
+def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, ip=None):
     """Take one decision on a case the user has claimed, at the version they saw.
 
     Returns (decision, created). A repeat of the same request (double click, retried POST) returns
@@ -195,6 +201,8 @@ def decide(user, case_id, *, action, reason_code, version, note="", ip=None):
     reason = ReasonCode.objects.filter(code=reason_code, active=True).first()
     if reason is None or action not in reason.actions:
         raise ActionError("Choose a reason from the policy list for this action.")
+    if ban_days not in BAN_DAYS:
+        raise ActionError("Choose a ban duration from the list.")
     if action == Action.ESCALATE and not note.strip():
         raise ActionError("An escalation needs a note for the senior reviewer.")
     if action == Action.REPORT and not user.has_perm("cases.reveal_evidence"):
@@ -208,7 +216,8 @@ def decide(user, case_id, *, action, reason_code, version, note="", ip=None):
             return _replayed_decision(user, case_id, action, version), False
         case = Case.objects.select_related("account", "group", "queue").get(pk=case_id)
         decision = Decision.objects.create(
-            case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user
+            case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user,
+            ban_until=now + timedelta(days=ban_days) if ban_days and action == Action.BAN else None,
         )
         effects = EFFECTS[action](case, decision, now)
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
@@ -241,24 +250,31 @@ def _close(case, decision, now):
     case.save(update_fields=["status", "closed_at", "lease_expires_at", "resolution", "updated_at"])
 
 
+def _enforce(decision, action, target, payload):
+    """Outbox rows for every enabled platform (one row the platform pulls, where none has a webhook)."""
+    platforms = list(Platform.objects.filter(enabled=True).exclude(webhook_url="")) or [None]
+    for platform in platforms:
+        enforcement, created = Enforcement.objects.get_or_create(
+            decision=decision, action=action, target=target, platform=platform, defaults={"payload": payload})
+        if created and platform is not None:
+            enqueue("cases.dispatch.dispatch_enforcement", enforcement.pk, queue="dispatch")
+
+
 def _ban(case, decision, now):
     subject = case.subject
     model = Account if case.account_id else Group
     model.objects.filter(pk=subject.pk).update(status=SubjectStatus.BANNED, banned_at=now)
     kind = "ban_account" if case.account_id else "ban_group"
-    Enforcement.objects.get_or_create(decision=decision, action=kind, target=subject.external_id,
-                                      defaults={"payload": {"reason": decision.reason.code}})
-    return {"banned": subject.external_id}
+    _enforce(decision, kind, subject.external_id, {})
+    return {"banned": subject.external_id,
+            "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"}
 
 
 def _remove(case, decision, now):
     items = list(Item.objects.filter(signals__case=case, removed_at__isnull=True).distinct())
     Item.objects.filter(pk__in=[i.pk for i in items]).update(removed_at=now)
     for item in items:
-        Enforcement.objects.get_or_create(
-            decision=decision, action="remove_content", target=item.external_id or f"item:{item.pk}",
-            defaults={"payload": {"item_id": item.pk, "reason": decision.reason.code}},
-        )
+        _enforce(decision, "remove_content", item.external_id or f"item:{item.pk}", {"item_id": item.pk})
     return {"removed_items": [i.pk for i in items]}
 
 

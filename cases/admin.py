@@ -8,9 +8,11 @@ from .models import (
     CyberTipReport,
     Decision,
     Enforcement,
+    EnforcementStatus,
     Group,
     Item,
     Membership,
+    Platform,
     ReasonCode,
     ReviewQueue,
     Signal,
@@ -97,12 +99,34 @@ class DecisionAdmin(ReadOnlyAdmin):
     search_fields = ["case__account__external_id", "note"]
 
 
+@admin.register(Platform)
+class PlatformAdmin(admin.ModelAdmin):
+    list_display = ["name", "webhook_url", "enabled"]
+    list_filter = ["enabled"]
+
+
 @admin.register(Enforcement)
 class EnforcementAdmin(admin.ModelAdmin):
-    list_display = ["pk", "action", "target", "status", "attempts", "dispatched_at", "created_at"]
-    list_filter = ["status", "action"]
+    list_display = ["pk", "action", "target", "platform", "status", "attempts", "next_attempt_at", "dispatched_at",
+                    "confirmed_at"]
+    list_filter = ["status", "action", "platform"]
     search_fields = ["target"]
-    readonly_fields = ["decision", "action", "target", "payload", "created_at"]
+    readonly_fields = ["decision", "platform", "action", "target", "payload", "attempts", "last_error",
+                       "dispatched_at", "confirmed_at", "confirmation", "created_at"]
+    actions = ["retry_now"]
+
+    @admin.action(description="Retry delivery now")
+    def retry_now(self, request, queryset):
+        from reviewconsole.queueing import enqueue_now
+
+        ids = list(queryset.exclude(status=EnforcementStatus.DELIVERED).values_list("pk", flat=True))
+        Enforcement.objects.filter(pk__in=ids).update(status=EnforcementStatus.PENDING, next_attempt_at=None)
+        for pk in ids:
+            enqueue_now("cases.dispatch.dispatch_enforcement", pk, queue="dispatch")
+        self.message_user(request, f"{len(ids)} deliveries queued again.")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(CyberTipReport)

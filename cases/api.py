@@ -5,14 +5,16 @@ from functools import wraps
 
 from django import forms
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import intake
+from .actions import audit
 from .forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
-from .models import ApiToken, Case, CaseStatus, Item, ItemKind, Signal
+from .models import ApiToken, Case, CaseStatus, Enforcement, Item, ItemKind, Signal
 from .openapi import document
 
 
@@ -234,3 +236,53 @@ def _signal_summaries(case_ids):
     for row in rows:
         summary.setdefault(row["case_id"], {})[row["kind"]] = row["n"]
     return summary
+
+
+def _enforcement_json(e):
+    return {"id": e.pk, "action": e.action, "target": e.target, "status": e.status,
+            "platform": e.platform.name if e.platform else None, "decision": e.decision_id,
+            "case": e.decision.case_id, "reason": e.decision.reason.code,
+            "expires_at": e.decision.ban_until.isoformat() if e.decision.ban_until else None,
+            "attempts": e.attempts, "confirmed_at": e.confirmed_at.isoformat() if e.confirmed_at else None,
+            "created_at": e.created_at.isoformat()}
+
+
+@api_view(["GET"])
+def enforcements(request):
+    """For platforms that pull instead of (or as well as) receiving webhooks."""
+    status = request.GET.get("status", "unconfirmed")
+    queryset = Enforcement.objects.select_related("platform", "decision__reason").order_by("pk")
+    filters = {"unconfirmed": {"confirmed_at__isnull": True}, "confirmed": {"confirmed_at__isnull": False},
+               "all": {}}
+    if status not in filters:
+        return error(400, "status must be unconfirmed, confirmed or all")
+    try:
+        after = int(request.GET.get("after", 0))
+    except ValueError:
+        return error(400, "after must be a whole number")
+    page = list(queryset.filter(pk__gt=after, **filters[status])[:500])
+    return JsonResponse({"results": [_enforcement_json(e) for e in page]})
+
+
+@api_view(["POST"])
+def confirm_enforcement(request, pk):
+    try:
+        body = _json_body(request)
+    except ValueError as exc:
+        return error(400, str(exc))
+    result = body.get("result")
+    if result not in ("applied", "failed"):
+        return error(400, "invalid confirmation", fields={"result": ["must be applied or failed"]})
+    detail = str(body.get("detail", ""))[:2000]
+    enforcement = Enforcement.objects.filter(pk=pk).first()
+    if enforcement is None:
+        return error(404, "no such enforcement")
+    with transaction.atomic():
+        # The first confirmation stands; a repeat is answered with it.
+        if Enforcement.objects.filter(pk=pk, confirmed_at__isnull=True).update(
+                confirmed_at=timezone.now(), confirmation={"result": result, "detail": detail}):
+            audit(None, "enforcement.confirmed", case=enforcement.decision.case,
+                  actor_label=f"api:{request.api_token.name}", object_type="enforcement", object_id=pk,
+                  details={"result": result, "detail": detail})
+    enforcement.refresh_from_db()
+    return JsonResponse(_enforcement_json(enforcement))

@@ -12,4 +12,6 @@ urlpatterns = [
     path("groups/<str:external_id>", api.group, name="group"),
     path("reports", api.reports, name="reports"),
     path("cases", api.cases, name="cases"),
+    path("enforcements", api.enforcements, name="enforcements"),
+    path("enforcements/<int:pk>/confirm", api.confirm_enforcement, name="confirm_enforcement"),
 ]

@@ -102,6 +102,21 @@ def document():
                 "requestBody": _json({"$ref": "#/components/schemas/Report"}),
                 "responses": _responses(202, {"$ref": "#/components/schemas/Accepted"}, 400),
             }},
+            "/enforcements": {"get": {
+                "summary": "Enforcement the platform must carry out (the pull side of the signed webhooks)",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"enum": ["unconfirmed", "confirmed", "all"]}},
+                    {"name": "after", "in": "query", "schema": {"type": "integer"}, "description": "id cursor"},
+                ],
+                "responses": _responses(200, {"type": "object"}, 400),
+            }},
+            "/enforcements/{id}/confirm": {"post": {
+                "summary": "Confirm that an enforcement was applied (or could not be)",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "requestBody": _json({"type": "object", "required": ["result"], "properties": {
+                    "result": {"enum": ["applied", "failed"]}, "detail": string}}),
+                "responses": _responses(200, {"type": "object"}, 400, 404),
+            }},
             "/cases": {"get": {
                 "summary": "Cases with subject, queue, priority and a summary of their signals",
                 "parameters": [

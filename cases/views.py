@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import evidence
 from .access import access_case, access_item, require_reviewer
 from .actions import (
+    BAN_DAYS,
     ActionError,
     claim_case,
     claim_next_case,
@@ -112,6 +113,7 @@ def case_detail(request, pk):
         "case": case, "subject": subject, "items": list(items.values()), "subject_signals": subject_signals,
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
+        "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
     })
@@ -146,11 +148,12 @@ def decide_view(request, pk):
     except ValueError:
         messages.error(request, "The form was incomplete; reload the case.")
         return redirect("cases:detail", pk=case.pk)
+    ban_days = request.POST.get("ban_days", "")
     try:
         decision, created = decide(
             request.user, case.pk, action=request.POST.get("action", ""),
             reason_code=request.POST.get("reason", ""), note=request.POST.get("note", "")[:4000],
-            version=version, ip=client_ip(request),
+            version=version, ban_days=int(ban_days) if ban_days.isdigit() else None, ip=client_ip(request),
         )
     except ActionError as exc:
         messages.error(request, str(exc))

@@ -184,6 +184,11 @@ SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
 
+# Enforcement webhooks: per-request timeout, first retry delay (doubling up to an hour), give-up.
+DISPATCH_TIMEOUT = envint("DISPATCH_TIMEOUT", 10)
+DISPATCH_BACKOFF_SECONDS = envint("DISPATCH_BACKOFF_SECONDS", 30)
+DISPATCH_MAX_ATTEMPTS = envint("DISPATCH_MAX_ATTEMPTS", 30)
+
 # Sessions: reviewers work on shared machines; keep sessions short and cookie-only.
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
