@@ -146,7 +146,8 @@ def test_bad_confirmations_are_refused(api, users, body, status):
     ban(users)
     pk = Enforcement.objects.get().pk
     payload = body if isinstance(body, str) else json.dumps(body)
-    assert api.post(f"/api/v1/enforcements/{pk}/confirm", payload, content_type="application/json").status_code == status
+    response = api.post(f"/api/v1/enforcements/{pk}/confirm", payload, content_type="application/json")
+    assert response.status_code == status
     assert api.post("/api/v1/enforcements/999/confirm", json.dumps({"result": "applied"}),
                     content_type="application/json").status_code == 404
     assert api.get("/api/v1/enforcements?status=x").status_code == 400
