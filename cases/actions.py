@@ -12,11 +12,13 @@ from reviewconsole.queueing import enqueue
 
 from . import queues
 from .models import (
+    INCIDENT_TYPES,
     Account,
     Action,
     AuditEvent,
     Case,
     CaseStatus,
+    CyberTipFile,
     CyberTipReport,
     Decision,
     Enforcement,
@@ -291,13 +293,31 @@ def do_remove(case, decision, now):
 
 
 def do_report(case, decision, now):
-    """Confirmed child sexual exploitation: draft the CyberTipline report, ban, and remove."""
-    report = CyberTipReport.objects.create(case=case, decision=decision, created_by=decision.decided_by)
-    items = Item.objects.filter(signals__case=case).exclude(kind="text").distinct()
-    report.items.set(items)
+    """Confirmed child sexual exploitation: the CyberTipline report, the ban and the removal.
+
+    The report goes to a senior for approval first when CYBERTIP_REQUIRE_APPROVAL is on; either
+    way it is filed by `cases.cybertip.filing` once queued. A case without files (grooming,
+    enticement) is reported without files.
+    """
+    queued = not settings.CYBERTIP_REQUIRE_APPROVAL
+    report = CyberTipReport.objects.create(
+        case=case, decision=decision, created_by=decision.decided_by, additional_info=case.summary,
+        status=CyberTipReport.Status.QUEUED if queued else CyberTipReport.Status.AWAITING_APPROVAL,
+        incident_type=REASON_INCIDENT_TYPES.get(decision.reason.code, INCIDENT_TYPES[0]),
+    )
+    items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
+    CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for item in items])
+    if queued:
+        enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch")
     effects = {"cybertip_report": report.pk, **_ban(case, decision, now), **_remove(case, decision, now)}
     _close(case, decision, now)
     return effects
+
+
+REASON_INCIDENT_TYPES = {
+    "grooming": "Online Enticement of Children for Sexual Acts",
+    "sextortion": "Online Enticement of Children for Sexual Acts",
+}
 
 
 def do_escalate(case, decision, now):

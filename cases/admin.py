@@ -5,6 +5,8 @@ from .models import (
     ApiToken,
     AuditEvent,
     Case,
+    CyberTipExchange,
+    CyberTipFile,
     CyberTipReport,
     Decision,
     Enforcement,
@@ -129,11 +131,36 @@ class EnforcementAdmin(admin.ModelAdmin):
         return False
 
 
+class CyberTipFileInline(admin.TabularInline):
+    model = CyberTipFile
+    extra = 0
+    raw_id_fields = ["item"]
+    readonly_fields = ["ncmec_file_id", "uploaded_md5", "uploaded_at", "fileinfo_sent_at"]
+
+
+class CyberTipExchangeInline(admin.TabularInline):
+    model = CyberTipExchange
+    extra = 0
+    fields = ["created_at", "step", "http_status", "response_code", "request_id", "error"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(CyberTipReport)
 class CyberTipReportAdmin(admin.ModelAdmin):
-    list_display = ["pk", "case", "status", "incident_type", "created_by", "created_at"]
-    list_filter = ["status"]
-    raw_id_fields = ["case", "decision", "items"]
+    list_display = ["pk", "case", "status", "ncmec_report_id", "incident_type", "created_by", "finished_at"]
+    list_filter = ["status", "incident_type"]
+    search_fields = ["ncmec_report_id", "case__account__external_id"]
+    raw_id_fields = ["case", "decision", "created_by", "approved_by"]
+    readonly_fields = ["ncmec_report_id", "xml_sent", "submitted_at", "finish_sent_at", "finished_at", "receipt",
+                       "attempts", "next_attempt_at", "last_error"]
+    inlines = [CyberTipFileInline, CyberTipExchangeInline]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(UserReport)

@@ -8,7 +8,7 @@ ROLES = {
     # Child-safety specialist: may also reveal evidence and report to NCMEC.
     "specialist": ["cases.review_case", "cases.reveal_evidence"],
     # Senior reviewer: everything a specialist may, plus the escalations queue.
-    "senior": ["cases.review_case", "cases.reveal_evidence", "cases.review_escalated"],
+    "senior": ["cases.review_case", "cases.reveal_evidence", "cases.review_escalated", "cases.file_cybertip"],
 }
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
 from . import dispatch
+from .cybertip import filing
 from .models import Item, ItemStatus, Signal
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def sweep(older_than=None, progress=None):
     """Returns counts of the pending work handed on again: {"items": n, "signals": n}."""
     age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=age)
-    counts = {"items": 0, "signals": 0, "enforcements": 0}
+    counts = {"items": 0, "signals": 0, "enforcements": 0, "reports": 0}
     stale_items = Item.objects.filter(status=ItemStatus.QUEUED, enqueued_at__lte=cutoff).filter(
         Q(scan_started_at__isnull=True)
         | Q(scan_started_at__lt=timezone.now() - timedelta(seconds=settings.SCAN_LEASE_SECONDS))
@@ -50,6 +51,10 @@ def sweep(older_than=None, progress=None):
     for pk in due.values_list("pk", flat=True):
         if enqueue_now("cases.dispatch.dispatch_enforcement", pk, queue="dispatch"):
             counts["enforcements"] += 1
+    due_reports = filing.due_reports().filter(Q(next_attempt_at__isnull=False) | Q(created_at__lte=cutoff))
+    for pk in due_reports.values_list("pk", flat=True):
+        if enqueue_now("cases.cybertip.filing.file_report", pk, queue="dispatch"):
+            counts["reports"] += 1
     if any(counts.values()):
         log.info("sweep re-enqueued %s", counts)
     return counts

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import report_views, views
 
 app_name = "cases"
 
@@ -13,4 +13,10 @@ urlpatterns = [
     path("cases/<int:pk>/decide/", views.decide_view, name="decide"),
     path("evidence/<int:item_id>/blurred.jpg", views.evidence_blurred, name="evidence_blurred"),
     path("evidence/<int:item_id>/reveal/", views.evidence_reveal, name="evidence_reveal"),
+    path("reports/", report_views.report_list, name="reports"),
+    path("reports/<int:pk>/", report_views.report_detail, name="report"),
+    path("reports/<int:pk>/edit/", report_views.report_edit, name="report_edit"),
+    path("reports/<int:pk>/approve/", report_views.report_action, {"verb": "approve"}, name="report_approve"),
+    path("reports/<int:pk>/retry/", report_views.report_action, {"verb": "retry"}, name="report_retry"),
+    path("reports/<int:pk>/retract/", report_views.report_action, {"verb": "retract"}, name="report_retract"),
 ]

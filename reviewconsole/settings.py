@@ -208,6 +208,21 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_PROXY") else None
 
+# NCMEC CyberTipline. The test endpoint is the default; production needs NCMEC's onboarding.
+CYBERTIP_URL = os.environ.get("CYBERTIP_URL", "https://exttest.cybertip.org/ispws")
+CYBERTIP_USERNAME = os.environ.get("CYBERTIP_USERNAME", "")
+CYBERTIP_PASSWORD = os.environ.get("CYBERTIP_PASSWORD", "")
+CYBERTIP_TIMEOUT = envint("CYBERTIP_TIMEOUT", 60)
+CYBERTIP_BACKOFF_SECONDS = envint("CYBERTIP_BACKOFF_SECONDS", 60)
+CYBERTIP_MAX_ATTEMPTS = envint("CYBERTIP_MAX_ATTEMPTS", 20)
+CYBERTIP_REQUIRE_APPROVAL = envbool("CYBERTIP_REQUIRE_APPROVAL", True)
+CYBERTIP_PLATFORM = os.environ.get("CYBERTIP_PLATFORM", "Example Chat")
+CYBERTIP_REPORTER_FIRST_NAME = os.environ.get("CYBERTIP_REPORTER_FIRST_NAME", "Trust and Safety")
+CYBERTIP_REPORTER_LAST_NAME = os.environ.get("CYBERTIP_REPORTER_LAST_NAME", "Team")
+CYBERTIP_REPORTER_EMAIL = os.environ.get("CYBERTIP_REPORTER_EMAIL", "safety@example.org")
+CYBERTIP_COMPANY_TEMPLATE = os.environ.get("CYBERTIP_COMPANY_TEMPLATE", "")
+CYBERTIP_LEGAL_URL = os.environ.get("CYBERTIP_LEGAL_URL", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -137,7 +137,7 @@ class TestDeciding:
         case, item = claimed_case(users["specialist"])
         decide(users["specialist"], case.pk, action="report", reason_code="csam-known", version=case.version)
         report = CyberTipReport.objects.get()
-        assert report.status == "draft" and list(report.items.all()) == [item]
+        assert report.status == "awaiting_approval" and [f.item for f in report.files.all()] == [item]
         assert {e.action for e in Enforcement.objects.all()} == {"ban_account", "remove_content"}
 
     def test_a_plain_reviewer_may_not_report(self, users):

@@ -235,7 +235,7 @@ def test_a_report_decision_shows_the_draft_on_the_case(client, users, world):
     case = claim_case(users["specialist"], world["case"].pk)
     decide(users["specialist"], case.pk, action="report", reason_code="csam-known", version=case.version)
     page = login(client, users, "specialist").get(f"/cases/{case.pk}/").content.decode()
-    assert "CyberTipline" in page and "draft" in page and "ban_account" in page
+    assert "CyberTipline" in page and "awaiting senior approval" in page and "ban_account" in page
 
 
 def test_the_case_page_runs_a_bounded_number_of_queries(client, users, django_assert_max_num_queries):

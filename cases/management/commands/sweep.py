@@ -17,5 +17,6 @@ class Command(BaseCommand):
         age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
         with tqdm(total=pending_count(age), unit="job", disable=options["verbosity"] == 0) as bar:
             counts = sweep(age, progress=bar.update)
-        self.stdout.write(f"re-enqueued {counts['items']} items, {counts['signals']} signals and "
-                          f"{counts['enforcements']} enforcement deliveries")
+        self.stdout.write(f"re-enqueued {counts['items']} items, {counts['signals']} signals, "
+                          f"{counts['enforcements']} enforcement deliveries and {counts['reports']} CyberTipline "
+                          "filings")

@@ -1,0 +1,99 @@
+"""CyberTipline reports: the list, one report with everything sent and received, and its actions."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from .actions import audit
+from .cybertip import documents, filing
+from .models import INCIDENT_TYPES, CyberTipFile, CyberTipReport
+from .views import client_ip
+
+Status = CyberTipReport.Status
+EDITABLE = (Status.AWAITING_APPROVAL, Status.QUEUED, Status.FAILED)
+
+
+def _require(user, perm="cases.reveal_evidence"):
+    # Reports hold the most sensitive record there is: as few people as possible see them.
+    if not user.has_perm(perm):
+        raise PermissionDenied
+
+
+@login_required
+@require_GET
+def report_list(request):
+    _require(request.user)
+    reports = CyberTipReport.objects.select_related("case__account", "case__group", "created_by")[:200]
+    return render(request, "cases/report_list.html", {"reports": reports})
+
+
+@login_required
+@require_GET
+def report_detail(request, pk):
+    _require(request.user)
+    report = get_object_or_404(CyberTipReport.objects.select_related("case", "created_by", "approved_by"), pk=pk)
+    audit(request.user, "cybertip.viewed", case=report.case, object_type="cybertipreport", object_id=pk,
+          ip=client_ip(request))
+    editable = report.status in EDITABLE and not report.ncmec_report_id
+    return render(request, "cases/report_detail.html", {
+        "report": report, "files": report.files.select_related("item"), "exchanges": report.exchanges.all(),
+        "editable": editable, "can_file": request.user.has_perm("cases.file_cybertip"),
+        "incident_types": INCIDENT_TYPES, "report_annotations": documents.REPORT_ANNOTATIONS,
+        "file_annotations": documents.FILE_ANNOTATIONS, "classifications": CyberTipFile.CLASSIFICATIONS,
+    })
+
+
+@login_required
+@require_POST
+def report_edit(request, pk):
+    _require(request.user)
+    with transaction.atomic():
+        report = get_object_or_404(CyberTipReport.objects.select_for_update(), pk=pk)
+        if report.status not in EDITABLE or report.ncmec_report_id:
+            messages.error(request, "This report was already submitted; it can no longer be changed.")
+            return redirect("cases:report", pk=pk)
+        incident_type = request.POST.get("incident_type", "")
+        if incident_type not in INCIDENT_TYPES:
+            messages.error(request, "Choose one of NCMEC's incident types.")
+            return redirect("cases:report", pk=pk)
+        report.incident_type = incident_type
+        report.annotations = [a for a in request.POST.getlist("annotations") if a in documents.REPORT_ANNOTATIONS]
+        report.escalate_reason = request.POST.get("escalate_reason", "")[:500]
+        report.save(update_fields=["incident_type", "annotations", "escalate_reason"])
+        for report_file in report.files.all():
+            prefix = f"file-{report_file.pk}-"
+            classification = request.POST.get(prefix + "classification", "")
+            report_file.classification = classification if classification in documents.CLASSIFICATIONS else ""
+            report_file.annotations = [a for a in request.POST.getlist(prefix + "annotations")
+                                       if a in documents.FILE_ANNOTATIONS]
+            public = request.POST.get(prefix + "public", "")
+            report_file.publicly_available = {"yes": True, "no": False}.get(public)
+            report_file.save(update_fields=["classification", "annotations", "publicly_available"])
+        audit(request.user, "cybertip.edited", case=report.case, object_type="cybertipreport", object_id=pk,
+              ip=client_ip(request))
+    messages.success(request, "Report details saved.")
+    return redirect("cases:report", pk=pk)
+
+
+@login_required
+@require_POST
+def report_action(request, pk, verb):
+    _require(request.user, "cases.file_cybertip")
+    report = get_object_or_404(CyberTipReport, pk=pk)
+    ip = client_ip(request)
+    if verb == "approve":
+        done = filing.approve(request.user, report.pk, ip=ip)
+        text = ("Approved: the report is queued for filing." if done
+                else "Only a report awaiting approval can be approved.")
+    elif verb == "retry":
+        done = filing.retry(request.user, report.pk, ip=ip)
+        text = "Filing queued again." if done else "This report is not waiting to be filed."
+    else:
+        status = filing.retract(request.user, report.pk, ip=ip)
+        done = status == Status.RETRACTED
+        text = f"Report is now {CyberTipReport.Status(status).label.lower()}."
+    (messages.success if done else messages.error)(request, text)
+    return redirect("cases:report", pk=pk)
