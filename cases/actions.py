@@ -307,6 +307,9 @@ def do_report(case, decision, now):
     )
     items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
     CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for item in items])
+    from .preservation import hold_for_report  # noqa: PLC0415 - preservation builds on actions
+
+    hold_for_report(report, start=now)  # held from the decision; extended when submitted
     if queued:
         enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch")
     effects = {"cybertip_report": report.pk, **_ban(case, decision, now), **_remove(case, decision, now)}

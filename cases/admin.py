@@ -11,8 +11,11 @@ from .models import (
     Decision,
     Enforcement,
     EnforcementStatus,
+    EvidenceOnHold,
     Group,
+    IntegrityAlert,
     Item,
+    LegalHold,
     Membership,
     Platform,
     ReasonCode,
@@ -46,12 +49,22 @@ class GroupAdmin(admin.ModelAdmin):
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
     list_display = ["pk", "kind", "status", "account", "group", "detected_format", "created_at", "scanned_at"]
-    list_filter = ["status", "kind", "detected_format"]
     search_fields = ["md5", "sha256", "external_id", "account__external_id"]
     raw_id_fields = ["account", "group"]
     # Evidence is never shown here: admins see hashes and state, reviewers see renditions.
     readonly_fields = ["md5", "sha256", "pdq", "pdq_quality", "phash", "dhash", "storage_path", "size",
-                       "scan_attempts", "scanned_at", "created_at"]
+                       "scan_attempts", "scanned_at", "created_at", "purged_at", "verified_at"]
+    list_filter = ["status", "kind", "detected_format", ("purged_at", admin.EmptyFieldListFilter)]
+
+    def has_delete_permission(self, request, obj=None):
+        # Held evidence cannot be deleted here (nor through the ORM: Item.delete refuses too).
+        return super().has_delete_permission(request, obj) and not (obj and obj.on_hold)
+
+    def delete_queryset(self, request, queryset):
+        try:
+            super().delete_queryset(request, queryset)
+        except EvidenceOnHold as exc:
+            self.message_user(request, f"Nothing deleted: {exc}", level="error")
 
 
 @admin.register(Signal)
@@ -169,6 +182,37 @@ class UserReportAdmin(admin.ModelAdmin):
     list_filter = ["reason"]
     search_fields = ["reporter", "comment", "account__external_id"]
     raw_id_fields = ["account", "group", "item"]
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    list_display = ["item", "reason", "until", "placed_by", "placed_at", "lifted_at"]
+    list_filter = ["reason", ("lifted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["item__sha256", "note"]
+    raw_id_fields = ["item", "report", "placed_by", "lifted_by"]
+    readonly_fields = ["lifted_by", "lifted_at", "lift_reason"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.placed_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # lifted with a reason (evidence destruction), never deleted
+
+
+@admin.register(IntegrityAlert)
+class IntegrityAlertAdmin(admin.ModelAdmin):
+    list_display = ["item", "problem", "detected_at", "resolved_at"]
+    list_filter = [("resolved_at", admin.EmptyFieldListFilter)]
+    raw_id_fields = ["item"]
+    readonly_fields = ["item", "problem", "found_sha256", "detected_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AuditEvent)

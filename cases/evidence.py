@@ -37,6 +37,8 @@ def _decoded(item, side):
 
 def blurred(item):
     """The default rendition: small, greyscale and strongly blurred. Cached in the private store."""
+    if item.purged_at:
+        return _placeholder("Evidence destroyed")
     if item.kind != ItemKind.IMAGE:
         return _placeholder(f"{item.get_kind_display()}: no preview")
     cached = storage.derivative_path(item.pk, "blur.jpg")
@@ -54,6 +56,8 @@ def blurred(item):
 
 def revealed(item):
     """The unblurred rendition, re-encoded; only ever produced after the reveal is audited."""
+    if item.purged_at:
+        return _placeholder("Evidence destroyed")
     if item.kind != ItemKind.IMAGE:
         return _placeholder(f"{item.get_kind_display()}: no preview")
     try:

@@ -84,6 +84,18 @@ class ItemStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+class EvidenceOnHold(Exception):
+    """Evidence under legal hold cannot be deleted or purged until the hold is lifted."""
+
+
+class ItemQuerySet(models.QuerySet):
+    def delete(self):
+        held = LegalHold.active().filter(item__in=self).values_list("item_id", flat=True).distinct()
+        if held.exists():
+            raise EvidenceOnHold(f"items under legal hold: {', '.join(map(str, held[:20]))}")
+        return super().delete()
+
+
 class Item(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="items")
     group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="items")
@@ -116,7 +128,11 @@ class Item(models.Model):
     enqueued_at = models.DateTimeField(default=timezone.now)
     scanned_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True, help_text="Evidence bytes destroyed")
+    verified_at = models.DateTimeField(null=True, blank=True, help_text="Last SHA-256 check of the stored bytes")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ItemQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -126,6 +142,15 @@ class Item(models.Model):
 
     def __str__(self):
         return f"item {self.pk} ({self.kind}, {self.status})"
+
+    def delete(self, *args, **kwargs):
+        if LegalHold.active().filter(item=self).exists():
+            raise EvidenceOnHold(f"item {self.pk} is under legal hold")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def on_hold(self):
+        return LegalHold.active().filter(item=self).exists()
 
     @property
     def is_visual(self):
@@ -455,6 +480,59 @@ class CyberTipExchange(models.Model):
 
     def __str__(self):
         return f"{self.step} for report {self.report_id}: {self.response_code}"
+
+
+class LegalHold(models.Model):
+    """Evidence that must be kept: a filed report (1 year from submission by law), a preservation
+    request, or a senior's decision. Blocks deletion and purging until it ends or is lifted."""
+
+    class Reason(models.TextChoices):
+        CYBERTIP = "cybertip", "CyberTipline report"
+        PRESERVATION = "preservation", "Law-enforcement preservation request"
+        MANUAL = "manual", "Placed by staff"
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="holds")
+    reason = models.CharField(max_length=16, choices=Reason)
+    report = models.ForeignKey(CyberTipReport, on_delete=models.PROTECT, null=True, blank=True, related_name="holds")
+    note = models.CharField(max_length=500, blank=True)
+    placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+")
+    placed_at = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField()
+    lifted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+")
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lift_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-placed_at"]
+
+    def __str__(self):
+        return f"hold on item {self.item_id} until {self.until:%Y-%m-%d} ({self.get_reason_display()})"
+
+    @classmethod
+    def active(cls, now=None):
+        return cls.objects.filter(lifted_at__isnull=True, until__gt=now or timezone.now())
+
+    def delete(self, *args, **kwargs):
+        raise EvidenceOnHold("holds are lifted with a recorded reason, never deleted")
+
+
+class IntegrityAlert(models.Model):
+    """Stored evidence no longer matches the SHA-256 taken at intake, or has gone missing."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="integrity_alerts")
+    problem = models.CharField(max_length=255)
+    found_sha256 = models.CharField(max_length=64, blank=True)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+
+    def __str__(self):
+        return f"item {self.item_id}: {self.problem}"
 
 
 class AuditEvent(models.Model):

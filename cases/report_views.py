@@ -7,9 +7,10 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from . import preservation
 from .actions import audit
 from .cybertip import documents, filing
-from .models import INCIDENT_TYPES, CyberTipFile, CyberTipReport
+from .models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, Item, LegalHold
 from .views import client_ip
 
 Status = CyberTipReport.Status
@@ -38,8 +39,12 @@ def report_detail(request, pk):
     audit(request.user, "cybertip.viewed", case=report.case, object_type="cybertipreport", object_id=pk,
           ip=client_ip(request))
     editable = report.status in EDITABLE and not report.ncmec_report_id
+    files = list(report.files.select_related("item"))
+    holds = {h.item_id: h for h in LegalHold.active().filter(item__in=[f.item_id for f in files]).order_by("until")}
+    for report_file in files:
+        report_file.hold = holds.get(report_file.item_id)
     return render(request, "cases/report_detail.html", {
-        "report": report, "files": report.files.select_related("item"), "exchanges": report.exchanges.all(),
+        "report": report, "files": files, "exchanges": report.exchanges.all(),
         "editable": editable, "can_file": request.user.has_perm("cases.file_cybertip"),
         "incident_types": INCIDENT_TYPES, "report_annotations": documents.REPORT_ANNOTATIONS,
         "file_annotations": documents.FILE_ANNOTATIONS, "classifications": CyberTipFile.CLASSIFICATIONS,
@@ -97,3 +102,19 @@ def report_action(request, pk, verb):
         text = f"Report is now {CyberTipReport.Status(status).label.lower()}."
     (messages.success if done else messages.error)(request, text)
     return redirect("cases:report", pk=pk)
+
+
+@login_required
+@require_POST
+def destroy_evidence(request, item_id):
+    """A law-enforcement destruction request: lift the holds with the reason and destroy the bytes."""
+    _require(request.user, "cases.file_cybertip")
+    item = get_object_or_404(Item, pk=item_id)
+    reason = request.POST.get("reason", "").strip()
+    if not reason:
+        messages.error(request, "Record the request (agency, reference) before destroying evidence.")
+    else:
+        preservation.destroy(request.user, item, reason=reason, ip=client_ip(request))
+        messages.success(request, f"The evidence of item {item.pk} was destroyed; its hashes and history remain.")
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith("/reports/") else "cases:reports")

@@ -13,6 +13,7 @@ urlpatterns = [
     path("cases/<int:pk>/decide/", views.decide_view, name="decide"),
     path("evidence/<int:item_id>/blurred.jpg", views.evidence_blurred, name="evidence_blurred"),
     path("evidence/<int:item_id>/reveal/", views.evidence_reveal, name="evidence_reveal"),
+    path("evidence/<int:item_id>/destroy/", report_views.destroy_evidence, name="evidence_destroy"),
     path("reports/", report_views.report_list, name="reports"),
     path("reports/<int:pk>/", report_views.report_detail, name="report"),
     path("reports/<int:pk>/edit/", report_views.report_edit, name="report_edit"),

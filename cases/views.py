@@ -24,7 +24,17 @@ from .actions import (
     release_case,
     reviewable_queues,
 )
-from .models import Action, Case, CaseStatus, Decision, Enforcement, Item, ReviewQueue
+from .models import (
+    Action,
+    Case,
+    CaseStatus,
+    Decision,
+    Enforcement,
+    IntegrityAlert,
+    Item,
+    LegalHold,
+    ReviewQueue,
+)
 
 QUEUE_PAGE = 50
 ACTION_KEYS = OrderedDict([
@@ -89,6 +99,12 @@ def case_detail(request, pk):
         if signal.item_id:
             items.setdefault(signal.item_id, {"item": signal.item, "signals": []})["signals"].append(signal)
     subject_signals = [s for s in signals if not s.item_id]
+    alerts = IntegrityAlert.objects.filter(item__in=list(items), resolved_at__isnull=True)
+    for entry in items.values():
+        entry["alerts"] = [a for a in alerts if a.item_id == entry["item"].pk]
+    held = set(LegalHold.active().filter(item__in=list(items)).values_list("item_id", flat=True))
+    for entry in items.values():
+        entry["held"] = entry["item"].pk in held
     subject = case.subject
     history = Case.objects.filter(
         Q(account=case.account_id) if case.account_id else Q(group=case.group_id)

@@ -216,6 +216,11 @@ CYBERTIP_TIMEOUT = envint("CYBERTIP_TIMEOUT", 60)
 CYBERTIP_BACKOFF_SECONDS = envint("CYBERTIP_BACKOFF_SECONDS", 60)
 CYBERTIP_MAX_ATTEMPTS = envint("CYBERTIP_MAX_ATTEMPTS", 20)
 CYBERTIP_REQUIRE_APPROVAL = envbool("CYBERTIP_REQUIRE_APPROVAL", True)
+# 18 U.S.C. 2258A(h) as amended by the REPORT Act: keep a report's contents one year from submission.
+CYBERTIP_HOLD_DAYS = max(365, envint("CYBERTIP_HOLD_DAYS", 365))
+# Evidence in no hold and no open case is purged after this many days; the check re-hashes a batch a run.
+EVIDENCE_RETENTION_DAYS = envint("EVIDENCE_RETENTION_DAYS", 90)
+EVIDENCE_VERIFY_BATCH = envint("EVIDENCE_VERIFY_BATCH", 5000)
 CYBERTIP_PLATFORM = os.environ.get("CYBERTIP_PLATFORM", "Example Chat")
 CYBERTIP_REPORTER_FIRST_NAME = os.environ.get("CYBERTIP_REPORTER_FIRST_NAME", "Trust and Safety")
 CYBERTIP_REPORTER_LAST_NAME = os.environ.get("CYBERTIP_REPORTER_LAST_NAME", "Team")

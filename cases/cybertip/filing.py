@@ -21,6 +21,7 @@ from reviewconsole.queueing import enqueue
 from .. import storage
 from ..actions import audit
 from ..models import AuditEvent, CyberTipExchange, CyberTipFile, CyberTipReport
+from ..preservation import hold_for_report, raise_alert
 from . import documents
 from .client import CyberTipClient, Unreachable
 
@@ -178,6 +179,7 @@ def _advance(report, client):
         # Stored before anything else happens: the one thing that must never be lost.
         _save(report, ncmec_report_id=answer.report_id, xml_sent=document.decode(), submitted_at=timezone.now(),
               status=Status.SUBMITTED)
+        hold_for_report(report, start=report.submitted_at)
         audit(None, "cybertip.submitted", case=report.case, object_type="cybertipreport", object_id=report.pk,
               details={"ncmec_report_id": answer.report_id, "request_id": answer.request_id})
     for report_file in report.files.select_related("item").filter(ncmec_file_id=""):
@@ -209,10 +211,15 @@ def _advance(report, client):
 
 def _upload(report, report_file, client):
     item = report_file.item
-    data = storage.read_original(item.storage_path)
+    try:
+        data = storage.read_original(item.storage_path)
+    except FileNotFoundError:
+        raise_alert(item, "evidence file missing")
+        raise Stop(f"item {item.pk}: the evidence file is missing") from None
     md5, _, sha256 = documents.hashes_of(data)
     if sha256 != item.sha256:
         # Chain of custody: what we would send is not what we received.
+        raise_alert(item, "SHA-256 of stored bytes differs from intake", sha256)
         raise Stop(f"item {item.pk}: stored bytes no longer match the SHA-256 recorded at intake")
     name = f"item-{item.pk}{_suffix(item)}"
     answer = _call(report, client.upload, report.ncmec_report_id, name, data,
