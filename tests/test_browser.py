@@ -96,3 +96,24 @@ def test_help_overlay_opens_with_question_mark(browser, live_server, users):
     page.wait_for_selector("dialog#help[open]")
     page.keyboard.press("Escape")
     assert not page.is_visible("dialog#help")
+
+
+def test_report_to_ncmec_by_keyboard_then_review_the_report(browser, live_server, users):
+    from cases.models import CyberTipReport
+
+    case, item = case_with_match(seed=23, account="acct-23")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, live_server, "sam", "pw-sam")
+    page.keyboard.press("n")
+    page.wait_for_url(f"{live_server.url}/cases/{case.pk}/")
+    page.keyboard.press("t")
+    page.wait_for_selector("dialog#act-report[open]")
+    page.keyboard.press("1")
+    page.wait_for_url(f"{live_server.url}/queue/")
+    report = CyberTipReport.objects.get(case=case)
+    assert report.status == "awaiting_approval" and report.files.count() == 1
+    page.goto(f"{live_server.url}/reports/{report.pk}/")
+    page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
+    assert "Awaiting senior approval" in page.content()
+    assert page.is_visible("select[name=incident_type]")
