@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -129,6 +130,7 @@ def case_detail(request, pk):
         "case": case, "subject": subject, "items": list(items.values()), "subject_signals": subject_signals,
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
+        "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
@@ -204,6 +206,9 @@ def evidence_blurred(request, item_id):
 @require_POST
 def evidence_reveal(request, item_id):
     item = access_item(request.user, item_id, reveal=True)
+    if settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified():
+        return HttpResponse("Two-factor verification is required to reveal evidence.", status=403,
+                            content_type="text/plain")
     # The audit row commits before any byte is produced; if it cannot be written, nothing is shown.
     with transaction.atomic():
         record_evidence_view(request.user, item, revealed=True, ip=client_ip(request))

@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_rq",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "reviewconsole",
     "cases",
     "detection",
@@ -59,7 +62,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "reviewconsole.middleware.SessionPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -183,6 +188,13 @@ SCAN_SLOTS = envint("SCAN_SLOTS", 4)
 SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
+
+# Two-factor (TOTP): required to reveal evidence and to use admin and the job dashboard.
+REQUIRE_2FA_FOR_REVEAL = envbool("REQUIRE_2FA_FOR_REVEAL", True)
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Review console")
+# Sessions end after SESSION_IDLE_SECONDS without a request, and SESSION_MAX_SECONDS after sign-in.
+SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 30 * 60)
+SESSION_MAX_SECONDS = envint("SESSION_MAX_SECONDS", 10 * 3600)
 
 # Enforcement webhooks: per-request timeout, first retry delay (doubling up to an hour), give-up.
 DISPATCH_TIMEOUT = envint("DISPATCH_TIMEOUT", 10)

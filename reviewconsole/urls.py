@@ -4,11 +4,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django_otp.admin import OTPAdminSite
+
+from . import twofactor
+
+# Admin requires a verified second factor (django-otp), not only a staff password.
+admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="cases:queue", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/two-factor/", twofactor.setup, name="two_factor_setup"),
+    path("account/verify/", twofactor.verify, name="two_factor_verify"),
     path("", include("cases.urls")),
     path("api/v1/", include("cases.api_urls")),
     path("admin/", admin.site.urls),

@@ -112,3 +112,15 @@ def api_token(db):
 def api(client, api_token):
     client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
     return client
+
+
+def verify_2fa(client, user):
+    """Give this client's session a verified second factor, as the verify page would."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device, _ = TOTPDevice.objects.get_or_create(user=user, name="test", defaults={"confirmed": True})
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device

@@ -44,6 +44,17 @@ def sign_in(page, live_server, username, password):
     page.wait_for_url(f"{live_server.url}/queue/")
 
 
+def verify_second_factor(page, live_server, user):
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    page.goto(f"{live_server.url}/account/verify/?next=/queue/")
+    page.fill("input[name=token]", str(totp(device.bin_key)).zfill(6))
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/queue/")
+
+
 def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     from cases.models import AuditEvent, Case, CaseStatus
 
@@ -54,6 +65,7 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     responses = []
     page.on("response", lambda response: responses.append(response))  # noqa: PLW0108 (Playwright wraps the callable)
     sign_in(page, live_server, "sam", "pw-sam")
+    verify_second_factor(page, live_server, users["specialist"])
     page.screenshot(path=str(SHOTS / "queue.png"), full_page=True)
 
     page.keyboard.press("n")  # claim the most urgent case

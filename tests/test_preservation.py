@@ -10,6 +10,7 @@ from cases import preservation
 from cases.actions import claim_case, decide
 from cases.cybertip import filing
 from cases.models import AuditEvent, CyberTipReport, EvidenceOnHold, IntegrityAlert, Item, LegalHold
+from tests.conftest import verify_2fa
 from tests.factories import case_with_match, scanned_item
 from tests.fake_cybertip import PASSWORD, USER, FakeCyberTipline
 
@@ -58,6 +59,7 @@ class TestHolds:
     def test_admin_refuses_to_delete_held_evidence(self, users, client):
         _, item = reported(users)
         client.force_login(users["admin"])
+        verify_2fa(client, users["admin"])
         assert client.get(f"/admin/cases/item/{item.pk}/delete/").status_code == 403
         response = client.post("/admin/cases/item/", {"action": "delete_selected", "_selected_action": [item.pk],
                                                       "post": "yes"}, follow=True)
@@ -134,6 +136,7 @@ class TestChainOfCustody:
         client.force_login(users["reviewer"])
         assert "Integrity alert" in client.get(f"/cases/{case.pk}/").content.decode()
         client.force_login(users["admin"])
+        verify_2fa(client, users["admin"])
         assert "differs from intake" in client.get("/admin/cases/integrityalert/").content.decode()
 
 

@@ -7,6 +7,7 @@ from PIL import Image, ImageStat
 
 from cases.actions import claim_case
 from cases.models import AuditEvent, Case, CaseStatus, Decision
+from tests.conftest import verify_2fa
 from tests.factories import case_with_match
 
 pytestmark = pytest.mark.django_db
@@ -19,9 +20,11 @@ def world(users):
     return {"case": case, "item": item}
 
 
-def login(client, users, role):
+def login(client, users, role, verified=True):
     if role != "anonymous":
         client.force_login(users[role])
+        if verified:
+            verify_2fa(client, users[role])
     return client
 
 
@@ -252,3 +255,70 @@ def test_the_case_page_runs_a_bounded_number_of_queries(client, users, django_as
     login(client, users, "reviewer")
     with django_assert_max_num_queries(25):
         assert client.get(f"/cases/{case.pk}/").status_code == 200
+
+
+def test_reveal_needs_a_verified_second_factor(client, users, world):
+    login(client, users, "specialist", verified=False)
+    page = client.get(f"/cases/{world['case'].pk}/").content.decode()
+    assert "Verify to reveal" in page and "data-reveal" not in page
+    response = client.post(f"/evidence/{world['item'].pk}/reveal/")
+    assert response.status_code == 403 and b"Two-factor" in response.content
+    assert not AuditEvent.objects.filter(action="evidence.revealed").exists()
+
+
+def test_admin_and_job_dashboard_need_a_verified_second_factor(client, users):
+    login(client, users, "admin", verified=False)
+    assert client.get("/admin/").status_code == 302
+    assert "/account/verify/" in client.get("/django-rq/")["Location"]
+    verify_2fa(client, users["admin"])
+    assert client.get("/admin/").status_code == 200 and client.get("/django-rq/").status_code == 200
+
+
+def test_enrolling_and_verifying_a_totp_device(client, users):
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+    client.force_login(users["specialist"])
+    page = client.get("/account/two-factor/").content.decode()
+    assert "<svg" in page
+    device = TOTPDevice.objects.get(user=users["specialist"], confirmed=False)
+    assert client.post("/account/two-factor/", {"token": "000000"}).status_code == 200
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=0, throttling_failure_timestamp=None)
+    response = client.post("/account/two-factor/", {"token": str(totp(device.bin_key)).zfill(6)})
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.confirmed
+    client.logout()
+    client.force_login(users["specialist"])
+    assert client.post("/account/verify/", {"token": "123"}).status_code == 200
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1  # failures slow down guessing
+    token = str(totp(device.bin_key)).zfill(6)
+    device.last_t, device.throttling_failure_count, device.throttling_failure_timestamp = -1, 0, None
+    device.save()
+    response = client.post("/account/verify/", {"token": token, "next": "/queue/"})
+    assert response.status_code == 302 and response["Location"] == "/queue/"
+    assert AuditEvent.objects.filter(action="account.two_factor_verified").exists()
+
+
+def test_sessions_end_when_idle(client, users, settings):
+    settings.SESSION_IDLE_SECONDS = -1
+    client.force_login(users["reviewer"])
+    client.get("/queue/")
+    response = client.get("/queue/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_sessions_end_after_the_absolute_limit(client, users, settings):
+    settings.SESSION_MAX_SECONDS = -1
+    client.force_login(users["reviewer"])
+    response = client.get("/queue/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_disabling_a_user_ends_their_sessions(client, users):
+    client.force_login(users["reviewer"])
+    assert client.get("/queue/").status_code == 200
+    users["reviewer"].is_active = False
+    users["reviewer"].save()
+    response = client.get("/queue/")
+    assert response.status_code == 302 and "/login/" in response["Location"]

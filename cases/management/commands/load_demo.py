@@ -15,3 +15,5 @@ class Command(BaseCommand):
         self.stdout.write("Demo logins (user / password / role):")
         for username, password, role, _ in users:
             self.stdout.write(f"  {username:<11} {password:<22} {role or 'admin (superuser)'}")
+        self.stdout.write("Revealing evidence, the admin and the job dashboard need two-factor sign-in: each user\n"
+                          "enrols an authenticator app (any TOTP app) at /account/two-factor/ on first use.")
