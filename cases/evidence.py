@@ -8,11 +8,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from detection.hashing import RejectedFile, open_image
 
 from . import storage
-from .models import ItemKind
+from .models import ItemKind, ViewingPreference
 
 THUMB_SIDE = 320
 REVEAL_SIDE = 1024
-BLUR_RADIUS = 14
 
 
 def _encode(img, quality=80):
@@ -35,21 +34,56 @@ def _decoded(item, side):
     return rgb
 
 
-def blurred(item):
-    """The default rendition: small, greyscale and strongly blurred. Cached in the private store."""
+BLUR_RADIUS = {"strong": 14, "light": 5}
+SEPIA = ((40, 26, 13), (255, 240, 192))
+
+
+def reduce_detail(img):
+    """Illustration-like: a few flat colours and their outlines, enough to judge, less to absorb."""
+    flat = ImageOps.posterize(img.convert("RGB").filter(ImageFilter.ModeFilter(5)), 2)
+    edges = ImageOps.invert(img.convert("L").filter(ImageFilter.FIND_EDGES)).point(lambda v: 0 if v < 200 else 255)
+    return Image.composite(flat, Image.new("RGB", img.size, (30, 30, 30)), edges)
+
+
+def filtered(img, pref):
+    """Apply a reviewer's filters to a small rendition: reduced detail, tone, then blur."""
+    if pref.detail == "reduced":
+        img = reduce_detail(img)
+    if pref.tone == "greyscale":
+        img = ImageOps.grayscale(img)
+    elif pref.tone == "sepia":
+        img = ImageOps.colorize(ImageOps.grayscale(img), *SEPIA)
+    return img.filter(ImageFilter.GaussianBlur(BLUR_RADIUS.get(pref.blur, BLUR_RADIUS["strong"])))
+
+
+def warning_card(lines):
+    """What the detectors found, in place of the image: no pixel of the evidence is in it."""
+    img = Image.new("L", (THUMB_SIDE, THUMB_SIDE * 3 // 4), 225)
+    draw = ImageDraw.Draw(img)
+    draw.text((14, 14), "Content warning", fill=40)
+    for n, line in enumerate(lines[:6]):
+        draw.text((14, 44 + 22 * n), line[:48], fill=70)
+    return _encode(img)
+
+
+def blurred(item, pref=None, caption=()):
+    """The default rendition: small and filtered per the reviewer's preference (strong blur and
+    greyscale unless they chose otherwise), or a warning card. Cached in the private store."""
+    pref = pref or ViewingPreference()
+    if pref.warning_screen:
+        return warning_card(list(caption) or ["Evidence item"])
     if item.purged_at:
         return _placeholder("Evidence destroyed")
     if item.kind != ItemKind.IMAGE:
         return _placeholder(f"{item.get_kind_display()}: no preview")
-    cached = storage.derivative_path(item.pk, "blur.jpg")
+    cached = storage.derivative_path(item.pk, f"{pref.signature}.jpg")
     if cached.exists():
         return cached.read_bytes()
     try:
         img = _decoded(item, THUMB_SIDE)
     except (RejectedFile, FileNotFoundError):
         return _placeholder("No preview: file rejected or missing")
-    img = ImageOps.grayscale(img).filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
-    data = _encode(img, quality=70)
+    data = _encode(filtered(img, pref), quality=70)
     cached.write_bytes(data)
     return data
 

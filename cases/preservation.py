@@ -42,8 +42,8 @@ def place_hold(user, item, *, reason, days, note=""):
 
 def _remove_bytes(item):
     storage.delete_original(item.storage_path)
-    for name in ("blur.jpg",):
-        storage.derivative_path(item.pk, name).unlink(missing_ok=True)
+    for rendition in storage.derivative_path(item.pk, "x").parent.glob(f"{item.pk}-*"):
+        rendition.unlink(missing_ok=True)
 
 
 def purge(item, *, actor=None, reason):

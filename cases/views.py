@@ -17,6 +17,7 @@ from .access import access_case, access_item, require_reviewer
 from .actions import (
     BAN_DAYS,
     ActionError,
+    audit,
     claim_case,
     claim_next_case,
     decide,
@@ -35,6 +36,7 @@ from .models import (
     Item,
     LegalHold,
     ReviewQueue,
+    ViewingPreference,
 )
 
 QUEUE_PAGE = 50
@@ -121,6 +123,7 @@ def case_detail(request, pk):
     else:
         facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count()}
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
+    pref = ViewingPreference.for_user(request.user, case.queue.slug)
     actions = [
         {"value": a.value, "label": a.label, "key": ACTION_KEYS[a], "reasons": reasons_for(a.value)}
         for a in ACTION_KEYS
@@ -131,6 +134,7 @@ def case_detail(request, pk):
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
+        "pref": pref,
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
@@ -194,12 +198,64 @@ def _image_response(data):
     return response
 
 
+def caption_for(item):
+    """What the detectors found, in a reviewer's words: the warning screen shows this."""
+    lines = []
+    for signal in item.signals.all()[:4]:
+        details = signal.details or {}
+        hashes = details.get("hashes") or []
+        if signal.kind == "hash_match" and hashes:
+            best = hashes[0]
+            lines.append(f"Known-material match, bank {details.get('bank')}")
+            lines.append(f"{best['type'].upper()} distance {best['distance']} (threshold {best['threshold']})")
+        else:
+            lines.append(signal.label)
+    return lines
+
+
 @login_required
 @require_GET
 def evidence_blurred(request, item_id):
     item = access_item(request.user, item_id)
+    case = Case.objects.filter(pk=request.GET.get("case") or 0, signals__item=item).select_related("queue").first()
+    pref = ViewingPreference.for_user(request.user, case.queue.slug if case else "")
     record_evidence_view(request.user, item, revealed=False, ip=client_ip(request))
-    return _image_response(evidence.blurred(item))
+    return _image_response(evidence.blurred(item, pref, caption_for(item) if pref.warning_screen else ()))
+
+
+@login_required
+def viewing_preferences(request):
+    """A reviewer's own filters, for every category and per queue."""
+    require_reviewer(request.user)
+    categories = [("", "All categories")] + [(q.slug, q.name) for q in reviewable_queues(request.user)]
+    if request.method == "POST":
+        for slug, _ in categories:
+            prefix = f"{slug or 'all'}-"
+            if request.POST.get(prefix + "mode") == "inherit" and slug:
+                ViewingPreference.objects.filter(user=request.user, category=slug).delete()
+                continue
+            values = {
+                "blur": request.POST.get(prefix + "blur"), "tone": request.POST.get(prefix + "tone"),
+                "detail": request.POST.get(prefix + "detail"),
+                "warning_screen": request.POST.get(prefix + "warning") == "on",
+            }
+            choices = (("blur", ViewingPreference.Blur), ("tone", ViewingPreference.Tone),
+                       ("detail", ViewingPreference.Detail))
+            if any(values[name] not in kind.values for name, kind in choices):
+                messages.error(request, "Choose a value from each list.")
+                return redirect("viewing_preferences")
+            ViewingPreference.objects.update_or_create(user=request.user, category=slug, defaults=values)
+        audit(request.user, "account.viewing_preferences", object_type="user", object_id=request.user.pk)
+        messages.success(request, "Viewing preferences saved.")
+        return redirect("viewing_preferences")
+    rows = []
+    for slug, name in categories:
+        own = ViewingPreference.objects.filter(user=request.user, category=slug).first()
+        rows.append({"slug": slug or "all", "name": name, "own": own is not None,
+                     "pref": own or ViewingPreference.for_user(request.user, slug)})
+    return render(request, "cases/viewing_preferences.html", {
+        "rows": rows, "blurs": ViewingPreference.Blur.choices, "tones": ViewingPreference.Tone.choices,
+        "details": ViewingPreference.Detail.choices})
 
 
 @login_required

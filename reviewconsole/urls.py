@@ -6,6 +6,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
+from cases import views as case_views
+
 from . import twofactor
 
 # Admin requires a verified second factor (django-otp), not only a staff password.
@@ -17,6 +19,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/two-factor/", twofactor.setup, name="two_factor_setup"),
     path("account/verify/", twofactor.verify, name="two_factor_verify"),
+    path("account/viewing/", case_views.viewing_preferences, name="viewing_preferences"),
     path("", include("cases.urls")),
     path("api/v1/", include("cases.api_urls")),
     path("admin/", admin.site.urls),
