@@ -89,12 +89,13 @@ def _open_case_for(kind, subject_id):
 
 def _rerank(case):
     signals = list(case.signals.all())
-    case.priority = queues.priority(signals)
+    case.base_priority = queues.priority(signals)
+    case.priority = queues.aged(case.base_priority, case.created_at, timezone.now())
     if case.queue.slug != queues.ESCALATIONS:
         case.queue = queues.get_queue(queues.route(s.kind for s in signals))
     top = max(signals, key=lambda s: s.severity * s.score, default=None)
     case.summary = top.label[:255] if top else ""
-    case.save(update_fields=["priority", "queue", "summary", "updated_at"])
+    case.save(update_fields=["priority", "base_priority", "queue", "summary", "updated_at"])
 
 
 # Claiming -----------------------------------------------------------------------------------

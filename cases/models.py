@@ -203,6 +203,7 @@ class ReviewQueue(models.Model):
     name = models.CharField(max_length=100)
     description = models.CharField(max_length=255, blank=True)
     senior_only = models.BooleanField(default=False)
+    sla_minutes = models.PositiveIntegerField(default=24 * 60, help_text="A case should be decided within this")
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -276,6 +277,7 @@ class Case(models.Model):
     queue = models.ForeignKey(ReviewQueue, on_delete=models.PROTECT, related_name="cases")
     status = models.CharField(max_length=16, choices=CaseStatus, default=CaseStatus.OPEN)
     priority = models.PositiveSmallIntegerField(default=0, db_index=True)
+    base_priority = models.PositiveSmallIntegerField(default=0, help_text="Priority before ageing")
     summary = models.CharField(max_length=255, blank=True)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="claimed_cases"

@@ -1,6 +1,9 @@
 """Which review queue a case belongs in, and how urgent it is, from its signals."""
 
-from .models import ReviewQueue, SignalKind
+from django.conf import settings
+from django.utils import timezone
+
+from .models import Case, ReviewQueue, SignalKind
 
 KNOWN_MATERIAL = "known-material"
 NEW_CONTENT = "new-content"
@@ -43,3 +46,20 @@ def get_queue(slug):
         slug=slug, defaults={"name": slug.replace("-", " ").capitalize(), "senior_only": slug == ESCALATIONS}
     )
     return queue
+
+
+def aged(base, created_at, now):
+    hours = max(0.0, (now - created_at).total_seconds() / 3600)
+    return int(min(100, base + hours * settings.PRIORITY_AGING_PER_HOUR))
+
+
+def age_priorities(now=None):
+    """Raise the priority of waiting cases with their age (the rq cron runs this every few minutes)."""
+    now = now or timezone.now()
+    changed = 0
+    for pk, base, created_at, priority in Case.objects.filter(closed_at__isnull=True).values_list(
+            "pk", "base_priority", "created_at", "priority").iterator(chunk_size=2000):
+        new = aged(base, created_at, now)
+        if new != priority:
+            changed += Case.objects.filter(pk=pk).update(priority=new)
+    return changed

@@ -1,6 +1,7 @@
 """Reviewer pages: the queue, the case, decisions, and evidence renditions."""
 
 from collections import OrderedDict
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -38,6 +39,7 @@ from .models import (
     ReviewQueue,
     ViewingPreference,
 )
+from .wellness import exposure_today
 
 QUEUE_PAGE = 50
 ACTION_KEYS = OrderedDict([
@@ -57,25 +59,38 @@ def queue(request):
     slug = request.GET.get("queue", "")
     selected = next((q for q in queues if q.slug == slug), None)
     open_cases = Case.objects.filter(closed_at__isnull=True, queue__in=queues)
+    now = timezone.now()
+    breach = Q()
+    for q in queues:
+        breach |= Q(queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes))
     stats = {
         row["queue"]: row
         for row in open_cases.values("queue").annotate(
             pending=Count("pk", filter=Q(status=CaseStatus.OPEN)),
             claimed=Count("pk", filter=Q(status=CaseStatus.CLAIMED)),
+            breaches=Count("pk", filter=breach),
             oldest=Min("created_at"),
         )
     }
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    handled = dict(Decision.objects.filter(created_at__gte=start_of_day).values("case__queue")
+                   .annotate(n=Count("pk")).values_list("case__queue", "n"))
     for q in queues:
-        q.stats = stats.get(q.pk, {"pending": 0, "claimed": 0, "oldest": None})
+        q.stats = stats.get(q.pk, {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None})
+        q.stats["handled_today"] = handled.get(q.pk, 0)
     listed = open_cases.filter(queue=selected) if selected else open_cases
     cases = list(
         listed.select_related("queue", "account", "group", "assigned_to")
         .annotate(signal_count=Count("signals"))
         .order_by("-priority", "created_at")[:QUEUE_PAGE]
     )
+    for case in cases:
+        case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
+        case.breached = case.due_at < now
     mine = Case.objects.filter(assigned_to=request.user, status=CaseStatus.CLAIMED, closed_at__isnull=True).first()
     return render(request, "cases/queue.html", {
-        "queues": queues, "selected": selected, "cases": cases, "mine": mine, "now": timezone.now(),
+        "queues": queues, "selected": selected, "cases": cases, "mine": mine, "now": now,
+        "exposure": exposure_today(request.user),
         "total_open": sum(q.stats["pending"] + q.stats["claimed"] for q in queues),
     })
 
@@ -134,7 +149,7 @@ def case_detail(request, pk):
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
-        "pref": pref,
+        "pref": pref, "exposure": exposure_today(request.user),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
@@ -182,6 +197,12 @@ def decide_view(request, pk):
         return redirect("cases:detail", pk=case.pk)
     verb = "Recorded" if created else "Already recorded"
     messages.success(request, f"{verb}: {decision.get_action_display()} on case {case.pk} ({decision.reason}).")
+    exposure = exposure_today(request.user)
+    if exposure.over_budget:
+        messages.warning(request, f"You have reached today's exposure budget ({exposure.reveals} reveals, "
+                                  f"{exposure.minutes} minutes on cases). Please take a break; the next case "
+                                  "will wait for you.")
+        return redirect("cases:queue")
     next_case = claim_next_case(request.user, ip=client_ip(request))
     if next_case is None:
         messages.info(request, "No more cases are waiting.")

@@ -188,6 +188,11 @@ SCAN_SLOTS = envint("SCAN_SLOTS", 4)
 SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
+# Exposure budget per reviewer per day: past it the console suggests a break and stops auto-advancing.
+EXPOSURE_REVEALS_PER_DAY = envint("EXPOSURE_REVEALS_PER_DAY", 40)
+EXPOSURE_MINUTES_PER_DAY = envint("EXPOSURE_MINUTES_PER_DAY", 300)
+# Waiting cases gain this much priority per hour, so nothing starves behind newer urgent work.
+PRIORITY_AGING_PER_HOUR = envint("PRIORITY_AGING_PER_HOUR", 2)
 
 # Two-factor (TOTP): required to reveal evidence and to use admin and the job dashboard.
 REQUIRE_2FA_FOR_REVEAL = envbool("REQUIRE_2FA_FOR_REVEAL", True)

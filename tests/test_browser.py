@@ -79,7 +79,10 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     assert images and all("/blurred.jpg" in r.url for r in images)
     assert not AuditEvent.objects.filter(action="evidence.revealed").exists()
 
-    page.keyboard.press("v")  # reveal the selected item
+    page.keyboard.press("v")  # reveal the selected item: the first time, a warning asks first
+    page.wait_for_selector("dialog#reveal-warning[open]")
+    assert not [r for r in responses if "/reveal/" in r.url]
+    page.keyboard.press("Enter")
     page.wait_for_selector(".thumb.revealed")
     revealed = [r for r in responses if "/reveal/" in r.url]
     assert len(revealed) == 1 and revealed[0].status == 200

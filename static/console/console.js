@@ -60,7 +60,22 @@
       button.disabled = false;
     }
   }
-  document.querySelectorAll("[data-reveal]").forEach((b) => b.addEventListener("click", () => reveal(b)));
+  // The first reveal of a session asks once; the warning is part of looking after reviewers.
+  let pendingReveal = null;
+  function askThenReveal(button) {
+    const warning = document.getElementById("reveal-warning");
+    if (!warning || sessionStorage.getItem("reveal-warned")) { reveal(button); return; }
+    pendingReveal = button;
+    warning.showModal();
+  }
+  const confirmButton = document.querySelector("[data-reveal-confirm]");
+  if (confirmButton) confirmButton.addEventListener("click", () => {
+    sessionStorage.setItem("reveal-warned", "1");
+    document.getElementById("reveal-warning").close();
+    if (pendingReveal) reveal(pendingReveal);
+    pendingReveal = null;
+  });
+  document.querySelectorAll("[data-reveal]").forEach((b) => b.addEventListener("click", () => askThenReveal(b)));
 
   document.querySelectorAll("[data-dialog]").forEach((b) => b.addEventListener("click", () => openDialog(b.dataset.dialog)));
   document.querySelectorAll("dialog [data-close]").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
@@ -94,7 +109,7 @@
     if (event.key === "k") { select(selected - 1); event.preventDefault(); return; }
     if (event.key === "v" && cards.length) {
       const button = cards[selected].querySelector("[data-reveal]");
-      if (button && !button.disabled) reveal(button);
+      if (button && !button.disabled) askThenReveal(button);
       event.preventDefault();
       return;
     }

@@ -1,0 +1,105 @@
+"""Queues with SLAs and ageing priority, and the reviewer's daily exposure budget."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from cases import queues
+from cases.actions import claim_case, decide
+from cases.models import AuditEvent, Case
+from cases.wellness import exposure_today
+from tests.factories import case_with_match
+
+pytestmark = pytest.mark.django_db
+
+
+def reveal_events(user, n):
+    for _ in range(n):
+        AuditEvent.objects.create(actor=user, actor_label=user.username, action="evidence.revealed")
+
+
+def test_exposure_counts_reveals_and_minutes_on_cases(users):
+    user = users["specialist"]
+    case, _ = case_with_match()
+    claim_case(user, case.pk)
+    AuditEvent.objects.filter(action="case.claimed").update(created_at=timezone.now() - timedelta(minutes=25))
+    reveal_events(user, 3)
+    exposure = exposure_today(user)
+    assert exposure.reveals == 3 and 24 <= exposure.minutes <= 26
+    assert exposure_today(users["reviewer"]).reveals == 0
+
+
+def test_past_the_budget_the_next_case_does_not_open_by_itself(client, users, settings):
+    settings.EXPOSURE_REVEALS_PER_DAY = 2
+    user = users["specialist"]
+    case, _ = case_with_match(seed=1, account="a-1")
+    case_with_match(seed=2, account="a-2")
+    case = claim_case(user, case.pk)
+    reveal_events(user, 2)
+    client.force_login(user)
+    response = client.post(f"/cases/{case.pk}/decide/", {"action": "ban", "reason": "csam-known",
+                                                         "version": case.version})
+    assert response.status_code == 302 and response["Location"] == "/queue/"
+    page = client.get("/queue/").content.decode()
+    assert "take a break" in page
+    assert Case.objects.filter(assigned_to=user, status="claimed").count() == 0
+
+
+def test_under_the_budget_the_next_case_opens(client, users):
+    user = users["specialist"]
+    case, _ = case_with_match(seed=1, account="a-1")
+    other, _ = case_with_match(seed=2, account="a-2")
+    case = claim_case(user, case.pk)
+    client.force_login(user)
+    response = client.post(f"/cases/{case.pk}/decide/", {"action": "ban", "reason": "csam-known",
+                                                         "version": case.version})
+    assert response["Location"] == f"/cases/{other.pk}/"
+
+
+def test_waiting_cases_gain_priority_with_age(settings):
+    settings.PRIORITY_AGING_PER_HOUR = 5
+    case, _ = case_with_match()
+    base = case.base_priority
+    assert case.priority == base
+    Case.objects.filter(pk=case.pk).update(created_at=timezone.now() - timedelta(hours=3))
+    assert queues.age_priorities() == 1
+    case.refresh_from_db()
+    assert case.priority == min(100, base + 15) and case.base_priority == base
+    assert queues.age_priorities() == 0  # nothing changed since
+
+
+def test_an_old_low_case_overtakes_a_new_one(settings, users):
+    from cases import intake
+    from tests.factories import triage_all
+    settings.PRIORITY_AGING_PER_HOUR = 10
+    intake.submit_report(reporter="u", reason="nudity", account_id="old")
+    (old,) = triage_all()
+    Case.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=6))
+    intake.submit_report(reporter="u", reason="grooming", account_id="new")
+    triage_all()
+    queues.age_priorities()
+    from cases.actions import claim_next_case
+    assert claim_next_case(users["reviewer"]).pk == old.pk
+
+
+def test_the_queue_overview_shows_sla_breaches_and_work_done_today(client, users):
+    case, _ = case_with_match(seed=1, account="a-1")
+    Case.objects.filter(pk=case.pk).update(created_at=timezone.now() - timedelta(hours=2))  # SLA 60 min
+    done, _ = case_with_match(seed=2, account="a-2")
+    done = claim_case(users["reviewer"], done.pk)
+    decide(users["reviewer"], done.pk, action="dismiss", reason_code="benign", version=done.version)
+    client.force_login(users["reviewer"])
+    response = client.get("/queue/")
+    page = response.content.decode()
+    assert "past SLA" in page
+    (known,) = [q for q in response.context["queues"] if q.slug == "known-material"]
+    assert known.stats["breaches"] == 1 and known.stats["handled_today"] == 1
+
+
+def test_the_queue_page_runs_a_bounded_number_of_queries(client, users, django_assert_max_num_queries):
+    for n in range(5):
+        case_with_match(seed=n + 1, account=f"a-{n}")
+    client.force_login(users["reviewer"])
+    with django_assert_max_num_queries(20):
+        assert client.get("/queue/").status_code == 200
