@@ -4,6 +4,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -193,7 +194,7 @@ def reasons_for(action):
     return [r for r in ReasonCode.objects.filter(active=True) if action in r.actions]
 
 
-def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, ip=None):
+def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, escalate_to=None, ip=None):
     """Take one decision on a case the user has claimed, at the version they saw.
 
     Returns (decision, created). A repeat of the same request (double click, retried POST) returns
@@ -208,6 +209,11 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
         raise ActionError("Choose a ban duration from the list.")
     if action == Action.ESCALATE and not note.strip():
         raise ActionError("An escalation needs a note for the senior reviewer.")
+    senior = None
+    if escalate_to is not None:
+        senior = get_user_model().objects.filter(pk=escalate_to, is_active=True).first()
+        if action != Action.ESCALATE or senior is None or not senior.has_perm("cases.review_escalated"):
+            raise ActionError("Hand off only to an active senior reviewer.")
     if action == Action.REPORT and not user.has_perm("cases.reveal_evidence"):
         raise ActionError("Only reviewers cleared for evidence may report to NCMEC.")
     now = timezone.now()
@@ -222,6 +228,7 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
             case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user,
             ban_until=now + timedelta(days=ban_days) if ban_days and action == Action.BAN else None,
         )
+        decision.hand_off_to = senior
         effects = EFFECTS[action](case, decision, now)
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
@@ -325,12 +332,14 @@ REASON_INCIDENT_TYPES = {
 
 
 def do_escalate(case, decision, now):
+    """To the escalations queue, or straight into a named senior's hands."""
+    senior = getattr(decision, "hand_off_to", None)
     case.queue = queues.get_queue(queues.ESCALATIONS)
-    case.status = CaseStatus.OPEN
-    case.assigned_to = None
-    case.lease_expires_at = None
+    case.status = CaseStatus.CLAIMED if senior else CaseStatus.OPEN
+    case.assigned_to = senior
+    case.lease_expires_at = now + timedelta(seconds=settings.CASE_LEASE_SECONDS) if senior else None
     case.save(update_fields=["queue", "status", "assigned_to", "lease_expires_at", "updated_at"])
-    return {"queue": queues.ESCALATIONS}
+    return {"queue": queues.ESCALATIONS, "handed_to": senior.get_username() if senior else None}
 
 
 def do_dismiss(case, decision, now):

@@ -324,6 +324,39 @@ class Case(models.Model):
         return self.account or self.group
 
 
+class SubjectNote(models.Model):
+    """A reviewer's note on an account or a group; it follows the subject into every later case."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, null=True, blank=True, related_name="notes")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, null=True, blank=True, related_name="notes")
+    case = models.ForeignKey(Case, on_delete=models.SET_NULL, null=True, blank=True, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(account__isnull=False) | Q(group__isnull=False),
+                                              name="note_has_subject")]
+
+    def __str__(self):
+        return f"note by {self.author} on {self.account or self.group}"
+
+
+class CaseView(models.Model):
+    """Who has a case open right now (refreshed by the page while it stays open)."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="viewers")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["case", "user"], name="one_view_per_user_and_case")]
+
+    def __str__(self):
+        return f"{self.user} viewing case {self.case_id}"
+
+
 class Action(models.TextChoices):
     BAN = "ban", "Ban account"
     REMOVE = "remove", "Remove content"

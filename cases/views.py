@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count, Min, Q
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -31,17 +31,20 @@ from .models import (
     Action,
     Case,
     CaseStatus,
+    CaseView,
     Decision,
     Enforcement,
     IntegrityAlert,
     Item,
     LegalHold,
     ReviewQueue,
+    SubjectNote,
     ViewingPreference,
 )
 from .wellness import exposure_today
 
 QUEUE_PAGE = 50
+VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s
 ACTION_KEYS = OrderedDict([
     (Action.BAN, "b"), (Action.REMOVE, "r"), (Action.ESCALATE, "e"), (Action.REPORT, "t"), (Action.DISMISS, "d"),
 ])
@@ -138,6 +141,10 @@ def case_detail(request, pk):
     else:
         facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count()}
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
+    now = timezone.now()
+    CaseView.objects.update_or_create(case=case, user=request.user, defaults={"seen_at": now})
+    notes = SubjectNote.objects.filter(
+        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)).select_related("author")[:50]
     pref = ViewingPreference.for_user(request.user, case.queue.slug)
     actions = [
         {"value": a.value, "label": a.label, "key": ACTION_KEYS[a], "reasons": reasons_for(a.value)}
@@ -149,11 +156,50 @@ def case_detail(request, pk):
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
-        "pref": pref, "exposure": exposure_today(request.user),
+        "pref": pref, "exposure": exposure_today(request.user), "notes": notes,
+        "viewers": other_viewers(case, request.user, now), "seniors": seniors(),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
     })
+
+
+def other_viewers(case, user, now):
+    recent = now - timedelta(seconds=VIEWING_SECONDS)
+    return [v.user.get_username() for v in CaseView.objects.filter(case=case, seen_at__gte=recent)
+            .exclude(user=user).select_related("user")]
+
+
+def seniors():
+    from django.contrib.auth import get_user_model  # noqa: PLC0415
+
+    perm = Q(groups__permissions__codename="review_escalated") | Q(user_permissions__codename="review_escalated")
+    return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
+
+
+@login_required
+@require_POST
+def viewing(request, pk):
+    """The case page calls this while it stays open, and learns who else has the case open."""
+    case = access_case(request.user, pk)
+    now = timezone.now()
+    CaseView.objects.update_or_create(case=case, user=request.user, defaults={"seen_at": now})
+    return JsonResponse({"others": other_viewers(case, request.user, now)})
+
+
+@login_required
+@require_POST
+def add_note(request, pk):
+    case = access_case(request.user, pk)
+    text = request.POST.get("text", "").strip()
+    if not text or len(text) > 4000:
+        messages.error(request, "A note needs some text (at most 4000 characters).")
+    else:
+        note = SubjectNote.objects.create(account=case.account, group=case.group, case=case, author=request.user,
+                                          text=text)
+        audit(request.user, "subject.note_added", case=case, object_type="subjectnote", object_id=note.pk,
+              ip=client_ip(request))
+    return redirect("cases:detail", pk=case.pk)
 
 
 @login_required
@@ -186,11 +232,13 @@ def decide_view(request, pk):
         messages.error(request, "The form was incomplete; reload the case.")
         return redirect("cases:detail", pk=case.pk)
     ban_days = request.POST.get("ban_days", "")
+    escalate_to = request.POST.get("escalate_to", "")
     try:
         decision, created = decide(
             request.user, case.pk, action=request.POST.get("action", ""),
             reason_code=request.POST.get("reason", ""), note=request.POST.get("note", "")[:4000],
             version=version, ban_days=int(ban_days) if ban_days.isdigit() else None, ip=client_ip(request),
+            escalate_to=int(escalate_to) if escalate_to.isdigit() else None,
         )
     except ActionError as exc:
         messages.error(request, str(exc))

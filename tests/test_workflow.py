@@ -103,3 +103,41 @@ def test_the_queue_page_runs_a_bounded_number_of_queries(client, users, django_a
     client.force_login(users["reviewer"])
     with django_assert_max_num_queries(20):
         assert client.get("/queue/").status_code == 200
+
+
+def test_notes_on_a_subject_follow_it_into_later_cases(client, users):
+    from cases.models import SubjectNote
+    case, _ = case_with_match()
+    client.force_login(users["reviewer"])
+    client.post(f"/cases/{case.pk}/note/", {"text": "Same photos seen in group X last month"})
+    client.post(f"/cases/{case.pk}/note/", {"text": "   "})
+    assert SubjectNote.objects.count() == 1
+    assert AuditEvent.objects.filter(action="subject.note_added").count() == 1
+    case = claim_case(users["reviewer"], case.pk)
+    decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version)
+    later, _ = case_with_match(seed=2, account="acct-1")
+    assert "Same photos seen in group X" in client.get(f"/cases/{later.pk}/").content.decode()
+
+
+def test_reviewers_see_who_else_has_the_case_open(client, users):
+    case, _ = case_with_match()
+    client.force_login(users["specialist"])
+    client.get(f"/cases/{case.pk}/")
+    client.force_login(users["reviewer"])
+    page = client.get(f"/cases/{case.pk}/").content.decode()
+    assert "Also viewing: sam" in page
+    assert client.post(f"/cases/{case.pk}/viewing/").json() == {"others": ["sam"]}
+
+
+def test_a_case_can_be_handed_to_a_named_senior(users):
+    from cases.actions import ActionError, claim_next_case
+    case, _ = case_with_match()
+    case = claim_case(users["reviewer"], case.pk)
+    with pytest.raises(ActionError, match="senior"):
+        decide(users["reviewer"], case.pk, action="escalate", reason_code="age-unclear", note="x",
+               version=case.version, escalate_to=users["specialist"].pk)
+    decide(users["reviewer"], case.pk, action="escalate", reason_code="age-unclear", note="please look",
+           version=case.version, escalate_to=users["senior"].pk)
+    case.refresh_from_db()
+    assert case.queue.slug == "escalations" and case.assigned_to == users["senior"] and case.status == "claimed"
+    assert claim_next_case(users["senior"]).pk == case.pk

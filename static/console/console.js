@@ -87,6 +87,18 @@
     form.dataset.sent = "1";
   }));
 
+  // Presence: tell the server this case is open, and show who else has it open.
+  const viewers = document.getElementById("viewers");
+  if (viewers) {
+    setInterval(async () => {
+      try {
+        const response = await fetch(viewers.dataset.viewing, { method: "POST", headers: { "X-CSRFToken": csrfToken() } });
+        const body = await response.json();
+        viewers.textContent = body.others.length ? "Also viewing: " + body.others.join(", ") : "";
+      } catch (err) { /* presence is a courtesy; never block review on it */ }
+    }, 30000);
+  }
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const dialog = document.querySelector("dialog[open]");
