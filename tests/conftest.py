@@ -2,6 +2,7 @@
 
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import django_rq
@@ -73,13 +74,18 @@ def worker_env():
 PYTHON = sys.executable
 
 
+@lru_cache(maxsize=512)
+def _image(seed, fmt, size, edit):
+    img = synthetic.make_image(seed, size=size)
+    if edit:
+        img = synthetic.EDITS[edit](img)
+    return synthetic.encode(img, fmt=fmt)
+
+
 @pytest.fixture
 def image_bytes():
     def make(seed=1, fmt="JPEG", size=(640, 480), edit=None):
-        img = synthetic.make_image(seed, size=size)
-        if edit:
-            img = synthetic.EDITS[edit](img)
-        return synthetic.encode(img, fmt=fmt)
+        return _image(seed, fmt, tuple(size), edit)
 
     return make
 

@@ -1,6 +1,7 @@
 """Build real rows through the real code paths (intake, scan, triage), without a queue."""
 
 import io
+from functools import lru_cache
 
 from cases import intake
 from cases.actions import attach_signals
@@ -11,12 +12,24 @@ from detection.hashing import digests, hash_image
 from detection.jobs import scan_item
 
 
+@lru_cache(maxsize=256)
+def encoded(seed, edit=None):
+    """A synthetic JPEG, made once per test run (the images are deterministic)."""
+    img = synthetic.make_image(seed)
+    return synthetic.encode(synthetic.EDITS[edit](img) if edit else img)
+
+
+@lru_cache(maxsize=256)
+def hash_values(seed):
+    data = encoded(seed)
+    hashes = hash_image(data)
+    return {"pdq": hashes.pdq, "phash": hashes.phash, "dhash": hashes.dhash, "md5": digests(data)[0]}
+
+
 def known_bank(seeds, name="known", types=("pdq", "phash", "dhash", "md5")):
     lines = ["hash,type,label"]
     for seed in seeds:
-        data = synthetic.encode(synthetic.make_image(seed))
-        hashes = hash_image(data)
-        values = {"pdq": hashes.pdq, "phash": hashes.phash, "dhash": hashes.dhash, "md5": digests(data)[0]}
+        values = hash_values(seed)
         lines += [f"{values[t]},{t},seed-{seed}" for t in types]
     summary = import_hashes(name, io.StringIO("\n".join(lines)), fmt="csv")
     matching.invalidate()  # this process's index; workers notice within INDEX_CHECK_SECONDS
@@ -36,7 +49,6 @@ def triage_all():
 
 def case_with_match(seed=1, account="acct-1", edit="watermarked"):
     known_bank([seed])
-    data = synthetic.encode(synthetic.EDITS[edit](synthetic.make_image(seed)) if edit else synthetic.make_image(seed))
-    item = scanned_item(data, account=account)
+    item = scanned_item(encoded(seed, edit), account=account)
     (case,) = triage_all()
     return case, item
