@@ -23,6 +23,7 @@ bench: $(STAMP)
 	rm -rf var/bench
 	mkdir -p var/bench
 	DEMO=1 VAR_DIR=$(CURDIR)/var/bench $(PY) manage.py migrate -v0
+	DEMO=1 VAR_DIR=$(CURDIR)/var/bench $(PY) manage.py collectstatic --noinput -v0
 	DEMO=1 VAR_DIR=$(CURDIR)/var/bench $(PY) manage.py bench $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -314,6 +314,10 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["queue", "-priority", "created_at"], name="case_queue_rank_idx",
                          condition=Q(closed_at__isnull=True)),
+            models.Index(fields=["-priority", "created_at"], name="case_rank_idx",
+                         condition=Q(closed_at__isnull=True)),
+            models.Index(fields=["queue", "status", "created_at"], name="case_queue_age_idx",
+                         condition=Q(closed_at__isnull=True)),
         ]
 
     def __str__(self):

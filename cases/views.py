@@ -38,6 +38,7 @@ from .models import (
     Item,
     LegalHold,
     ReviewQueue,
+    Signal,
     SubjectNote,
     ViewingPreference,
 )
@@ -61,32 +62,37 @@ def queue(request):
     queues = list(reviewable_queues(request.user))
     slug = request.GET.get("queue", "")
     selected = next((q for q in queues if q.slug == slug), None)
-    open_cases = Case.objects.filter(closed_at__isnull=True, queue__in=queues)
+    open_cases = Case.objects.filter(closed_at__isnull=True)
+    if not request.user.has_perm("cases.review_escalated"):
+        # A join on the queue flag, not a list of queue ids, so the ranked index stays usable.
+        open_cases = open_cases.filter(queue__senior_only=False)
     now = timezone.now()
-    breach = Q()
+    stats = {q.pk: {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None} for q in queues}
+    # Grouped by (queue, status) and one ranged count per queue: each served by an index on open cases.
+    for row in (Case.objects.filter(closed_at__isnull=True, queue__in=list(stats)).values("queue", "status")
+                .annotate(n=Count("pk"), oldest=Min("created_at"))):
+        entry = stats[row["queue"]]
+        entry["pending" if row["status"] == CaseStatus.OPEN else "claimed"] += row["n"]
+        if entry["oldest"] is None or row["oldest"] < entry["oldest"]:
+            entry["oldest"] = row["oldest"]
     for q in queues:
-        breach |= Q(queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes))
-    stats = {
-        row["queue"]: row
-        for row in open_cases.values("queue").annotate(
-            pending=Count("pk", filter=Q(status=CaseStatus.OPEN)),
-            claimed=Count("pk", filter=Q(status=CaseStatus.CLAIMED)),
-            breaches=Count("pk", filter=breach),
-            oldest=Min("created_at"),
-        )
-    }
+        if stats[q.pk]["oldest"] and stats[q.pk]["oldest"] < now - timedelta(minutes=q.sla_minutes):
+            stats[q.pk]["breaches"] = Case.objects.filter(
+                closed_at__isnull=True, queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes)).count()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     handled = dict(Decision.objects.filter(created_at__gte=start_of_day).values("case__queue")
                    .annotate(n=Count("pk")).values_list("case__queue", "n"))
     for q in queues:
-        q.stats = stats.get(q.pk, {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None})
+        q.stats = stats[q.pk]
         q.stats["handled_today"] = handled.get(q.pk, 0)
     listed = open_cases.filter(queue=selected) if selected else open_cases
-    cases = list(
-        listed.select_related("queue", "account", "group", "assigned_to")
-        .annotate(signal_count=Count("signals"))
-        .order_by("-priority", "created_at")[:QUEUE_PAGE]
-    )
+    # The page first, then its signal counts: counting before the LIMIT would group every open case.
+    cases = list(listed.select_related("queue", "account", "group", "assigned_to")
+                 .order_by("-priority", "created_at")[:QUEUE_PAGE])
+    signal_counts = dict(Signal.objects.filter(case__in=[c.pk for c in cases]).values("case")
+                         .annotate(n=Count("pk")).values_list("case", "n"))
+    for case in cases:
+        case.signal_count = signal_counts.get(case.pk, 0)
     for case in cases:
         case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
         case.breached = case.due_at < now

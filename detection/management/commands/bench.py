@@ -22,8 +22,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--images", type=int, default=1000)
         parser.add_argument("--bank-sizes", default="10000,100000,1000000")
+        parser.add_argument("--cases", type=int, default=100_000, help="open cases for the page timings (0: skip)")
 
-    def handle(self, *args, images, bank_sizes, **options):
+    def handle(self, *args, images, bank_sizes, cases, **options):
         if not os.environ.get("REDIS_URL"):
             PrivateRedis(settings.PRIVATE_REDIS_SOCKET).start()
         import django_rq
@@ -47,15 +48,55 @@ class Command(BaseCommand):
         # The bare rate is taken before and after the worker run, so that drift in the machine's
         # speed (other load, frequency scaling) does not flatter or spoil the comparison.
         bare = (bare_before + self._bare_rate(data)) / 2
-        cases = Case.objects.count()
+        opened = Case.objects.count()
         self.stdout.write(self.style.SUCCESS(
             f"\nscan: bare decode+hash {bare:.1f} images/s on one core; one worker end to end "
             f"(queue -> hashes -> match -> signals -> triage -> case) {end_to_end:.1f} images/s "
             f"= {100 * end_to_end / bare:.0f}% of bare ({scanned} scanned, "
-            f"{Signal.objects.count()} signals, {cases} cases)"))
+            f"{Signal.objects.count()} signals, {opened} cases)"))
 
         for size in [int(s) for s in bank_sizes.split(",") if s]:
             self._match_latency(size)
+        if cases:
+            self._page_latency(cases)
+
+    def _page_latency(self, count):
+        """Server time of the queue and case pages with `count` open cases (median of 20 requests)."""
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group as Role
+        from django.test import Client
+
+        from cases.models import Account, ReviewQueue
+
+        queue_ids = list(ReviewQueue.objects.filter(senior_only=False).values_list("pk", flat=True))
+        existing = Case.objects.count()
+        batch = 5000
+        with tqdm(total=count, unit="case", desc="cases") as bar:
+            for start in range(0, count, batch):
+                n = min(batch, count - start)
+                accounts = Account.objects.bulk_create(
+                    [Account(external_id=f"bench-page-{existing + start + i}") for i in range(n)])
+                Case.objects.bulk_create([
+                    Case(account=a, queue_id=queue_ids[i % len(queue_ids)], priority=(i * 37) % 100,
+                         base_priority=(i * 37) % 100, summary="Near match, bank bench-known")
+                    for i, a in enumerate(accounts)])
+                bar.update(n)
+        user = get_user_model().objects.create_user(f"bench-{existing}", password="x" * 16)
+        user.groups.add(Role.objects.get(name="reviewer"))
+        client = Client(HTTP_HOST=settings.ALLOWED_HOSTS[0])
+        client.force_login(user)
+        one_case = Case.objects.filter(signals__isnull=False).first() or Case.objects.first()
+        for label, url in (("queue page", "/queue/"), ("queue page, one queue", "/queue/?queue=user-reports"),
+                           ("case page", f"/cases/{one_case.pk}/")):
+            timings = []
+            for _ in range(20):
+                start = time.perf_counter()
+                response = client.get(url, secure=True)
+                timings.append(time.perf_counter() - start)
+                assert response.status_code == 200, (url, response.status_code)
+            timings.sort()
+            self.stdout.write(f"page: {label:<22} with {Case.objects.filter(closed_at__isnull=True).count():,} "
+                              f"open cases: median {timings[10] * 1000:.0f} ms, slowest {timings[-1] * 1000:.0f} ms")
 
     def _bare_rate(self, data):
         start = time.perf_counter()
