@@ -23,6 +23,7 @@ from .models import (
     CyberTipReport,
     Decision,
     Enforcement,
+    EnforcementStatus,
     Group,
     Item,
     Platform,
@@ -263,11 +264,15 @@ def _close(case, decision, now):
 def _enforce(decision, action, target, payload):
     """Outbox rows for every enabled platform (one row the platform pulls, where none has a webhook)."""
     platforms = list(Platform.objects.filter(enabled=True).exclude(webhook_url="")) or [None]
+    # Nothing leaves before the undo window closes.
+    due = decision.created_at + timedelta(seconds=settings.UNDO_SECONDS)
     for platform in platforms:
         enforcement, created = Enforcement.objects.get_or_create(
-            decision=decision, action=action, target=target, platform=platform, defaults={"payload": payload})
+            decision=decision, action=action, target=target, platform=platform,
+            defaults={"payload": payload, "next_attempt_at": due if settings.UNDO_SECONDS else None})
         if created and platform is not None:
-            enqueue("cases.dispatch.dispatch_enforcement", enforcement.pk, queue="dispatch")
+            enqueue("cases.dispatch.dispatch_enforcement", enforcement.pk, queue="dispatch",
+                    delay=settings.UNDO_SECONDS)
 
 
 def _ban(case, decision, now):
@@ -319,7 +324,7 @@ def do_report(case, decision, now):
 
     hold_for_report(report, start=now)  # held from the decision; extended when submitted
     if queued:
-        enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch")
+        enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch", delay=settings.UNDO_SECONDS)
     effects = {"cybertip_report": report.pk, **_ban(case, decision, now), **_remove(case, decision, now)}
     _close(case, decision, now)
     return effects
@@ -345,6 +350,45 @@ def do_escalate(case, decision, now):
 def do_dismiss(case, decision, now):
     _close(case, decision, now)
     return {}
+
+
+def undo(user, decision_id, *, ip=None):
+    """Take back one's own decision within UNDO_SECONDS, before anything reached the platform or NCMEC."""
+    now = timezone.now()
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().select_related("case", "reason").filter(pk=decision_id).first()
+        if decision is None or decision.decided_by_id != user.pk:
+            raise ActionError("Only your own decision can be undone.")
+        if decision.undone_at:
+            return decision
+        if now > decision.created_at + timedelta(seconds=settings.UNDO_SECONDS):
+            raise ActionError("The undo window has closed; the decision is being carried out.")
+        if decision.enforcements.filter(status=EnforcementStatus.DELIVERED).exists() or \
+                decision.case.cybertip_reports.exclude(ncmec_report_id="").exists():
+            raise ActionError("Part of this decision has already been carried out.")
+        case = decision.case
+        decision.enforcements.update(status=EnforcementStatus.CANCELLED, next_attempt_at=None)
+        removed = [e.payload.get("item_id") for e in decision.enforcements.filter(action="remove_content")]
+        Item.objects.filter(pk__in=[pk for pk in removed if pk]).update(removed_at=None)
+        if decision.enforcements.filter(action__in=["ban_account", "ban_group"]).exists():
+            model = Account if case.account_id else Group
+            model.objects.filter(pk=case.subject.pk).update(status=SubjectStatus.ACTIVE, banned_at=None)
+        for report in CyberTipReport.objects.filter(decision=decision):
+            CyberTipReport.objects.filter(pk=report.pk).update(status=CyberTipReport.Status.CANCELLED)
+            report.holds.filter(lifted_at__isnull=True).update(lifted_by=user, lifted_at=now,
+                                                               lift_reason="decision undone")
+        if decision.action == Action.ESCALATE:
+            signals = list(case.signals.all())
+            case.queue = queues.get_queue(queues.route(s.kind for s in signals))
+        case.status, case.assigned_to, case.closed_at, case.resolution = CaseStatus.CLAIMED, user, None, ""
+        case.lease_expires_at = now + timedelta(seconds=settings.CASE_LEASE_SECONDS)
+        case.version += 1
+        case.save()
+        Decision.objects.filter(pk=decision.pk).update(undone_at=now)
+        audit(user, "case.undo", case=case, ip=ip, object_type="decision", object_id=decision.pk,
+              details={"action": decision.action})
+    decision.refresh_from_db()
+    return decision
 
 
 EFFECTS = {

@@ -392,6 +392,7 @@ class Decision(models.Model):
     reason = models.ForeignKey(ReasonCode, on_delete=models.PROTECT)
     note = models.TextField(blank=True)
     ban_until = models.DateTimeField(null=True, blank=True, help_text="Empty: permanent")
+    undone_at = models.DateTimeField(null=True, blank=True, help_text="Undone within the undo window")
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -439,6 +440,7 @@ class EnforcementStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed (gave up retrying)"
+    CANCELLED = "cancelled", "Cancelled: decision undone"
 
 
 class Enforcement(models.Model):
@@ -497,6 +499,7 @@ class CyberTipReport(models.Model):
         FILED = "filed", "Filed"
         FAILED = "failed", "Stopped: needs attention"
         RETRACTED = "retracted", "Retracted"
+        CANCELLED = "cancelled", "Cancelled: decision undone"
 
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="cybertip_reports")
     decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="cybertip_report")

@@ -26,6 +26,7 @@ from .actions import (
     record_evidence_view,
     release_case,
     reviewable_queues,
+    undo,
 )
 from .models import (
     Action,
@@ -210,6 +211,21 @@ def add_note(request, pk):
 
 @login_required
 @require_POST
+def undo_view(request, decision_id):
+    require_reviewer(request.user)
+    request.session.pop("undo", None)
+    try:
+        decision = undo(request.user, decision_id, ip=client_ip(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return redirect("cases:queue")
+    messages.info(request, f"Undone: {decision.get_action_display()} on case {decision.case_id}. "
+                           "The case is yours again.")
+    return redirect("cases:detail", pk=decision.case_id)
+
+
+@login_required
+@require_POST
 def claim(request, pk):
     case = access_case(request.user, pk)
     try:
@@ -251,6 +267,9 @@ def decide_view(request, pk):
         return redirect("cases:detail", pk=case.pk)
     verb = "Recorded" if created else "Already recorded"
     messages.success(request, f"{verb}: {decision.get_action_display()} on case {case.pk} ({decision.reason}).")
+    if created and settings.UNDO_SECONDS:
+        request.session["undo"] = {"decision": decision.pk, "case": case.pk,
+                                   "until": (decision.created_at.timestamp() + settings.UNDO_SECONDS)}
     exposure = exposure_today(request.user)
     if exposure.over_budget:
         messages.warning(request, f"You have reached today's exposure budget ({exposure.reveals} reveals, "

@@ -5,6 +5,7 @@ runs, so a failed enqueue is logged and left to the sweep, never raised to the c
 """
 
 import logging
+from datetime import timedelta
 
 import django_rq
 from django.db import transaction
@@ -14,18 +15,23 @@ log = logging.getLogger(__name__)
 RESULT_TTL = 0
 
 
-def enqueue_now(func_path, *args, queue="default", **kwargs):
+def enqueue_now(func_path, *args, queue="default", delay=0, **kwargs):
     try:
-        django_rq.get_queue(queue).enqueue(func_path, *args, result_ttl=RESULT_TTL, **kwargs)
+        target = django_rq.get_queue(queue)
+        if delay > 0:
+            # Held in RQ's scheduled registry; workers started --with-scheduler move it when due.
+            target.enqueue_in(timedelta(seconds=delay), func_path, *args, result_ttl=RESULT_TTL, **kwargs)
+        else:
+            target.enqueue(func_path, *args, result_ttl=RESULT_TTL, **kwargs)
         return True
     except Exception as exc:  # redis down, flushed mid-call, bad socket...
         log.warning("could not enqueue %s%r on %s (%s); the sweep will retry", func_path, args, queue, exc)
         return False
 
 
-def enqueue(func_path, *args, queue="default", **kwargs):
+def enqueue(func_path, *args, queue="default", delay=0, **kwargs):
     """Enqueue `func_path(*args)` once the surrounding transaction (if any) has committed."""
-    transaction.on_commit(lambda: enqueue_now(func_path, *args, queue=queue, **kwargs))
+    transaction.on_commit(lambda: enqueue_now(func_path, *args, queue=queue, delay=delay, **kwargs))
 
 
 KICK_TTL = 60

@@ -82,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "reviewconsole.context.undo_offer",
             ],
         },
     },
@@ -188,6 +189,8 @@ SCAN_SLOTS = envint("SCAN_SLOTS", 4)
 SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
+# Seconds a reviewer has to undo a decision before anything leaves the console.
+UNDO_SECONDS = envint("UNDO_SECONDS", 10)
 # Exposure budget per reviewer per day: past it the console suggests a break and stops auto-advancing.
 EXPOSURE_REVEALS_PER_DAY = envint("EXPOSURE_REVEALS_PER_DAY", 40)
 EXPOSURE_MINUTES_PER_DAY = envint("EXPOSURE_MINUTES_PER_DAY", 300)

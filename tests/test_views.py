@@ -21,7 +21,8 @@ def world(users):
     reported, _ = case_with_match(seed=2, account="acct-2")
     reported = claim_case(users["specialist"], reported.pk)
     decide(users["specialist"], reported.pk, action="report", reason_code="csam-known", version=reported.version)
-    return {"case": case, "item": item, "report": reported.cybertip_reports.get()}
+    report = reported.cybertip_reports.get()
+    return {"case": case, "item": item, "report": report, "decision": report.decision}
 
 
 def login(client, users, role, verified=True):
@@ -48,6 +49,7 @@ ROUTES = {
     "cases:release": ("post", {"pk": "case"}, REVIEWERS),
     "cases:decide": ("post", {"pk": "case"}, REVIEWERS),
     "cases:viewing": ("post", {"pk": "case"}, REVIEWERS),
+    "cases:undo": ("post", {"decision_id": "decision"}, REVIEWERS),
     "cases:note": ("post", {"pk": "case"}, REVIEWERS),
     "cases:evidence_blurred": ("get", {"item_id": "item"}, REVIEWERS),
     "cases:evidence_reveal": ("post", {"item_id": "item"}, CLEARED),

@@ -141,3 +141,72 @@ def test_a_case_can_be_handed_to_a_named_senior(users):
     case.refresh_from_db()
     assert case.queue.slug == "escalations" and case.assigned_to == users["senior"] and case.status == "claimed"
     assert claim_next_case(users["senior"]).pk == case.pk
+
+
+@pytest.fixture
+def undo_window(settings):
+    settings.UNDO_SECONDS = 10
+    return settings
+
+
+def test_a_ban_can_be_undone_within_the_window(users, undo_window):
+    from cases.actions import undo
+    from cases.dispatch import dispatch_enforcement
+    from cases.models import Enforcement, Platform
+    Platform.objects.create(name="chat", webhook_url="http://127.0.0.1:9/hook")
+    case, item = case_with_match()
+    case = claim_case(users["reviewer"], case.pk)
+    decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+    enforcement = Enforcement.objects.get()
+    assert dispatch_enforcement(enforcement.pk) == "skipped"  # nothing leaves inside the window
+    undo(users["reviewer"], decision.pk)
+    case.refresh_from_db()
+    assert case.status == "claimed" and case.closed_at is None and case.assigned_to == users["reviewer"]
+    assert case.account.status == "active"
+    assert Enforcement.objects.get().status == "cancelled"
+    assert AuditEvent.objects.filter(action="case.undo").exists()
+    # The case can be decided again, differently.
+    decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version)
+
+
+def test_undo_after_the_window_is_refused(users, undo_window):
+    from cases.actions import ActionError, undo
+    from cases.models import Decision
+    case, _ = case_with_match()
+    case = claim_case(users["reviewer"], case.pk)
+    decision, _ = decide(users["reviewer"], case.pk, action="remove", reason_code="csam-known",
+                         version=case.version)
+    Decision.objects.filter(pk=decision.pk).update(created_at=timezone.now() - timedelta(seconds=11))
+    with pytest.raises(ActionError, match="closed"):
+        undo(users["reviewer"], decision.pk)
+    with pytest.raises(ActionError, match="your own"):
+        undo(users["specialist"], decision.pk)
+
+
+def test_undoing_a_report_cancels_it_and_lifts_its_holds(users, undo_window):
+    from cases.actions import undo
+    from cases.models import CyberTipReport, LegalHold
+    case, item = case_with_match()
+    case = claim_case(users["specialist"], case.pk)
+    decision, _ = decide(users["specialist"], case.pk, action="report", reason_code="csam-known",
+                         version=case.version)
+    assert LegalHold.active().filter(item=item).exists()
+    undo(users["specialist"], decision.pk)
+    assert CyberTipReport.objects.get().status == "cancelled"
+    assert not LegalHold.active().filter(item=item).exists()
+    item.refresh_from_db()
+    assert item.removed_at is None
+
+
+def test_the_undo_offer_follows_the_reviewer_and_works_from_the_page(client, users, undo_window):
+    case, _ = case_with_match()
+    case = claim_case(users["reviewer"], case.pk)
+    client.force_login(users["reviewer"])
+    response = client.post(f"/cases/{case.pk}/decide/", {"action": "dismiss", "reason": "benign",
+                                                         "version": case.version}, follow=True)
+    page = response.content.decode()
+    assert "Undo" in page and "/undo/" in page
+    decision_id = response.context["undo_offer"]["decision"]
+    response = client.post(f"/decisions/{decision_id}/undo/")
+    assert response["Location"] == f"/cases/{case.pk}/"
+    assert Case.objects.get(pk=case.pk).status == "claimed"

@@ -106,6 +106,10 @@ def file_report(report_id, client=None, restarted=False):
         return report.status
     if report.next_attempt_at and report.next_attempt_at > timezone.now():
         return report.status
+    undo_ends = report.decision.created_at + timedelta(seconds=settings.UNDO_SECONDS)
+    if undo_ends > timezone.now():  # the reviewer may still take the decision back
+        _save(report, next_attempt_at=undo_ends)
+        return report.status
     if not (settings.CYBERTIP_USERNAME and settings.CYBERTIP_PASSWORD):
         _save(report, last_error="CyberTipline credentials are not configured (CYBERTIP_USERNAME/PASSWORD)",
               next_attempt_at=timezone.now() + timedelta(hours=1))

@@ -87,6 +87,18 @@
     form.dataset.sent = "1";
   }));
 
+  // The undo offer disappears when its window closes.
+  const undoBar = document.querySelector(".undo-bar");
+  if (undoBar) {
+    let left = Number(undoBar.dataset.expires);
+    const countdown = undoBar.querySelector("[data-countdown]");
+    const tick = setInterval(() => {
+      left -= 1;
+      if (countdown) countdown.textContent = left + " s";
+      if (left <= 0) { clearInterval(tick); undoBar.remove(); }
+    }, 1000);
+  }
+
   // Presence: tell the server this case is open, and show who else has it open.
   const viewers = document.getElementById("viewers");
   if (viewers) {

@@ -39,8 +39,8 @@ class Command(BaseCommand):
             if not no_demo:
                 call_command("load_demo")
             manage = [sys.executable, os.path.join(settings.BASE_DIR, "manage.py")]
-            commands = {f"worker-{n}": [*manage, "rqworker", *settings.WORKER_QUEUES, "--max-jobs", "5000", "-v", "0"]
-                        for n in range(1, workers + 1)}
+            worker = [*manage, "rqworker", *settings.WORKER_QUEUES, "--max-jobs", "5000", "--with-scheduler", "-v", "0"]
+            commands = {f"worker-{n}": worker for n in range(1, workers + 1)}
             commands["cron"] = [*manage, "rqcron", "reviewconsole.cron", "--logging-level", "WARNING"]
             commands["web"] = [*manage, "runserver", addr, "--noreload"]
             for name, argv in commands.items():
