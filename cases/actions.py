@@ -94,7 +94,7 @@ def _rerank(case):
     case.base_priority = queues.priority(signals)
     case.priority = queues.aged(case.base_priority, case.created_at, timezone.now())
     if case.queue.slug != queues.ESCALATIONS:
-        case.queue = queues.get_queue(queues.route(s.kind for s in signals))
+        case.queue = queues.route_signals(signals)
     top = max(signals, key=lambda s: s.severity * s.score, default=None)
     case.summary = top.label[:255] if top else ""
     case.save(update_fields=["priority", "base_priority", "queue", "summary", "updated_at"])
@@ -379,7 +379,7 @@ def undo(user, decision_id, *, ip=None):
                                                                lift_reason="decision undone")
         if decision.action == Action.ESCALATE:
             signals = list(case.signals.all())
-            case.queue = queues.get_queue(queues.route(s.kind for s in signals))
+            case.queue = queues.route_signals(signals)
         case.status, case.assigned_to, case.closed_at, case.resolution = CaseStatus.CLAIMED, user, None, ""
         case.lease_expires_at = now + timedelta(seconds=settings.CASE_LEASE_SECONDS)
         case.version += 1

@@ -5,6 +5,7 @@ from .models import (
     ApiToken,
     AuditEvent,
     Case,
+    CaseView,
     CyberTipExchange,
     CyberTipFile,
     CyberTipReport,
@@ -20,8 +21,11 @@ from .models import (
     Platform,
     ReasonCode,
     ReviewQueue,
+    RoutingRule,
     Signal,
+    SubjectNote,
     UserReport,
+    ViewingPreference,
 )
 
 
@@ -75,10 +79,36 @@ class SignalAdmin(admin.ModelAdmin):
     raw_id_fields = ["item", "account", "group", "case"]
 
 
+class RoutingRuleInline(admin.TabularInline):
+    model = RoutingRule
+    extra = 0
+
+
 @admin.register(ReviewQueue)
 class ReviewQueueAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "senior_only", "position"]
+    list_display = ["name", "slug", "senior_only", "sla_minutes", "position"]
     prepopulated_fields = {"slug": ["name"]}
+    inlines = [RoutingRuleInline]
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ["position", "signal_kind", "detector", "min_score", "min_severity", "queue", "enabled"]
+    list_filter = ["queue", "signal_kind", "enabled"]
+    list_editable = ["enabled"]
+
+
+@admin.register(ViewingPreference)
+class ViewingPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "category", "blur", "tone", "detail", "warning_screen"]
+    list_filter = ["blur", "tone", "detail", "warning_screen"]
+
+
+@admin.register(SubjectNote)
+class SubjectNoteAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "author", "account", "group", "case"]
+    raw_id_fields = ["account", "group", "case", "author"]
+    search_fields = ["text"]
 
 
 @admin.register(Case)
@@ -231,3 +261,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(CaseView)
+class CaseViewAdmin(ReadOnlyAdmin):
+    list_display = ["case", "user", "seen_at"]
+
+
+@admin.register(CyberTipFile)
+class CyberTipFileAdmin(ReadOnlyAdmin):
+    list_display = ["report", "item", "ncmec_file_id", "uploaded_at", "fileinfo_sent_at"]
+
+
+@admin.register(CyberTipExchange)
+class CyberTipExchangeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "report", "step", "http_status", "response_code", "request_id"]
+    list_filter = ["step", "response_code"]
+    search_fields = ["request_id"]

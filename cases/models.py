@@ -265,6 +265,28 @@ class ViewingPreference(models.Model):
         return cls()
 
 
+class RoutingRule(models.Model):
+    """Admins route signals to queues: the first matching rule (by position) decides a case's queue."""
+
+    queue = models.ForeignKey(ReviewQueue, on_delete=models.CASCADE, related_name="rules")
+    signal_kind = models.CharField(max_length=32, choices=SignalKind)
+    detector = models.CharField(max_length=64, blank=True, help_text="Only this detector (empty: any)")
+    min_score = models.FloatField(default=0, help_text="Only signals with at least this confidence")
+    min_severity = models.PositiveSmallIntegerField(default=0)
+    position = models.PositiveSmallIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self):
+        return f"{self.get_signal_kind_display()} -> {self.queue}"
+
+    def matches(self, signal):
+        return (signal.kind == self.signal_kind and (not self.detector or signal.detector == self.detector)
+                and signal.score >= self.min_score and signal.severity >= self.min_severity)
+
+
 class CaseStatus(models.TextChoices):
     OPEN = "open", "Open"
     CLAIMED = "claimed", "Claimed"

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.utils import timezone
 
-from .models import Case, ReviewQueue, SignalKind
+from .models import Case, ReviewQueue, RoutingRule, SignalKind
 
 KNOWN_MATERIAL = "known-material"
 NEW_CONTENT = "new-content"
@@ -27,6 +27,15 @@ def route(signal_kinds):
         if kind in kinds:
             return slug
     return USER_REPORTS
+
+
+def route_signals(signals):
+    """The queue for a case with these signals: the admins' routing rules first, then the defaults."""
+    signals = list(signals)
+    for rule in RoutingRule.objects.filter(enabled=True).select_related("queue"):
+        if any(rule.matches(s) for s in signals):
+            return rule.queue
+    return get_queue(route(s.kind for s in signals))
 
 
 def priority(signals):

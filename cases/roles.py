@@ -9,12 +9,17 @@ ROLES = {
     "specialist": ["cases.review_case", "cases.reveal_evidence"],
     # Senior reviewer: everything a specialist may, plus the escalations queue.
     "senior": ["cases.review_case", "cases.reveal_evidence", "cases.review_escalated", "cases.file_cybertip"],
+    # Law-enforcement liaison: handles legal requests; sees no review queue and no evidence.
+    "liaison": [],
 }
 
 
 def ensure_roles(**kwargs):
     for name, codenames in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
+        if not codenames:
+            group.permissions.clear()
+            continue
         permissions = []
         for dotted in codenames:
             app_label, codename = dotted.split(".")

@@ -210,3 +210,15 @@ def test_the_undo_offer_follows_the_reviewer_and_works_from_the_page(client, use
     response = client.post(f"/decisions/{decision_id}/undo/")
     assert response["Location"] == f"/cases/{case.pk}/"
     assert Case.objects.get(pk=case.pk).status == "claimed"
+
+
+def test_admin_routing_rules_decide_the_queue():
+    from cases import intake
+    from cases.models import ReviewQueue, RoutingRule
+    from tests.factories import triage_all
+    RoutingRule.objects.create(queue=ReviewQueue.objects.get(slug="escalations"), signal_kind="user_report",
+                               min_severity=70, position=0)
+    intake.submit_report(reporter="u", reason="grooming", account_id="serious")
+    intake.submit_report(reporter="u", reason="nudity", account_id="mild")
+    queues_by_account = {c.account.external_id: c.queue.slug for c in triage_all()}
+    assert queues_by_account == {"serious": "escalations", "mild": "user-reports"}
