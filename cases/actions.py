@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from reviewconsole.queueing import enqueue
@@ -195,7 +195,16 @@ def reasons_for(action):
     return [r for r in ReasonCode.objects.filter(active=True) if action in r.actions]
 
 
-def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, escalate_to=None, ip=None):
+def matched_members(group):
+    """Members of a group who shared known material in it, with how many such items each."""
+    return (Account.objects.filter(items__group=group, items__signals__kind="hash_match").distinct()
+            .annotate(matched=Count("items", filter=Q(items__group=group, items__signals__kind="hash_match"),
+                                    distinct=True))
+            .order_by("-matched", "external_id"))
+
+
+def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, escalate_to=None,
+           member_ids=None, ip=None):
     """Take one decision on a case the user has claimed, at the version they saw.
 
     Returns (decision, created). A repeat of the same request (double click, retried POST) returns
@@ -230,6 +239,7 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
             ban_until=now + timedelta(days=ban_days) if ban_days and action == Action.BAN else None,
         )
         decision.hand_off_to = senior
+        decision.member_ids = member_ids or []
         effects = EFFECTS[action](case, decision, now)
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
@@ -281,8 +291,17 @@ def _ban(case, decision, now):
     model.objects.filter(pk=subject.pk).update(status=SubjectStatus.BANNED, banned_at=now)
     kind = "ban_account" if case.account_id else "ban_group"
     _enforce(decision, kind, subject.external_id, {})
-    return {"banned": subject.external_id,
-            "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"}
+    effects = {"banned": subject.external_id,
+               "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"}
+    wanted = set(getattr(decision, "member_ids", None) or [])
+    if case.group_id and wanted:
+        # Bulk action on a group case: only members who shared matched material in it.
+        members = [a for a in matched_members(case.group) if a.pk in wanted]
+        Account.objects.filter(pk__in=[a.pk for a in members]).update(status=SubjectStatus.BANNED, banned_at=now)
+        for member in members:
+            _enforce(decision, "ban_account", member.external_id, {"group": subject.external_id})
+        effects["members_banned"] = [a.external_id for a in members]
+    return effects
 
 
 def _remove(case, decision, now):
@@ -373,6 +392,8 @@ def undo(user, decision_id, *, ip=None):
         if decision.enforcements.filter(action__in=["ban_account", "ban_group"]).exists():
             model = Account if case.account_id else Group
             model.objects.filter(pk=case.subject.pk).update(status=SubjectStatus.ACTIVE, banned_at=None)
+            members = decision.enforcements.filter(action="ban_account").values_list("target", flat=True)
+            Account.objects.filter(external_id__in=list(members)).update(status=SubjectStatus.ACTIVE, banned_at=None)
         for report in CyberTipReport.objects.filter(decision=decision):
             CyberTipReport.objects.filter(pk=report.pk).update(status=CyberTipReport.Status.CANCELLED)
             report.holds.filter(lifted_at__isnull=True).update(lifted_by=user, lifted_at=now,

@@ -22,6 +22,7 @@ from .actions import (
     claim_case,
     claim_next_case,
     decide,
+    matched_members,
     reasons_for,
     record_evidence_view,
     release_case,
@@ -146,7 +147,8 @@ def case_detail(request, pk):
             "groups": list(case.account.groups.all()[:20]),
         }
     else:
-        facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count()}
+        facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count(),
+                 "matched_members": list(matched_members(case.group)[:200])}
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
     now = timezone.now()
     CaseView.objects.update_or_create(case=case, user=request.user, defaults={"seen_at": now})
@@ -255,12 +257,13 @@ def decide_view(request, pk):
         return redirect("cases:detail", pk=case.pk)
     ban_days = request.POST.get("ban_days", "")
     escalate_to = request.POST.get("escalate_to", "")
+    member_ids = [int(m) for m in request.POST.getlist("members") if m.isdigit()]
     try:
         decision, created = decide(
             request.user, case.pk, action=request.POST.get("action", ""),
             reason_code=request.POST.get("reason", ""), note=request.POST.get("note", "")[:4000],
             version=version, ban_days=int(ban_days) if ban_days.isdigit() else None, ip=client_ip(request),
-            escalate_to=int(escalate_to) if escalate_to.isdigit() else None,
+            escalate_to=int(escalate_to) if escalate_to.isdigit() else None, member_ids=member_ids,
         )
     except ActionError as exc:
         messages.error(request, str(exc))

@@ -222,3 +222,27 @@ def test_admin_routing_rules_decide_the_queue():
     intake.submit_report(reporter="u", reason="nudity", account_id="mild")
     queues_by_account = {c.account.external_id: c.queue.slug for c in triage_all()}
     assert queues_by_account == {"serious": "escalations", "mild": "user-reports"}
+
+
+def test_a_group_case_bans_the_members_who_shared_matched_material(client, users):
+    from cases import intake
+    from cases.models import Account, Enforcement
+    from detection import synthetic
+    from tests.factories import known_bank, scanned_item, triage_all
+    known_bank([1, 2])
+    for seed, account in ((1, "m-1"), (2, "m-2")):
+        scanned_item(synthetic.encode(synthetic.make_image(seed)), account=account, group="g-1")
+    scanned_item(synthetic.encode(synthetic.make_image(77)), account="innocent", group="g-1")
+    intake.submit_report(reporter="u", reason="csam", group_id="g-1")
+    cases = {c.group.external_id if c.group else c.account.external_id: c for c in triage_all()}
+    group_case = claim_case(users["reviewer"], cases["g-1"].pk)
+    client.force_login(users["reviewer"])
+    page = client.get(f"/cases/{group_case.pk}/").content.decode()
+    assert "Also ban members who shared matched material" in page and "innocent" not in page
+    members = list(Account.objects.filter(external_id__in=["m-1", "m-2", "innocent"]).values_list("pk", flat=True))
+    client.post(f"/cases/{group_case.pk}/decide/", {"action": "ban", "reason": "distribution-group",
+                                                   "version": group_case.version, "members": members})
+    banned = set(Account.objects.filter(status="banned").values_list("external_id", flat=True))
+    assert banned == {"m-1", "m-2"}  # the innocent member was not in the preview, so not banned
+    assert set(Enforcement.objects.values_list("action", "target")) == {
+        ("ban_group", "g-1"), ("ban_account", "m-1"), ("ban_account", "m-2")}
