@@ -237,13 +237,57 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
         decision = Decision.objects.create(
             case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user,
             ban_until=now + timedelta(days=ban_days) if ban_days and action == Action.BAN else None,
+            options={"member_ids": member_ids or [], "hand_off_to": senior.pk if senior else None},
         )
-        decision.hand_off_to = senior
-        decision.member_ids = member_ids or []
+        if needs_second_reviewer(action, case):
+            Decision.objects.filter(pk=decision.pk).update(approval="pending")
+            case.status, case.assigned_to, case.lease_expires_at = CaseStatus.AWAITING_SECOND, None, None
+            case.save(update_fields=["status", "assigned_to", "lease_expires_at", "updated_at"])
+            audit(user, f"case.{action}.proposed", case=case, ip=ip, object_type="decision", object_id=decision.pk,
+                  details={"reason": reason.code, "note": note})
+            decision.refresh_from_db()
+            return decision, True
         effects = EFFECTS[action](case, decision, now)
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
     return decision, True
+
+
+def needs_second_reviewer(action, case):
+    if action in settings.DUAL_CONTROL_ACTIONS:
+        return True
+    return (action in (Action.BAN, Action.REPORT) and case.group_id is not None
+            and case.group.member_count > settings.DUAL_CONTROL_GROUP_MEMBERS)
+
+
+def second_review(user, decision_id, *, approve, note="", ip=None):
+    """The second reviewer of a dual-control decision carries it out, or sends the case back."""
+    now = timezone.now()
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().select_related("case", "reason").filter(
+            pk=decision_id).first()
+        if decision is None or decision.approval != "pending":
+            raise ActionError("There is no decision waiting for a second reviewer here.")
+        if decision.decided_by_id == user.pk:
+            raise ActionError("A second reviewer must be someone else.")
+        if not user.has_perm("cases.review_case") or (
+                decision.action == Action.REPORT and not user.has_perm("cases.reveal_evidence")):
+            raise ActionError("You may not approve this decision.")
+        case = Case.objects.select_related("account", "group", "queue").get(pk=decision.case_id)
+        Decision.objects.filter(pk=decision.pk).update(
+            approval="approved" if approve else "rejected", second_reviewer=user, second_reviewed_at=now)
+        if approve:
+            effects = EFFECTS[decision.action](case, decision, now)
+            audit(user, f"case.{decision.action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
+                  details={"reason": decision.reason.code, "second_reviewer_of": decision.decided_by_id,
+                           "note": note, **effects})
+        else:
+            Case.objects.filter(pk=case.pk).update(status=CaseStatus.OPEN, version=F("version") + 1,
+                                                   updated_at=now)
+            audit(user, f"case.{decision.action}.rejected", case=case, ip=ip, object_type="decision",
+                  object_id=decision.pk, details={"note": note})
+    decision.refresh_from_db()
+    return decision
 
 
 def _replayed_decision(user, case_id, action, version):
@@ -293,7 +337,7 @@ def _ban(case, decision, now):
     _enforce(decision, kind, subject.external_id, {})
     effects = {"banned": subject.external_id,
                "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"}
-    wanted = set(getattr(decision, "member_ids", None) or [])
+    wanted = set(decision.options.get("member_ids") or [])
     if case.group_id and wanted:
         # Bulk action on a group case: only members who shared matched material in it.
         members = [a for a in matched_members(case.group) if a.pk in wanted]
@@ -357,7 +401,8 @@ REASON_INCIDENT_TYPES = {
 
 def do_escalate(case, decision, now):
     """To the escalations queue, or straight into a named senior's hands."""
-    senior = getattr(decision, "hand_off_to", None)
+    senior_id = decision.options.get("hand_off_to")
+    senior = get_user_model().objects.filter(pk=senior_id).first() if senior_id else None
     case.queue = queues.get_queue(queues.ESCALATIONS)
     case.status = CaseStatus.CLAIMED if senior else CaseStatus.OPEN
     case.assigned_to = senior

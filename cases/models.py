@@ -290,6 +290,7 @@ class RoutingRule(models.Model):
 class CaseStatus(models.TextChoices):
     OPEN = "open", "Open"
     CLAIMED = "claimed", "Claimed"
+    AWAITING_SECOND = "awaiting_second", "Awaiting a second reviewer"
     CLOSED = "closed", "Closed"
 
 
@@ -415,6 +416,13 @@ class Decision(models.Model):
     note = models.TextField(blank=True)
     ban_until = models.DateTimeField(null=True, blank=True, help_text="Empty: permanent")
     undone_at = models.DateTimeField(null=True, blank=True, help_text="Undone within the undo window")
+    options = models.JSONField(default=dict, blank=True, help_text="members to ban, senior handed to")
+    approval = models.CharField(max_length=10, blank=True,
+                                choices=[("", "Not needed"), ("pending", "Pending"), ("approved", "Approved"),
+                                         ("rejected", "Rejected")])
+    second_reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="second_reviews")
+    second_reviewed_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
     created_at = models.DateTimeField(auto_now_add=True)
 

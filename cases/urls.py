@@ -13,6 +13,7 @@ urlpatterns = [
     path("cases/<int:pk>/decide/", views.decide_view, name="decide"),
     path("cases/<int:pk>/viewing/", views.viewing, name="viewing"),
     path("decisions/<int:decision_id>/undo/", views.undo_view, name="undo"),
+    path("decisions/<int:decision_id>/second-review/", views.second_review_view, name="second_review"),
     path("cases/<int:pk>/note/", views.add_note, name="note"),
     path("evidence/<int:item_id>/blurred.jpg", views.evidence_blurred, name="evidence_blurred"),
     path("evidence/<int:item_id>/reveal/", views.evidence_reveal, name="evidence_reveal"),

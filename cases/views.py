@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -27,6 +27,7 @@ from .actions import (
     record_evidence_view,
     release_case,
     reviewable_queues,
+    second_review,
     undo,
 )
 from .models import (
@@ -99,9 +100,12 @@ def queue(request):
         case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
         case.breached = case.due_at < now
     mine = Case.objects.filter(assigned_to=request.user, status=CaseStatus.CLAIMED, closed_at__isnull=True).first()
+    awaiting_second = list(
+        Decision.objects.filter(approval="pending", case__queue__in=queues).exclude(decided_by=request.user)
+        .select_related("case", "decided_by", "reason")[:20])
     return render(request, "cases/queue.html", {
         "queues": queues, "selected": selected, "cases": cases, "mine": mine, "now": now,
-        "exposure": exposure_today(request.user),
+        "exposure": exposure_today(request.user), "awaiting_second": awaiting_second,
         "total_open": sum(q.stats["pending"] + q.stats["claimed"] for q in queues),
     })
 
@@ -167,6 +171,7 @@ def case_detail(request, pk):
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
         "pref": pref, "exposure": exposure_today(request.user), "notes": notes,
         "viewers": other_viewers(case, request.user, now), "seniors": seniors(),
+        "pending": case.decisions.filter(approval="pending").select_related("decided_by", "reason").first(),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
@@ -209,6 +214,23 @@ def add_note(request, pk):
         audit(request.user, "subject.note_added", case=case, object_type="subjectnote", object_id=note.pk,
               ip=client_ip(request))
     return redirect("cases:detail", pk=case.pk)
+
+
+@login_required
+@require_POST
+def second_review_view(request, decision_id):
+    require_reviewer(request.user)
+    decision = get_object_or_404(Decision.objects.select_related("case__queue"), pk=decision_id)
+    access_case(request.user, decision.case_id)
+    try:
+        decision = second_review(request.user, decision.pk, approve=request.POST.get("approve") == "1",
+                                 note=request.POST.get("note", "")[:2000], ip=client_ip(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return redirect("cases:detail", pk=decision.case_id)
+    verb = "Approved and carried out" if decision.approval == "approved" else "Sent back to the queue"
+    messages.success(request, f"{verb}: {decision.get_action_display()} on case {decision.case_id}.")
+    return redirect("cases:queue")
 
 
 @login_required

@@ -189,6 +189,9 @@ SCAN_SLOTS = envint("SCAN_SLOTS", 4)
 SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
+# Dual control: these actions, and bans of groups larger than this, need a second reviewer.
+DUAL_CONTROL_ACTIONS = envlist("DUAL_CONTROL_ACTIONS", "")
+DUAL_CONTROL_GROUP_MEMBERS = envint("DUAL_CONTROL_GROUP_MEMBERS", 100)
 # Seconds a reviewer has to undo a decision before anything leaves the console.
 UNDO_SECONDS = envint("UNDO_SECONDS", 10)
 # Exposure budget per reviewer per day: past it the console suggests a break and stops auto-advancing.

@@ -50,6 +50,7 @@ ROUTES = {
     "cases:decide": ("post", {"pk": "case"}, REVIEWERS),
     "cases:viewing": ("post", {"pk": "case"}, REVIEWERS),
     "cases:undo": ("post", {"decision_id": "decision"}, REVIEWERS),
+    "cases:second_review": ("post", {"decision_id": "decision"}, REVIEWERS),
     "cases:note": ("post", {"pk": "case"}, REVIEWERS),
     "cases:evidence_blurred": ("get", {"item_id": "item"}, REVIEWERS),
     "cases:evidence_reveal": ("post", {"item_id": "item"}, CLEARED),

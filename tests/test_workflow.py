@@ -246,3 +246,47 @@ def test_a_group_case_bans_the_members_who_shared_matched_material(client, users
     assert banned == {"m-1", "m-2"}  # the innocent member was not in the preview, so not banned
     assert set(Enforcement.objects.values_list("action", "target")) == {
         ("ban_group", "g-1"), ("ban_account", "m-1"), ("ban_account", "m-2")}
+
+
+def test_dual_control_needs_a_second_reviewer_before_anything_happens(client, users, settings):
+    from cases.actions import ActionError, claim_next_case, second_review
+    from cases.models import Decision, Enforcement
+    settings.DUAL_CONTROL_ACTIONS = ["ban"]
+    case, _ = case_with_match()
+    case = claim_case(users["reviewer"], case.pk)
+    decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+    case.refresh_from_db()
+    assert decision.approval == "pending" and case.status == "awaiting_second" and case.closed_at is None
+    assert case.account.status == "active" and not Enforcement.objects.exists()
+    assert claim_next_case(users["specialist"]) is None  # not claimable as ordinary work
+    with pytest.raises(ActionError, match="someone else"):
+        second_review(users["reviewer"], decision.pk, approve=True)
+    client.force_login(users["specialist"])
+    assert f"Case #{case.pk}" in client.get("/queue/").content.decode()
+    assert "Approve and carry out" in client.get(f"/cases/{case.pk}/").content.decode()
+    client.post(f"/decisions/{decision.pk}/second-review/", {"approve": "1"})
+    case.refresh_from_db()
+    assert case.status == "closed" and case.account.status == "banned"
+    assert Decision.objects.get().second_reviewer == users["specialist"]
+    assert Enforcement.objects.get().action == "ban_account"
+    with pytest.raises(ActionError):
+        second_review(users["senior"], decision.pk, approve=True)  # once only
+
+
+def test_a_second_reviewer_can_send_it_back_and_big_group_bans_need_one(users, settings):
+    from cases import intake
+    from cases.actions import second_review
+    from cases.models import Group
+    from tests.factories import triage_all
+    settings.DUAL_CONTROL_GROUP_MEMBERS = 100
+    intake.upsert_group("big", {"name": "Big", "member_count": 500})
+    intake.submit_report(reporter="u", reason="csam", group_id="big")
+    (case,) = triage_all()
+    case = claim_case(users["reviewer"], case.pk)
+    decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="distribution-group",
+                         version=case.version)
+    assert decision.approval == "pending"
+    second_review(users["senior"], decision.pk, approve=False, note="not enough evidence yet")
+    case.refresh_from_db()
+    assert case.status == "open" and Group.objects.get(external_id="big").status == "active"
+    assert AuditEvent.objects.filter(action="case.ban.rejected").exists()
