@@ -1,5 +1,6 @@
 """Every state change of cases goes through these functions: atomic, audited, idempotent."""
 
+import random
 from collections import defaultdict
 from datetime import timedelta
 
@@ -27,6 +28,7 @@ from .models import (
     Group,
     Item,
     Platform,
+    QAReview,
     ReasonCode,
     ReviewQueue,
     Signal,
@@ -248,9 +250,36 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
             decision.refresh_from_db()
             return decision, True
         effects = EFFECTS[action](case, decision, now)
+        sample_for_qa(decision)
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
     return decision, True
+
+
+_qa_random = random.SystemRandom()
+
+
+def sample_for_qa(decision):
+    if decision.action != Action.ESCALATE and _qa_random.random() < settings.QA_SAMPLE_RATE:
+        QAReview.objects.get_or_create(decision=decision)
+
+
+def record_qa(user, qa_id, *, action, note=""):
+    """A senior's blind judgement of a sampled decision; the first one stands."""
+    if action not in Action.values or action == Action.ESCALATE:
+        raise ActionError("Choose what you would have decided.")
+    with transaction.atomic():
+        qa = QAReview.objects.select_for_update().select_related("decision").filter(pk=qa_id).first()
+        if qa is None or qa.reviewed_at:
+            raise ActionError("This sample was already reviewed.")
+        if qa.decision.decided_by_id == user.pk:
+            raise ActionError("Your own decisions go to someone else for QA.")
+        qa.reviewer, qa.action, qa.note, qa.reviewed_at = user, action, note, timezone.now()
+        qa.agrees = action == qa.decision.action
+        qa.save()
+        audit(user, "qa.reviewed", case=qa.decision.case, object_type="qareview", object_id=qa.pk,
+              details={"agrees": qa.agrees})
+    return qa
 
 
 def needs_second_reviewer(action, case):
@@ -278,6 +307,7 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
             approval="approved" if approve else "rejected", second_reviewer=user, second_reviewed_at=now)
         if approve:
             effects = EFFECTS[decision.action](case, decision, now)
+            sample_for_qa(decision)
             audit(user, f"case.{decision.action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
                   details={"reason": decision.reason.code, "second_reviewer_of": decision.decided_by_id,
                            "note": note, **effects})

@@ -19,6 +19,7 @@ from .models import (
     LegalHold,
     Membership,
     Platform,
+    QAReview,
     ReasonCode,
     ReviewQueue,
     RoutingRule,
@@ -278,3 +279,9 @@ class CyberTipExchangeAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "report", "step", "http_status", "response_code", "request_id"]
     list_filter = ["step", "response_code"]
     search_fields = ["request_id"]
+
+
+@admin.register(QAReview)
+class QAReviewAdmin(ReadOnlyAdmin):
+    list_display = ["decision", "sampled_at", "reviewer", "action", "agrees", "reviewed_at"]
+    list_filter = ["agrees"]

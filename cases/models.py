@@ -436,6 +436,26 @@ class Decision(models.Model):
         return f"{self.get_action_display()} on case {self.case_id}"
 
 
+class QAReview(models.Model):
+    """A sampled decision, judged again blind by a senior: the measure of agreement."""
+
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="qa_review")
+    sampled_at = models.DateTimeField(auto_now_add=True)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                 related_name="qa_reviews")
+    action = models.CharField(max_length=16, choices=Action, blank=True)
+    agrees = models.BooleanField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sampled_at"]
+        verbose_name = "QA review"
+
+    def __str__(self):
+        return f"QA of decision {self.decision_id}"
+
+
 class UserReport(models.Model):
     reporter = models.CharField(max_length=255, help_text="Reporter's account id on the platform")
     account = models.ForeignKey(Account, on_delete=models.CASCADE, null=True, blank=True, related_name="reports")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import report_views, views
+from . import qa_views, report_views, views
 
 app_name = "cases"
 
@@ -18,6 +18,9 @@ urlpatterns = [
     path("evidence/<int:item_id>/blurred.jpg", views.evidence_blurred, name="evidence_blurred"),
     path("evidence/<int:item_id>/reveal/", views.evidence_reveal, name="evidence_reveal"),
     path("evidence/<int:item_id>/destroy/", report_views.destroy_evidence, name="evidence_destroy"),
+    path("qa/", qa_views.qa_next, name="qa"),
+    path("qa/<int:pk>/", qa_views.qa_review, name="qa_review"),
+    path("qa/agreement/", qa_views.qa_agreement, name="qa_agreement"),
     path("reports/", report_views.report_list, name="reports"),
     path("reports/<int:pk>/", report_views.report_detail, name="report"),
     path("reports/<int:pk>/edit/", report_views.report_edit, name="report_edit"),

@@ -192,6 +192,8 @@ CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
 # Dual control: these actions, and bans of groups larger than this, need a second reviewer.
 DUAL_CONTROL_ACTIONS = envlist("DUAL_CONTROL_ACTIONS", "")
 DUAL_CONTROL_GROUP_MEMBERS = envint("DUAL_CONTROL_GROUP_MEMBERS", 100)
+# Share of closing decisions sampled for blind QA by a senior (0..1).
+QA_SAMPLE_RATE = float(os.environ.get("QA_SAMPLE_RATE", "0.05"))
 # Seconds a reviewer has to undo a decision before anything leaves the console.
 UNDO_SECONDS = envint("UNDO_SECONDS", 10)
 # Exposure budget per reviewer per day: past it the console suggests a break and stops auto-advancing.

@@ -24,6 +24,7 @@ def pytest_configure(config):
     global _redis_server  # noqa: PLW0603
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.UNDO_SECONDS = 0  # tests of the undo window set their own
+    settings.QA_SAMPLE_RATE = 0  # tests of QA sampling set their own
     if not os.environ.get("REDIS_URL"):
         _redis_server = PrivateRedis(settings.PRIVATE_REDIS_SOCKET).start()
 

@@ -22,7 +22,9 @@ def world(users):
     reported = claim_case(users["specialist"], reported.pk)
     decide(users["specialist"], reported.pk, action="report", reason_code="csam-known", version=reported.version)
     report = reported.cybertip_reports.get()
-    return {"case": case, "item": item, "report": report, "decision": report.decision}
+    from cases.models import QAReview
+    qa = QAReview.objects.create(decision=report.decision)
+    return {"case": case, "item": item, "report": report, "decision": report.decision, "qa": qa}
 
 
 def login(client, users, role, verified=True):
@@ -56,6 +58,9 @@ ROUTES = {
     "cases:evidence_reveal": ("post", {"item_id": "item"}, CLEARED),
     "cases:evidence_destroy": ("post", {"item_id": "item"}, FILERS),
     "cases:reports": ("get", {}, CLEARED),
+    "cases:qa": ("get", {}, FILERS),
+    "cases:qa_review": ("post", {"pk": "qa"}, FILERS),
+    "cases:qa_agreement": ("get", {}, FILERS),
     "cases:report": ("get", {"pk": "report"}, CLEARED),
     "cases:report_edit": ("post", {"pk": "report"}, CLEARED),
     "cases:report_approve": ("post", {"pk": "report"}, FILERS),

@@ -290,3 +290,35 @@ def test_a_second_reviewer_can_send_it_back_and_big_group_bans_need_one(users, s
     case.refresh_from_db()
     assert case.status == "open" and Group.objects.get(external_id="big").status == "active"
     assert AuditEvent.objects.filter(action="case.ban.rejected").exists()
+
+
+def test_qa_samples_decisions_for_a_blind_second_look(client, users, settings):
+    from cases.models import QAReview
+    settings.QA_SAMPLE_RATE = 1.0
+    case, _ = case_with_match()
+    case = claim_case(users["reviewer"], case.pk)
+    decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+    qa = QAReview.objects.get(decision=decision)
+    client.force_login(users["senior"])
+    page = client.get("/qa/").content.decode()
+    assert f"Case #{case.pk}" in page and "csam-known" not in page and "Known child sexual abuse" not in page
+    client.post(f"/qa/{qa.pk}/", {"action": "dismiss"})
+    qa.refresh_from_db()
+    assert qa.reviewer == users["senior"] and qa.agrees is False
+    client.post(f"/qa/{qa.pk}/", {"action": "ban"})  # the first judgement stands
+    assert QAReview.objects.get(pk=qa.pk).agrees is False
+    agreement = client.get("/qa/agreement/")
+    assert agreement.context["by_reviewer"] == [{"name": "rita", "n": 1, "rate": 0}]
+    client.force_login(users["reviewer"])
+    assert client.get("/qa/").status_code == 403
+
+
+def test_nobody_judges_their_own_decision_in_qa(users, settings):
+    from cases.actions import ActionError, record_qa
+    from cases.models import QAReview
+    settings.QA_SAMPLE_RATE = 1.0
+    case, _ = case_with_match()
+    case = claim_case(users["senior"], case.pk)
+    decision, _ = decide(users["senior"], case.pk, action="dismiss", reason_code="benign", version=case.version)
+    with pytest.raises(ActionError, match="someone else"):
+        record_qa(users["senior"], QAReview.objects.get(decision=decision).pk, action="dismiss")
