@@ -6,6 +6,7 @@ from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from detection.hashing import RejectedFile, open_image
+from detection.video import contact_sheet, sample_frames
 
 from . import storage
 from .models import ItemKind, ViewingPreference
@@ -28,6 +29,10 @@ def _placeholder(text):
 
 def _decoded(item, side):
     data = storage.read_original(item.storage_path)
+    if item.kind == ItemKind.VIDEO:
+        sheet = contact_sheet(sample_frames(data))
+        sheet.thumbnail((side * 2, side * 2))
+        return sheet
     rgb, _, _, _ = open_image(data, max_pixels=settings.IMAGE_MAX_PIXELS, max_frames=settings.IMAGE_MAX_FRAMES,
                               short_side=side)
     rgb.thumbnail((side, side))
@@ -74,7 +79,7 @@ def blurred(item, pref=None, caption=()):
         return warning_card(list(caption) or ["Evidence item"])
     if item.purged_at:
         return _placeholder("Evidence destroyed")
-    if item.kind != ItemKind.IMAGE:
+    if item.kind not in (ItemKind.IMAGE, ItemKind.VIDEO):
         return _placeholder(f"{item.get_kind_display()}: no preview")
     cached = storage.derivative_path(item.pk, f"{pref.signature}.jpg")
     if cached.exists():
@@ -92,7 +97,7 @@ def revealed(item):
     """The unblurred rendition, re-encoded; only ever produced after the reveal is audited."""
     if item.purged_at:
         return _placeholder("Evidence destroyed")
-    if item.kind != ItemKind.IMAGE:
+    if item.kind not in (ItemKind.IMAGE, ItemKind.VIDEO):
         return _placeholder(f"{item.get_kind_display()}: no preview")
     try:
         return _encode(_decoded(item, REVEAL_SIDE), quality=85)

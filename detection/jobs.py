@@ -23,6 +23,7 @@ from reviewconsole.queueing import enqueue_now, kick, kicked
 from . import matching
 from .hashing import RejectedFile, hash_image
 from .models import HashType
+from .video import sample_frames
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def _hash_fields(item):
     if item.kind == ItemKind.VIDEO:
         for offset, magic, name in VIDEO_MAGIC:
             if data[offset:offset + len(magic)] == magic:
-                return {"detected_format": name}
+                first = sample_frames(data, count=1)[0]  # a file that does not decode is rejected here
+                return {"detected_format": name, "width": first.width, "height": first.height}
         raise RejectedFile("unsupported video: not MP4, MOV or WebM")
     hashes = hash_image(data, max_pixels=settings.IMAGE_MAX_PIXELS, max_frames=settings.IMAGE_MAX_FRAMES)
     return {

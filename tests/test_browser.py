@@ -1,10 +1,12 @@
 """Reviewer flow in a real headless Chromium: sign in, claim by key, reveal, ban by key."""
 
+import io
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageFilter, ImageStat
 
 from tests.conftest import ROOT
 from tests.factories import case_with_match
@@ -34,6 +36,15 @@ def browser(monkeypatch):
         )
         yield browser
         browser.close()
+
+
+def image_of(data):
+    return Image.open(io.BytesIO(data))
+
+
+def sharpness(img):
+    edges = img.convert("L").filter(ImageFilter.FIND_EDGES)
+    return ImageStat.Stat(edges.crop((2, 2, edges.width - 2, edges.height - 2))).var[0]  # PIL leaves borders
 
 
 def sign_in(page, live_server, username, password):
@@ -77,6 +88,8 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     # Before any reveal, every image the page loaded is the greyscale blurred rendition.
     images = [r for r in responses if r.request.resource_type == "image"]
     assert images and all("/blurred.jpg" in r.url for r in images)
+    before = [image_of(r.body()) for r in images]
+    assert all(img.mode == "L" for img in before)  # greyscale derivatives, decoded from what was served
     assert not AuditEvent.objects.filter(action="evidence.revealed").exists()
 
     page.keyboard.press("v")  # reveal the selected item: the first time, a warning asks first
@@ -86,6 +99,11 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     page.wait_for_selector(".thumb.revealed")
     revealed = [r for r in responses if "/reveal/" in r.url]
     assert len(revealed) == 1 and revealed[0].status == 200
+    # Pixel proof: every image served before the reveal was far blurrier than the unblurred rendition.
+    from cases.evidence import revealed as unblurred
+    shown = Case.objects.get(pk=claimed).signals.exclude(item=None).first().item
+    full = sharpness(image_of(unblurred(shown)))
+    assert all(sharpness(img) * 5 < full for img in before), (full, [sharpness(i) for i in before])
     assert revealed[0].headers["cache-control"].startswith("no-store")
     assert AuditEvent.objects.filter(action="evidence.revealed", actor=users["specialist"]).count() == 1
     page.screenshot(path=str(SHOTS / "case-revealed.png"), full_page=True)
