@@ -10,52 +10,29 @@ a given responseCode.
 import base64
 import hashlib
 import itertools
-import threading
 import time
 import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 from xml.etree import ElementTree as ET
 
 from cases.cybertip.documents import validate
+from tests.loopback import LoopbackServer
 
 USER, PASSWORD = "esp-user", "esp-pass"
 
 
-class FakeCyberTipline:
+class FakeCyberTipline(LoopbackServer):
+    path = "/ispws"
+
     def __init__(self):
         self.reports = {}  # id -> {"state": open|finished|retracted, "files": {file_id: md5}, "xml": bytes}
         self.fileinfo = []
         self.calls = []
         self.faults = {}  # step -> list of faults for its next calls
         self.ids = itertools.count(90001)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802
-                fake.handle(self)
-
-            def do_POST(self):  # noqa: N802
-                fake.handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ispws"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__()
 
     def fail_next(self, step, fault):
         """fault: 500 | "timeout" | "drop_before" | "drop_after" | ("code", N)."""
@@ -74,9 +51,7 @@ class FakeCyberTipline:
         self.calls.append(step)
         fault = self.faults.get(step, []).pop(0) if self.faults.get(step) else None
         if fault == "drop_before":
-            request.close_connection = True
-            request.connection.close()
-            return
+            return self.drop(request)
         if fault == "timeout":
             time.sleep(3)
         if fault == 500:
@@ -90,9 +65,7 @@ class FakeCyberTipline:
             return self.answer(request, 404, "reportResponse", 4000, "Invalid request")
         status, root, code, description, extra = handler(request, body)
         if fault == "drop_after":  # the work is done, but the answer never arrives
-            request.close_connection = True
-            request.connection.close()
-            return
+            return self.drop(request)
         return self.answer(request, status, root, code, description, **extra)
 
     def authorised(self, request):
