@@ -39,7 +39,7 @@ def _decoded(item, side):
     return rgb
 
 
-BLUR_RADIUS = {"strong": 14, "light": 5}
+BLUR_RADIUS = {"strong": 14, "light": 5, "none": 0}
 SEPIA = ((40, 26, 13), (255, 240, 192))
 
 
@@ -58,7 +58,8 @@ def filtered(img, pref):
         img = ImageOps.grayscale(img)
     elif pref.tone == "sepia":
         img = ImageOps.colorize(ImageOps.grayscale(img), *SEPIA)
-    return img.filter(ImageFilter.GaussianBlur(BLUR_RADIUS.get(pref.blur, BLUR_RADIUS["strong"])))
+    radius = BLUR_RADIUS.get(pref.blur, BLUR_RADIUS["strong"])
+    return img.filter(ImageFilter.GaussianBlur(radius)) if radius else img
 
 
 def warning_card(lines):
@@ -75,6 +76,8 @@ def blurred(item, pref=None, caption=()):
     """The default rendition: small and filtered per the reviewer's preference (strong blur and
     greyscale unless they chose otherwise), or a warning card. Cached in the private store."""
     pref = pref or ViewingPreference()
+    if pref.problem_for(None):
+        pref = ViewingPreference()  # never unfiltered by default, whatever was stored
     if pref.warning_screen:
         return warning_card(list(caption) or ["Evidence item"])
     if item.purged_at:

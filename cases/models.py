@@ -220,6 +220,7 @@ class ViewingPreference(models.Model):
     class Blur(models.TextChoices):
         STRONG = "strong", "Strong blur"
         LIGHT = "light", "Light blur"
+        NONE = "none", "No blur (cleared reviewers, with another filter)"
 
     class Tone(models.TextChoices):
         GREYSCALE = "greyscale", "Greyscale"
@@ -252,6 +253,16 @@ class ViewingPreference(models.Model):
     @property
     def signature(self):
         return f"{self.blur}-{self.tone}-{self.detail}"
+
+    def problem_for(self, user):
+        """Why this preference may not be used by this user, or None."""
+        if self.blur == self.Blur.NONE:
+            if user is not None and not user.has_perm("cases.reveal_evidence"):
+                return "Only reviewers cleared to reveal evidence may turn blurring off."
+            if self.tone == self.Tone.COLOUR and self.detail == self.Detail.FULL and not self.warning_screen:
+                return ("Without blur keep another filter (greyscale, sepia or reduced detail); "
+                        "reveal shows an item as it is.")
+        return None
 
     @classmethod
     def for_user(cls, user, category=""):

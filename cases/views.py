@@ -43,6 +43,7 @@ from .models import (
     ReviewQueue,
     Signal,
     SubjectNote,
+    UserReport,
     ViewingPreference,
 )
 from .wellness import exposure_today
@@ -156,6 +157,8 @@ def case_detail(request, pk):
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
     now = timezone.now()
     CaseView.objects.update_or_create(case=case, user=request.user, defaults={"seen_at": now})
+    reports = UserReport.objects.filter(
+        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)).order_by("-created_at")[:20]
     notes = SubjectNote.objects.filter(
         Q(account=case.account_id) if case.account_id else Q(group=case.group_id)).select_related("author")[:50]
     pref = ViewingPreference.for_user(request.user, case.queue.slug)
@@ -169,7 +172,8 @@ def case_detail(request, pk):
         "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
-        "pref": pref, "exposure": exposure_today(request.user), "notes": notes,
+        "pref": pref, "exposure": exposure_today(request.user), "notes": notes, "user_reports": reports,
+        "reveal_seconds": settings.REVEAL_SECONDS,
         "viewers": other_viewers(case, request.user, now), "seniors": seniors(),
         "pending": case.decisions.filter(approval="pending").select_related("decided_by", "reason").first(),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
@@ -338,6 +342,8 @@ def evidence_blurred(request, item_id):
     item = access_item(request.user, item_id)
     case = Case.objects.filter(pk=request.GET.get("case") or 0, signals__item=item).select_related("queue").first()
     pref = ViewingPreference.for_user(request.user, case.queue.slug if case else "")
+    if pref.problem_for(request.user):
+        pref = ViewingPreference()
     record_evidence_view(request.user, item, revealed=False, ip=client_ip(request))
     return _image_response(evidence.blurred(item, pref, caption_for(item) if pref.warning_screen else ()))
 
@@ -362,6 +368,10 @@ def viewing_preferences(request):
                        ("detail", ViewingPreference.Detail))
             if any(values[name] not in kind.values for name, kind in choices):
                 messages.error(request, "Choose a value from each list.")
+                return redirect("viewing_preferences")
+            problem = ViewingPreference(**values).problem_for(request.user)
+            if problem:
+                messages.error(request, problem)
                 return redirect("viewing_preferences")
             ViewingPreference.objects.update_or_create(user=request.user, category=slug, defaults=values)
         audit(request.user, "account.viewing_preferences", object_type="user", object_id=request.user.pk)

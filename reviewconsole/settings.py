@@ -204,6 +204,7 @@ PRIORITY_AGING_PER_HOUR = envint("PRIORITY_AGING_PER_HOUR", 2)
 
 # Two-factor (TOTP): required to reveal evidence and to use admin and the job dashboard.
 REQUIRE_2FA_FOR_REVEAL = envbool("REQUIRE_2FA_FOR_REVEAL", True)
+REVEAL_SECONDS = envint("REVEAL_SECONDS", 10)  # a revealed item re-blurs after this
 OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Review console")
 # Sessions end after SESSION_IDLE_SECONDS without a request, and SESSION_MAX_SECONDS after sign-in.
 SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 30 * 60)

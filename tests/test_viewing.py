@@ -118,3 +118,18 @@ def test_the_preferences_page_saves_and_validates(client, users):
     assert ViewingPreference.objects.get(user=users["reviewer"], category="").blur == "light"
     client.force_login(users["nobody"])
     assert client.get("/account/viewing/").status_code == 403
+
+
+def test_no_blur_is_only_for_cleared_reviewers_and_never_without_a_filter(client, users):
+    base = {"all-blur": "none", "all-tone": "greyscale", "all-detail": "full"}
+    for slug in ("known-material", "new-content", "text-surfaces", "user-reports"):
+        base.update({f"{slug}-mode": "inherit", f"{slug}-blur": "strong", f"{slug}-tone": "greyscale",
+                     f"{slug}-detail": "full"})
+    client.force_login(users["reviewer"])
+    client.post("/account/viewing/", base)
+    assert not ViewingPreference.objects.filter(user=users["reviewer"], blur="none").exists()
+    client.force_login(users["specialist"])
+    client.post("/account/viewing/", {**base, "all-tone": "colour"})
+    assert not ViewingPreference.objects.filter(user=users["specialist"], blur="none").exists()
+    client.post("/account/viewing/", base)
+    assert ViewingPreference.for_user(users["specialist"], "").blur == "none"

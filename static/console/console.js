@@ -41,7 +41,7 @@
       const url = URL.createObjectURL(await response.blob());
       img.src = url;
       thumb.classList.add("revealed");
-      let left = REBLUR_SECONDS;
+      let left = Number(button.dataset.seconds) || REBLUR_SECONDS;
       button.textContent = "Re-blur in " + left + " s";
       const timer = setInterval(() => {
         left -= 1;
