@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from .actions import audit
 from .models import (
     Account,
     ApiToken,
@@ -227,6 +228,9 @@ class LegalHoldAdmin(admin.ModelAdmin):
         if not change:
             obj.placed_by = request.user
         super().save_model(request, obj, form, change)
+        audit(request.user, "evidence.hold_changed" if change else "evidence.hold_placed", item=obj.item,
+              object_type="legalhold", object_id=obj.pk,
+              details={"reason": obj.reason, "until": obj.until.isoformat(), "note": obj.note})
 
     def has_delete_permission(self, request, obj=None):
         return False  # lifted with a reason (evidence destruction), never deleted

@@ -32,14 +32,6 @@ def hold_for_report(report, start=None):
             LegalHold.objects.filter(pk=hold.pk).update(until=until)
 
 
-def place_hold(user, item, *, reason, days, note=""):
-    hold = LegalHold.objects.create(item=item, reason=reason, placed_by=user, note=note,
-                                    until=timezone.now() + timedelta(days=days))
-    audit(user, "evidence.hold_placed", item=item, object_type="legalhold", object_id=hold.pk,
-          details={"reason": reason, "until": hold.until.isoformat(), "note": note})
-    return hold
-
-
 def _remove_bytes(item):
     storage.delete_original(item.storage_path)
     for rendition in storage.derivative_path(item.pk, "x").parent.glob(f"{item.pk}-*"):

@@ -143,8 +143,3 @@ def find_matches_many(queries):
             banks.update(Bank.objects.in_bulk(missing))
         results.append((matches, banks))
     return results
-
-
-def find_matches(**query):
-    """All bank hashes within threshold of one item's hashes, and the Bank rows they belong to."""
-    return find_matches_many([query])[0]

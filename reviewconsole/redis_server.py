@@ -1,7 +1,6 @@
 """Start and stop a private redis-server on a Unix socket, for machines without a shared Redis."""
 
 import atexit
-import os
 import shutil
 import signal
 import socket
@@ -94,12 +93,3 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
-
-
-def ensure_redis_url(socket_path):
-    """Return REDIS_URL from the environment, or start a private server and export its URL."""
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"], None
-    server = PrivateRedis(socket_path).start()
-    os.environ["REDIS_URL"] = server.url
-    return server.url, server

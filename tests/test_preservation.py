@@ -163,3 +163,19 @@ class TestDestruction:
             client.force_login(users[role])
             assert client.post(f"/evidence/{item.pk}/destroy/", {"reason": "x"}).status_code == 403
         assert Item.objects.get(pk=item.pk).purged_at is None
+
+
+def test_a_hold_placed_in_admin_is_audited_and_protects(users, client, image_bytes):
+    item = scanned_item(image_bytes(9))
+    client.force_login(users["admin"])
+    verify_2fa(client, users["admin"])
+    until = (timezone.now() + timedelta(days=30)).strftime("%Y-%m-%d")
+    response = client.post("/admin/cases/legalhold/add/", {
+        "item": item.pk, "reason": "preservation", "note": "2703(f) letter", "placed_at_0": until,
+        "placed_at_1": "00:00:00", "until_0": until, "until_1": "00:00:00"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    hold = LegalHold.objects.get(item=item)
+    assert hold.placed_by == users["admin"]
+    assert AuditEvent.objects.filter(action="evidence.hold_placed", item=item, actor=users["admin"]).exists()
+    with pytest.raises(EvidenceOnHold):
+        item.delete()
