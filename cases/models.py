@@ -30,6 +30,8 @@ class Account(models.Model):
     facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
     status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
     banned_at = models.DateTimeField(null=True, blank=True)
+    analysed_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="Text surfaces and risk last scored (pending while null or stale)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,6 +51,8 @@ class Group(models.Model):
     members = models.ManyToManyField(Account, through="Membership", related_name="groups")
     status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
     banned_at = models.DateTimeField(null=True, blank=True)
+    analysed_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="Text surfaces and risk last scored (pending while null or stale)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -130,6 +134,9 @@ class Item(models.Model):
     removed_at = models.DateTimeField(null=True, blank=True)
     purged_at = models.DateTimeField(null=True, blank=True, help_text="Evidence bytes destroyed")
     verified_at = models.DateTimeField(null=True, blank=True, help_text="Last SHA-256 check of the stored bytes")
+    frame_hashes = models.JSONField(default=list, blank=True,
+                                    help_text="Video/animation: [{t, pdq, quality}] per sampled frame")
+    classified_at = models.DateTimeField(null=True, blank=True, help_text="Classifiers ran (new-content detection)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ItemQuerySet.as_manager()

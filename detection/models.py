@@ -1,5 +1,6 @@
 """Hash banks: lists of known material (or known false positives) to match items against."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -14,14 +15,25 @@ class HashType(models.TextChoices):
 HEX_LENGTHS = {HashType.PDQ: 64, HashType.PHASH: 16, HashType.DHASH: 16, HashType.MD5: 32, HashType.SHA256: 64}
 
 
+class BankKind(models.TextChoices):
+    KNOWN = "known", "Known material"
+    LOCAL = "local", "Confirmed by our reviewers"
+    ALLOW = "allow", "Allow-list (known false positives)"
+
+
 class Bank(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=8, choices=BankKind, default=BankKind.KNOWN,
+                            help_text="An allow-list bank's matches suppress the other banks' matches")
+    source = models.CharField(max_length=64, blank=True, help_text="Where the hashes come from, e.g. ncmec, file")
     enabled = models.BooleanField(default=True)
     severity = models.PositiveSmallIntegerField(default=90, help_text="0..100, used for case priority")
     pdq_threshold = models.PositiveSmallIntegerField(default=31, help_text="Max Hamming distance of 256 bits")
     phash_threshold = models.PositiveSmallIntegerField(default=6, help_text="Max Hamming distance of 64 bits")
     dhash_threshold = models.PositiveSmallIntegerField(default=6, help_text="Max Hamming distance of 64 bits")
+    video_match_percent = models.PositiveSmallIntegerField(
+        default=80, help_text="Video: share of frames (of the query and of the bank video) that must match")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -44,6 +56,11 @@ class BankHash(models.Model):
     hash_type = models.CharField(max_length=16, choices=HashType)
     value = models.CharField(max_length=64, help_text="Lower-case hex")
     label = models.CharField(max_length=255, blank=True, help_text="Reference from the bank's source")
+    media_key = models.CharField(max_length=64, blank=True,
+                                 help_text="Frames of one video share a key (vPDQ-style matching)")
+    frame_seconds = models.FloatField(null=True, blank=True, help_text="Time of this frame in its video")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+")
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -52,7 +69,10 @@ class BankHash(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["bank", "hash_type", "value"], name="unique_bank_hash"),
         ]
-        indexes = [models.Index(fields=["hash_type", "value"], name="bankhash_lookup_idx")]
+        indexes = [
+            models.Index(fields=["hash_type", "value"], name="bankhash_lookup_idx"),
+            models.Index(fields=["media_key"], name="bankhash_media_idx", condition=~models.Q(media_key="")),
+        ]
 
     def __str__(self):
         return f"{self.hash_type}:{self.value[:16]}… in {self.bank}"
@@ -67,3 +87,39 @@ class BankHash(models.Model):
                 self.value = normalise_hash(self.value, self.hash_type)
             except ValueError as exc:
                 raise ValidationError({"value": str(exc)}) from None
+
+
+class TermCategory(models.TextChoices):
+    GROOMING = "grooming", "Grooming"
+    SOLICITATION = "solicitation", "Solicitation of images"
+    SEXTORTION = "sextortion", "Sextortion"
+    TRADE = "trade", "Trading or selling material"
+    AGE = "age", "Age indicator"
+    OFF_PLATFORM = "off_platform", "Moving to another app"
+    OTHER = "other", "Other"
+
+
+class TermMatch(models.TextChoices):
+    WORD = "word", "Whole word or phrase"
+    SUBSTRING = "substring", "Anywhere, even inside words"
+    PATTERN = "pattern", "Regular expression"
+
+
+class TextTerm(models.Model):
+    """One entry of the text-surface lists: matched against normalised bios, names and descriptions."""
+
+    category = models.CharField(max_length=16, choices=TermCategory)
+    term = models.CharField(max_length=255, help_text="Written plainly; the text it is matched against is normalised")
+    match = models.CharField(max_length=10, choices=TermMatch, default=TermMatch.WORD)
+    weight = models.FloatField(default=0.5, help_text="0..1: how strongly one hit suggests harm")
+    enabled = models.BooleanField(default=True)
+    note = models.CharField(max_length=255, blank=True, help_text="Why it is on the list")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["category", "term"]
+        constraints = [models.UniqueConstraint(fields=["category", "term", "match"], name="unique_text_term")]
+
+    def __str__(self):
+        return f"{self.get_category_display()}: {self.term}"
