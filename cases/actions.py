@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from detection import banks as hash_banks
 from reviewconsole.queueing import enqueue
 
 from . import queues
@@ -206,7 +207,7 @@ def matched_members(group):
 
 
 def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, escalate_to=None,
-           member_ids=None, ip=None):
+           member_ids=None, allow_list=False, ip=None):
     """Take one decision on a case the user has claimed, at the version they saw.
 
     Returns (decision, created). A repeat of the same request (double click, retried POST) returns
@@ -228,6 +229,8 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
             raise ActionError("Hand off only to an active senior reviewer.")
     if action == Action.REPORT and not user.has_perm("cases.reveal_evidence"):
         raise ActionError("Only reviewers cleared for evidence may report to NCMEC.")
+    if allow_list and (action != Action.DISMISS or not user.has_perm("detection.change_bank")):
+        raise ActionError("Only a senior's dismissal can put items on the allow-list.")
     now = timezone.now()
     with transaction.atomic():
         moved = Case.objects.filter(
@@ -239,7 +242,8 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
         decision = Decision.objects.create(
             case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user,
             ban_until=now + timedelta(days=ban_days) if ban_days and action == Action.BAN else None,
-            options={"member_ids": member_ids or [], "hand_off_to": senior.pk if senior else None},
+            options={"member_ids": member_ids or [], "hand_off_to": senior.pk if senior else None,
+                     "allow_list": bool(allow_list)},
         )
         if needs_second_reviewer(action, case):
             Decision.objects.filter(pk=decision.pk).update(approval="pending")
@@ -250,6 +254,7 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
             decision.refresh_from_db()
             return decision, True
         effects = EFFECTS[action](case, decision, now)
+        effects.update(bank_decision(case, decision, ip=ip))
         sample_for_qa(decision)
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
@@ -307,6 +312,7 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
             approval="approved" if approve else "rejected", second_reviewer=user, second_reviewed_at=now)
         if approve:
             effects = EFFECTS[decision.action](case, decision, now)
+            effects.update(bank_decision(case, decision, ip=ip))
             sample_for_qa(decision)
             audit(user, f"case.{decision.action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
                   details={"reason": decision.reason.code, "second_reviewer_of": decision.decided_by_id,
@@ -318,6 +324,33 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
                   object_id=decision.pk, details={"note": note})
     decision.refresh_from_db()
     return decision
+
+
+CONFIRMING_ACTIONS = (Action.BAN, Action.REMOVE, Action.REPORT)
+
+
+def bank_decision(case, decision, *, ip=None):
+    """A final decision feeds the banks: confirmed material into the local bank, and a senior's
+    dismissal (when asked) onto the allow-list. The entries added are kept on the decision so
+    that an undo takes exactly those back."""
+    if decision.action in CONFIRMING_ACTIONS and decision.reason.code in settings.BANK_CONFIRMING_REASONS:
+        name = hash_banks.LOCAL_BANK
+    elif decision.action == Action.DISMISS and decision.options.get("allow_list"):
+        name = hash_banks.ALLOW_BANK
+    else:
+        return {}
+    items = list(Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct())
+    if not items:
+        return {}
+    bank = hash_banks.system_bank(name)
+    ids = hash_banks.add_item_hashes(bank, items, user=decision.decided_by,
+                                     label_for=lambda item: f"case #{case.pk} item #{item.pk}")
+    decision.options = {**decision.options, "bank_entries": ids}
+    Decision.objects.filter(pk=decision.pk).update(options=decision.options)
+    summary = {"bank": bank.name, "entries_added": len(ids), "items": [item.pk for item in items]}
+    audit(decision.decided_by, "bank.entries_added", case=case, object_type="bank", object_id=bank.pk, ip=ip,
+          details={**summary, "decision": decision.pk})
+    return {"banked": summary}
 
 
 def _replayed_decision(user, case_id, action, version):
@@ -481,8 +514,9 @@ def undo(user, decision_id, *, ip=None):
         case.version += 1
         case.save()
         Decision.objects.filter(pk=decision.pk).update(undone_at=now)
+        unbanked = hash_banks.remove_entries(decision.options.get("bank_entries"))
         audit(user, "case.undo", case=case, ip=ip, object_type="decision", object_id=decision.pk,
-              details={"action": decision.action})
+              details={"action": decision.action, "bank_entries_removed": unbanked})
     decision.refresh_from_db()
     return decision
 

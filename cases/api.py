@@ -66,6 +66,11 @@ def _json_body(request):
         raise ValueError(f"malformed JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("the JSON body must be an object")
+    try:
+        # JSON may spell a lone UTF-16 surrogate (\ud800) that no database or file can store.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("malformed JSON: a string holds an unpaired surrogate (not valid Unicode text)") from None
     return body
 
 

@@ -6,13 +6,14 @@ from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from detection.hashing import RejectedFile, open_image
-from detection.video import contact_sheet, sample_frames
+from detection.video import Limits, contact_sheet, sample_animation, sample_video, spread
 
 from . import storage
 from .models import ItemKind, ViewingPreference
 
 THUMB_SIDE = 320
 REVEAL_SIDE = 1024
+SHEET_FRAMES = 16  # of the sampled frames, spread over the whole video: enough to judge at a glance
 
 
 def _encode(img, quality=80):
@@ -29,14 +30,24 @@ def _placeholder(text):
 
 def _decoded(item, side):
     data = storage.read_original(item.storage_path)
+    limits = Limits.from_settings(settings)
     if item.kind == ItemKind.VIDEO:
-        sheet = contact_sheet(sample_frames(data))
-        sheet.thumbnail((side * 2, side * 2))
-        return sheet
+        return _sheet(sample_video(data, limits), side)
+    animation = sample_animation(data, limits, max_pixels=settings.IMAGE_MAX_PIXELS,
+                                 max_source_frames=settings.IMAGE_MAX_FRAMES)
+    if animation is not None:
+        return _sheet(animation, side)
     rgb, _, _, _ = open_image(data, max_pixels=settings.IMAGE_MAX_PIXELS, max_frames=settings.IMAGE_MAX_FRAMES,
                               short_side=side)
     rgb.thumbnail((side, side))
     return rgb
+
+
+def _sheet(sampled, side):
+    """A video or animation as one still of its frames: never the moving file, never its sound."""
+    sheet = contact_sheet([frame.image for frame in spread(sampled.frames, SHEET_FRAMES)])
+    sheet.thumbnail((side * 2, side * 2))
+    return sheet
 
 
 BLUR_RADIUS = {"strong": 14, "light": 5, "none": 0}

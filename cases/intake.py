@@ -14,7 +14,7 @@ from reviewconsole.queueing import enqueue, kick_after_commit
 
 from . import storage
 from .actions import audit
-from .models import Account, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
+from .models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
 
 # How serious a user report is taken before anyone has looked at it.
 REPORT_REASONS = {
@@ -40,16 +40,59 @@ class Rejection(Exception):
     message: str
 
 
+def request_analysis(kind, pk):
+    """Once the subject's row commits, score its risk and text surfaces (the sweep covers a lost job)."""
+    enqueue("detection.analysis.analyse_subject", kind, pk, queue="default")
+
+
 def upsert_account(external_id, fields):
-    return Account.objects.update_or_create(external_id=external_id, defaults=fields)
+    with transaction.atomic():
+        account, created = Account.objects.update_or_create(external_id=external_id, defaults=fields)
+        if "facts" in fields:
+            sync_links(account)
+        request_analysis("account", account.pk)
+    return account, created
+
+
+# A hash longer than this is not a hash; more device hashes than this per account are ignored.
+MAX_LINK_CHARS = 128
+MAX_DEVICE_HASHES = 20
+
+
+def link_keys(facts):
+    """(kind, value) pairs of the phone hash and device hashes in an account's facts (strings only)."""
+    facts = facts if isinstance(facts, dict) else {}
+
+    def usable(value):
+        return isinstance(value, str) and 0 < len(value) <= MAX_LINK_CHARS
+
+    keys = []
+    if usable(facts.get("phone_hash")):
+        keys.append((AccountLink.Kind.PHONE, facts["phone_hash"]))
+    devices = facts.get("device_hashes")
+    if isinstance(devices, list):
+        keys += [(AccountLink.Kind.DEVICE, d) for d in dict.fromkeys(d for d in devices if usable(d))][
+            :MAX_DEVICE_HASHES]
+    return keys
+
+
+def sync_links(account):
+    wanted = set(link_keys(account.facts))
+    have = set(account.links.values_list("kind", "value"))
+    for kind, value in have - wanted:
+        account.links.filter(kind=kind, value=value).delete()
+    AccountLink.objects.bulk_create([AccountLink(account=account, kind=k, value=v) for k, v in wanted - have],
+                                    ignore_conflicts=True)
 
 
 def upsert_group(external_id, fields, *, members=None):
-    group, created = Group.objects.update_or_create(external_id=external_id, defaults=fields)
-    if members is not None:
-        for member_id in members:
-            account, _ = Account.objects.get_or_create(external_id=member_id)
-            Membership.objects.get_or_create(account=account, group=group)
+    with transaction.atomic():
+        group, created = Group.objects.update_or_create(external_id=external_id, defaults=fields)
+        if members is not None:
+            for member_id in members:
+                account, _ = Account.objects.get_or_create(external_id=member_id)
+                Membership.objects.get_or_create(account=account, group=group)
+        request_analysis("group", group.pk)
     return group, created
 
 

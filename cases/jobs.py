@@ -1,8 +1,32 @@
 """Case-stage jobs: triage signals into cases."""
 
+from django.db import transaction
+from django.utils import timezone
+
+from reviewconsole.queueing import enqueue
+
 from .actions import attach_signals
+from .models import Group, Signal, SignalKind
 
 
 def triage_signals(signal_ids):
     """Idempotent: signals already triaged are skipped."""
-    return [case.pk for case in attach_signals(signal_ids)]
+    cases = [case.pk for case in attach_signals(signal_ids)]
+    restale_groups_of_matched_members(signal_ids)
+    return cases
+
+
+def restale_groups_of_matched_members(signal_ids):
+    """A member's new match changes its groups' risk: mark them for analysis and hand them on.
+
+    The groups' `updated_at` moves past `analysed_at`, so the sweep finds them if the job is lost.
+    """
+    accounts = Signal.objects.filter(pk__in=signal_ids, kind=SignalKind.HASH_MATCH, account__isnull=False)
+    groups = list(Group.objects.filter(membership__account__in=accounts.values("account")).distinct()
+                  .values_list("pk", flat=True))
+    if not groups:
+        return
+    with transaction.atomic():
+        Group.objects.filter(pk__in=groups).update(updated_at=timezone.now())
+        for pk in groups:
+            enqueue("detection.analysis.analyse_subject", "group", pk, queue="default")

@@ -23,6 +23,31 @@ def document():
     subject_fields = {
         "facts": {"type": "object", "description": "Behaviour facts, free-form (≤ 16 KiB of JSON)"},
     }
+    count = {"type": "integer", "minimum": 0}
+    # The facts the risk scores read; a missing or malformed one (a string, a negative) is ignored.
+    account_facts = {"type": "object", "description": (
+        "Behaviour facts (≤ 16 KiB of JSON), metadata only, never message content. Read by the risk "
+        "scores: `phone_hash` and `device_hashes` link accounts on the same phone or device; the "
+        "teen-contact signal (for adult accounts) reads `teen_non_contacts_initiated_7d` (teens outside "
+        "its contacts it started a conversation with in the last 7 days), `non_contacts_initiated_7d` "
+        "(everyone outside its contacts it started one with), `blocked_by_teens_30d` and "
+        "`reported_by_teens_30d` (distinct teen accounts, last 30 days). Other keys are kept and shown."),
+        "properties": {
+            "phone_hash": {"type": "string", "maxLength": 128},
+            "device_hashes": {"type": "array", "items": {"type": "string", "maxLength": 128}, "maxItems": 20},
+            "teen_non_contacts_initiated_7d": count, "non_contacts_initiated_7d": count,
+            "blocked_by_teens_30d": count, "reported_by_teens_30d": count,
+        }}
+    group_facts = {"type": "object", "description": (
+        "Behaviour facts (≤ 16 KiB of JSON). Read by the group risk score: `invite_link_resets_7d`, "
+        "`member_joins_7d` (members who joined in the last 7 days), `media_post_share` (0..1, the share of "
+        "posts that are photos or videos), `teen_members` and `adult_members` (counts by age band, when "
+        "the platform knows more members than it sends). Other keys are kept and shown."),
+        "properties": {
+            "invite_link_resets_7d": count, "member_joins_7d": count,
+            "media_post_share": {"type": "number", "minimum": 0, "maximum": 1},
+            "teen_members": count, "adult_members": count,
+        }}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Review console platform API", "version": "1"},
@@ -48,10 +73,10 @@ def document():
                 "Account": {"type": "object", "properties": {
                     "screen_name": string, "display_name": string, "bio": string, "email": string,
                     "phone": string, "age_band": string, "registered_at": {"type": "string", "format": "date-time"},
-                    **subject_fields}},
+                    **subject_fields, "facts": account_facts}},
                 "Group": {"type": "object", "properties": {
                     "name": string, "description": string, "member_count": {"type": "integer"},
-                    "members": {"type": "array", "items": string}, **subject_fields}},
+                    "members": {"type": "array", "items": string}, **subject_fields, "facts": group_facts}},
                 "Report": {"type": "object", "required": ["reporter", "reason"], "properties": {
                     "reporter": string, "account": string, "group": string, "item": {"type": "integer"},
                     "reason": {"enum": list(REPORT_REASONS)}, "comment": string, "external_id": string},

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from detection import classify
+from detection.analysis import analyse_pending
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
 from . import dispatch
@@ -38,6 +40,10 @@ def sweep(older_than=None, progress=None):
         counts["items"] = stale_items
         if progress:
             progress(stale_items)
+    # Scanned images and videos still waiting for the classifiers (their jobs claim from the database).
+    counts["classify"] = classify.stale_count(cutoff)
+    if counts["classify"]:
+        classify.wake_all()
     stale_signals = list(
         Signal.objects.filter(triaged_at__isnull=True, created_at__lte=cutoff).values_list("pk", flat=True)
     )
@@ -55,6 +61,8 @@ def sweep(older_than=None, progress=None):
     for pk in due_reports.values_list("pk", flat=True):
         if enqueue_now("cases.cybertip.filing.file_report", pk, queue="dispatch"):
             counts["reports"] += 1
+    # Subjects whose facts changed since their risk and text surfaces were last scored.
+    counts["subjects"] = analyse_pending(cutoff)
     if any(counts.values()):
         log.info("sweep re-enqueued %s", counts)
     return counts

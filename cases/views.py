@@ -13,6 +13,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from detection.risk import DETECTORS as RISK_DETECTORS
+
 from . import evidence
 from .access import access_case, access_item, require_reviewer
 from .actions import (
@@ -57,6 +59,18 @@ ACTION_KEYS = OrderedDict([
 
 def client_ip(request):
     return request.META.get("REMOTE_ADDR") or None
+
+
+@login_required
+@require_GET
+def home(request):
+    """Where signing in lands: each role's own starting page."""
+    user = request.user
+    if hasattr(user, "agency_member"):
+        return redirect("cases:portal")
+    if not user.has_perm("cases.review_case") and user.has_perm("cases.handle_legal_requests"):
+        return redirect("cases:legal_queue")
+    return redirect("cases:queue")
 
 
 @login_required
@@ -179,7 +193,25 @@ def case_detail(request, pk):
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
+        "can_allow_list": request.user.has_perm("detection.change_bank"),
+        "risk_panels": risk_panels(case),
     })
+
+
+def risk_panels(case):
+    """The latest risk assessment of each kind about the case's subject, as its signal stored it."""
+    about = Q(account=case.account_id) if case.account_id else Q(group=case.group_id, account__isnull=True)
+    panels = []
+    for detector in RISK_DETECTORS:
+        signal = Signal.objects.filter(about, detector=detector).order_by("-created_at", "-pk").first()
+        if signal is None:
+            continue
+        details = signal.details if isinstance(signal.details, dict) else {}
+        features = [f for f in details.get("features", []) if isinstance(f, dict)]
+        features.sort(key=lambda f: -(f.get("contribution") or 0))
+        panels.append({"signal": signal, "features": features, "threshold": details.get("threshold"),
+                       "summary": details.get("summary") or {}, "in_case": signal.case_id == case.pk})
+    return panels
 
 
 def other_viewers(case, user, now):
@@ -290,6 +322,7 @@ def decide_view(request, pk):
             reason_code=request.POST.get("reason", ""), note=request.POST.get("note", "")[:4000],
             version=version, ban_days=int(ban_days) if ban_days.isdigit() else None, ip=client_ip(request),
             escalate_to=int(escalate_to) if escalate_to.isdigit() else None, member_ids=member_ids,
+            allow_list=request.POST.get("allow_list") == "1",
         )
     except ActionError as exc:
         messages.error(request, str(exc))

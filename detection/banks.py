@@ -4,10 +4,14 @@ import csv
 import io
 import re
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from .models import HEX_LENGTHS, Bank, BankHash, HashType
+from . import matching
+from .models import HEX_LENGTHS, Bank, BankHash, BankKind, HashType
+from .vpdq import parse_vpdq_lines
 
 HEX_RE = re.compile(r"^[0-9a-f]+$")
 MAX_LINE_CHARS = 4096
@@ -41,9 +45,19 @@ def parse_hash_lines(lines, *, fmt, hash_type):
                 continue
             yield _checked(number, line, hash_type, "")
         return
-    reader = csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",")
+    delimiter = "\t" if fmt == "tsv" else ","
     columns = None
-    for number, row in enumerate(reader, 1):
+    for number, raw in enumerate(lines, 1):
+        # One row a line (hash lists never need quoted newlines), so that an overlong or broken
+        # line is one rejected entry, not the end of the file.
+        if len(raw) > MAX_LINE_CHARS:
+            yield number, None, "line too long", None
+            continue
+        try:
+            row = next(csv.reader([raw.rstrip("\r\n")], delimiter=delimiter), [])
+        except csv.Error as exc:
+            yield number, None, f"unreadable line: {exc}", None
+            continue
         if not row or not "".join(row).strip() or row[0].startswith("#"):
             continue
         lowered = [cell.strip().lower() for cell in row]
@@ -127,3 +141,188 @@ def import_hashes(bank_name, stream, *, fmt="txt", hash_type=None, progress=None
     summary.setdefault("error_count", 0)
     Bank.objects.filter(pk=bank.pk).update(updated_at=timezone.now())
     return summary
+
+
+# Banks the console keeps itself ---------------------------------------------------------------
+
+LOCAL_BANK = "local-confirmed"
+ALLOW_BANK = "allow-list"
+SYSTEM_BANKS = {
+    LOCAL_BANK: {"kind": BankKind.LOCAL, "source": "reviewers",
+                 "description": "Material our reviewers confirmed (ban, remove or report)"},
+    # A tight PDQ threshold: the allow-list should excuse one image and its re-encodings, not its neighbours.
+    ALLOW_BANK: {"kind": BankKind.ALLOW, "source": "reviewers", "pdq_threshold": 16,
+                 "description": "Known false positives: a match here suppresses the other banks' matches"},
+}
+
+
+def system_bank(name):
+    bank, _ = Bank.objects.get_or_create(name=name, defaults=SYSTEM_BANKS[name])
+    return bank
+
+
+def item_entries(item):
+    """The hashes of one item worth banking: its digests, its PDQ if usable, its video frames' PDQ."""
+    if item.kind == "text":
+        return []
+    entries = [(HashType.MD5, item.md5, "", None), (HashType.SHA256, item.sha256, "", None)]
+    if item.pdq and (item.pdq_quality or 0) >= settings.PDQ_MIN_QUALITY:
+        entries.append((HashType.PDQ, item.pdq, "", None))
+    for frame in item.frame_hashes or []:
+        if frame.get("pdq") and (frame.get("quality") or 0) >= settings.PDQ_MIN_QUALITY:
+            entries.append((HashType.PDQ, frame["pdq"], f"item-{item.pk}", frame.get("t")))
+    checked = []
+    for hash_type, value, media_key, seconds in entries:
+        try:
+            checked.append((hash_type, normalise_hash(value, hash_type), media_key, seconds))
+        except ValueError:
+            continue  # an item that was never hashed (rejected, purged) has nothing to bank
+    return checked
+
+
+def add_item_hashes(bank, items, *, user, label_for):
+    """Add the items' hashes to a bank; returns the ids of the entries this call created.
+
+    Hashes already in the bank are left as they are (and not returned), so that taking the
+    additions back later never removes an entry that someone else put there.
+    """
+    wanted = {}
+    for item in items:
+        for hash_type, value, media_key, seconds in item_entries(item):
+            wanted.setdefault((hash_type, value), BankHash(
+                bank=bank, hash_type=hash_type, value=value, label=label_for(item)[:255], media_key=media_key,
+                frame_seconds=seconds, added_by=user if getattr(user, "pk", None) else None))
+    if not wanted:
+        return []
+    with transaction.atomic():
+        existing = set(BankHash.objects.filter(bank=bank, value__in={v for _, v in wanted})
+                       .values_list("hash_type", "value"))
+        fresh = [entry for key, entry in wanted.items() if key not in existing]
+        BankHash.objects.bulk_create(fresh, ignore_conflicts=True)
+        ids = list(BankHash.objects.filter(
+            bank=bank, value__in={e.value for e in fresh}, label__in={e.label for e in fresh}
+        ).values_list("pk", flat=True)) if fresh else []
+        if ids:
+            Bank.objects.filter(pk=bank.pk).update(updated_at=timezone.now())
+    matching.invalidate()
+    return ids
+
+
+def remove_entries(entry_ids):
+    """Delete bank entries by id (the ones an action added); returns how many went."""
+    entry_ids = [pk for pk in entry_ids or [] if isinstance(pk, int)]
+    if not entry_ids:
+        return 0
+    with transaction.atomic():
+        bank_ids = set(BankHash.objects.filter(pk__in=entry_ids).values_list("bank_id", flat=True))
+        deleted, _ = BankHash.objects.filter(pk__in=entry_ids).delete()
+        Bank.objects.filter(pk__in=bank_ids).update(updated_at=timezone.now())
+    matching.invalidate()
+    return deleted
+
+
+# Export ---------------------------------------------------------------------------------------
+
+EXPORT_HEADER = ["hash", "type", "label", "added_at"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text):
+    """A cell a spreadsheet will show as text, never run as a formula (CSV injection)."""
+    return "'" + text if text and text.startswith(_FORMULA_START) else text
+
+
+class _Line:
+    def write(self, value):
+        return value
+
+
+def export_lines(bank, chunk_size=5000):
+    """The bank as CSV text, one line at a time, read from the database in chunks."""
+    writer = csv.writer(_Line())
+    yield writer.writerow(EXPORT_HEADER)
+    rows = BankHash.objects.filter(bank=bank).order_by("pk").values_list("value", "hash_type", "label", "added_at")
+    for value, hash_type, label, added_at in rows.iterator(chunk_size=chunk_size):
+        yield writer.writerow([value, hash_type, spreadsheet_safe(label), added_at.isoformat()])
+
+
+# vPDQ: the frames of one bank video ------------------------------------------------------------
+
+def import_vpdq(bank_name, stream, *, media_key, label="", min_quality=None, progress=None):
+    """Add one video's per-frame vPDQ hashes to a bank as the frames of `media_key`.
+
+    Bad lines are counted and reported, never imported. Frames below the quality floor are left
+    out, as vPDQ leaves them out of matching: they would only lower the share a copy can reach.
+    A frame hash already in the bank is kept where it is (one entry per hash and bank).
+    """
+    if isinstance(stream, (bytes, bytearray)):
+        stream = io.StringIO(stream.decode("utf-8", errors="replace"))
+    media_key = (media_key or "").strip()
+    if not media_key or len(media_key) > 64:
+        raise HashFileError("a video's frames need a media key (the --label or the file name) of 1 to 64 characters")
+    min_quality = settings.PDQ_MIN_QUALITY if min_quality is None else min_quality
+    bank, created = Bank.objects.get_or_create(name=bank_name, defaults={"description": "vPDQ video hashes"})
+    summary = {"bank": bank.name, "created": created, "media_key": media_key, "read": 0, "added": 0,
+               "duplicates": 0, "low_quality": 0, "error_count": 0, "errors": []}
+    frames = {}
+    for number, frame, error in parse_vpdq_lines(stream):
+        summary["read"] += 1
+        if progress:
+            progress(1)
+        if error:
+            summary["error_count"] += 1
+            if len(summary["errors"]) < 100:
+                summary["errors"].append(f"line {number}: {error}")
+        elif frame[2] < min_quality:
+            summary["low_quality"] += 1
+        else:
+            frames.setdefault(frame[1], frame)  # the first time a hash is seen, as vPDQ's dedupe keeps
+    with transaction.atomic():
+        existing = set(BankHash.objects.filter(bank=bank, hash_type=HashType.PDQ, value__in=list(frames))
+                       .values_list("value", flat=True))
+        fresh = [BankHash(bank=bank, hash_type=HashType.PDQ, value=value, label=(label or media_key)[:255],
+                          media_key=media_key, frame_seconds=seconds)
+                 for value, (seconds, _, _) in frames.items() if value not in existing]
+        BankHash.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=BATCH)
+        Bank.objects.filter(pk=bank.pk).update(updated_at=timezone.now())
+    summary["added"] = len(fresh)
+    # Repeated frames within the file (a still scene) count as duplicates too.
+    summary["duplicates"] = summary["read"] - summary["error_count"] - summary["low_quality"] - len(fresh)
+    matching.invalidate()
+    return summary
+
+
+# Counts ---------------------------------------------------------------------------------------
+
+# Below this many entries a bank is counted while the page waits; above, by a job in the background.
+SYNC_COUNT_LIMIT = 200_000
+
+
+def count_bank(bank_id):
+    """Count a bank's entries by type and store the counts with the time counting began."""
+    started = timezone.now()
+    counts = dict(BankHash.objects.filter(bank_id=bank_id).values("hash_type").annotate(n=Count("pk"))
+                  .values_list("hash_type", "n"))
+    # update(), not save(): the counts are not a change of the bank, and must not make workers reload it.
+    Bank.objects.filter(pk=bank_id).update(entry_counts=counts, counted_at=started)
+    return counts
+
+
+def recount_bank(bank_id):
+    from reviewconsole.queueing import kicked  # noqa: PLC0415 - the queue is only needed by the job
+
+    kicked(f"bank-count:{bank_id}")
+    return count_bank(bank_id)
+
+
+def current_counts(bank):
+    """(counts by type, fresh): stored counts, recounted now for a small bank or in the background."""
+    if bank.counted_at and bank.counted_at >= bank.updated_at:
+        return bank.entry_counts, True
+    ids = BankHash.objects.filter(bank=bank).aggregate(low=Min("pk"), high=Max("pk"))
+    if ids["low"] is None or ids["high"] - ids["low"] < SYNC_COUNT_LIMIT:  # at most that many rows
+        return count_bank(bank.pk), True
+    from reviewconsole.queueing import kick  # noqa: PLC0415
+
+    kick(f"bank-count:{bank.pk}", "detection.banks.recount_bank", bank.pk)
+    return bank.entry_counts, False

@@ -26,9 +26,43 @@ ALLOWED_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP"}
 ACTIVE_CONTENT = [b"<script", b"<html", b"<?php", b"<svg", b"<!doctype html"]
 # ...and containers or executables appended after the image ends.
 APPENDED_CONTAINERS = [b"PK\x03\x04", b"PK\x05\x06", b"%PDF-", b"\x7fELF", b"Rar!", b"7z\xbc\xaf"]
-# Short side PDQ is computed on: JPEG draft decoding (DCT scaling) or integer reduction brings the
-# image down to between 1x and 2x of this, which is where PDQ's own downsampling works well.
+# Short side the image is decoded to: JPEG draft decoding (DCT scaling) or integer reduction brings
+# it down to between 1x and 2x of this, cheaply and with enough detail left to find borders.
 HASH_SHORT_SIDE = 256
+# PDQ runs on a square of this side. PDQ squashes every image to 64x64 anyway; at 320 its box
+# filter has an odd window and its sample points fall between pixels, so the filter is symmetric
+# and the eight dihedral hashes it derives from one pass equal the hashes of the rotated or
+# mirrored image exactly (at other sizes they are off by up to 44 bits).
+PDQ_SIDE = 320
+# The eight orientations, named for how a copy differs from the original when that variant of
+# the copy's hash matches: variant k is the hash of the copy turned back by the named edit.
+# Order as pdqhash.compute_dihedral returns them.
+DIHEDRAL = (
+    "original",
+    "rotated 90° clockwise",
+    "rotated 180°",
+    "rotated 90° counter-clockwise",
+    "flipped upside down",
+    "mirrored",
+    "transposed",
+    "transposed across the other diagonal",
+)
+# Name of the extra query hash of a trimmed image taken with its borders, for banks whose hashes
+# were made elsewhere without trimming.
+UNTRIMMED = "with its borders"
+# Border trimming: a band at an edge is a letterbox or pillarbox bar when nearly all its pixels
+# sit within BORDER_TOLERANCE of the edge's colour (loose enough for JPEG noise) and its mean
+# within BORDER_MEAN_TOLERANCE (tight, so that gradients such as skies do not pass for bars).
+BORDER_TOLERANCE = 24
+BORDER_MEAN_TOLERANCE = 4
+BORDER_SHARE = 0.98
+BORDER_NOISE = 2.0  # standard deviation of the outermost line, per channel
+BORDER_EDGE_SHARE = 0.05  # of the first content line that must stand out from the bar
+BORDER_MAX = 0.35  # of the side, per edge
+BORDER_MIN = 0.02  # thinner bands are frames or vignetting, and hardly move the hash
+BORDER_PAIRING = 0.5  # the narrower bar of a pair is at least this share of the wider
+TRIMMED_MIN = 0.25  # of each side, and at least TRIMMED_MIN_PIXELS, must remain
+TRIMMED_MIN_PIXELS = 32
 
 
 class RejectedFile(Exception):
@@ -45,6 +79,11 @@ class ImageHashes:
     pdq_quality: int
     phash: str
     dhash: str
+    # ((name, hex), ...): "original" first (equal to `pdq`), then the other seven orientations,
+    # then, for a trimmed image, the hash with its borders.
+    pdq_variants: tuple = ()
+    # Letterbox/pillarbox bars removed before hashing, in original pixels (left, top, right, bottom).
+    trimmed: tuple = (0, 0, 0, 0)
 
 
 def digests(data):
@@ -90,8 +129,11 @@ def check_polyglot(data, fmt):
     return None
 
 
-def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE):
-    """Decode untrusted bytes to an RGB image no smaller than `short_side`, or raise RejectedFile."""
+def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE, grey=False):
+    """Decode untrusted bytes to an RGB image no smaller than `short_side`, or raise RejectedFile.
+
+    `grey`: decode to luma ("L") instead; a JPEG then skips its colour planes altogether.
+    """
     if not data:
         raise RejectedFile("empty file")
     fmt = sniff_format(data)
@@ -114,7 +156,7 @@ def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE):
                 w, h = img.size
                 scale = short_side / min(w, h)
                 if scale < 1:
-                    img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+                    img.draft("L" if grey else "RGB", (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
     except RejectedFile:
         raise
@@ -124,7 +166,9 @@ def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE):
         raise RejectedFile(f"corrupt file: cannot identify a {fmt} image") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise RejectedFile(f"corrupt or truncated {fmt} image: {exc}") from None
-    rgb = _to_rgb(img)
+    rgb = img if grey and img.mode == "L" else _to_rgb(img)
+    if grey:
+        rgb = rgb.convert("L")
     factor = min(rgb.size) // short_side
     if factor >= 2:
         rgb = rgb.reduce(factor)
@@ -153,24 +197,139 @@ def _to_rgb(img):
 
 
 def pdq_of(rgb):
+    """PDQ of an image as it is, without trimming or resizing (the hash most other tools compute)."""
     bits, quality = pdqhash.compute(np.asarray(rgb))
+    return _hex(bits), int(quality)
+
+
+def _hex(bits):
     # ThreatExchange's convention: the first bit of the vector is the most significant.
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+
+def pdq_square(img):
+    """The grey PDQ_SIDE square that PDQ, pHash and dHash are computed from.
+
+    Grey first: PDQ reads luma only, with the same weights as Pillow's "L", and a third of the
+    pixels resize three times faster. BOX comes closest to plain PDQ of the full picture.
+    """
+    return img.convert("L").resize((PDQ_SIDE, PDQ_SIDE), Image.BOX)
+
+
+def pdq_dihedral(img):
+    """The eight PDQ hashes of an image's orientations, ((name, hex), ...), and its quality."""
+    if img.mode != "L" or img.size != (PDQ_SIDE, PDQ_SIDE):
+        img = pdq_square(img)
+    grey = np.asarray(img)
+    # It takes RGB only: three views of the same grey plane, no copy.
+    vectors, quality = pdqhash.compute_dihedral(np.broadcast_to(grey[:, :, None], (*grey.shape, 3)))
+    return tuple(zip(DIHEDRAL, (_hex(v) for v in vectors), strict=True)), int(quality)
+
+
+def find_borders(rgb):
+    """Widths (left, top, right, bottom) of flat letterbox/pillarbox bars, or zeros if none."""
+    pixels = np.asarray(rgb)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]  # grey: one channel
+    h, w = pixels.shape[:2]
+    if min(h, w) < TRIMMED_MIN_PIXELS * 2:
+        return (0, 0, 0, 0)
+    # Bands per edge, each turned so that its first row is the outermost line of the image.
+    cut_w, cut_h = int(w * BORDER_MAX) + 1, int(h * BORDER_MAX) + 1
+    left = _bar_width(pixels[:, :cut_w].transpose(1, 0, 2))
+    top = _bar_width(pixels[:cut_h])
+    right = _bar_width(pixels[:, w - cut_w:][:, ::-1].transpose(1, 0, 2))
+    bottom = _bar_width(pixels[h - cut_h:][::-1])
+    for first, second, side in ((left, right, w), (top, bottom, h)):
+        if side - first - second < max(TRIMMED_MIN_PIXELS, side * TRIMMED_MIN):
+            return (0, 0, 0, 0)
+    # Letterbox and pillarbox bars come in pairs of about the same width; a flat band on one
+    # side only is a caption or watermark strip, or part of the picture, and stays.
+    if not _paired(left, right):
+        left = right = 0
+    if not _paired(top, bottom):
+        top = bottom = 0
+    return (left, top, right, bottom)
+
+
+def _paired(first, second):
+    return min(first, second) >= BORDER_PAIRING * max(first, second)
+
+
+def trim(rgb, passes=2):
+    """The image without its bars, and the widths cut off (left, top, right, bottom).
+
+    A second pass catches bars inside bars: a picture on a white page, letterboxed in black.
+    """
+    total = np.zeros(4, dtype=int)
+    for _ in range(passes):
+        borders = find_borders(rgb)
+        if not any(borders):
+            break
+        left, top, right, bottom = borders
+        rgb = rgb.crop((left, top, rgb.width - right, rgb.height - bottom))
+        total += borders
+    return rgb, tuple(int(b) for b in total)
+
+
+def _bar_width(band):
+    """How many leading rows of `band` form a bar: flat, noiseless, and ending in a sharp edge."""
+    edge = band[0].astype(np.int16)
+    # Bars are drawn, not photographed: sensor noise or a gradient (a sky, a studio backdrop)
+    # in the outermost line means this is part of the picture.
+    if edge.std(axis=0).max() > BORDER_NOISE:
+        return 0  # the common case for a photo: one line looked at, nothing more
+    colour = np.median(edge, axis=0)
+    if not _flat(edge[None], colour)[0]:
+        return 0
+    run = None
+    for start in range(0, len(band), 16):  # bars are narrow: look at a few rows at a time
+        flat = _flat(band[start:start + 16].astype(np.int16), colour)
+        if not flat.all():
+            run = start + int(np.argmin(flat))
+            break
+    if run is None or run < max(2, BORDER_MIN * len(band) / BORDER_MAX):
+        return 0  # flat beyond the cap (no edge seen), or too thin to matter
+    # The picture must start within a few lines, where pixels stand out from the bar; the lines
+    # before it are JPEG ringing and belong to the bar. A slow drift is a gradient, not a bar.
+    after = band[run:run + 8].astype(np.int16)
+    edge = (np.abs(after - colour).max(axis=2) > BORDER_TOLERANCE).mean(axis=1) >= BORDER_EDGE_SHARE
+    return run + int(np.argmax(edge)) if edge.any() else 0
+
+
+def _flat(rows, colour):
+    """Per row: nearly all pixels near `colour` (JPEG noise allowed) and the row's mean on it."""
+    near = (np.abs(rows - colour).max(axis=2) <= BORDER_TOLERANCE).mean(axis=1) >= BORDER_SHARE
+    steady = (np.abs(rows.mean(axis=1) - colour) <= BORDER_MEAN_TOLERANCE).all(axis=1)
+    return near & steady
 
 
 def hash_image(data, *, max_pixels=50_000_000, max_frames=500):
-    """All perceptual hashes of an image file. Raises RejectedFile for anything unsafe or broken."""
-    rgb, fmt, (width, height), frames = open_image(data, max_pixels=max_pixels, max_frames=max_frames)
-    pdq, quality = pdq_of(rgb)
+    """All perceptual hashes of an image file. Raises RejectedFile for anything unsafe or broken.
+
+    Letterbox and pillarbox bars are cut off first, so that a copy with bars added hashes like the
+    original; our own bank entries are hashed by this same function, so both sides agree.
+    """
+    # Every hash reads luma only, so the picture is decoded grey: half the decoding work of colour.
+    decoded, fmt, (width, height), frames = open_image(data, max_pixels=max_pixels, max_frames=max_frames, grey=True)
+    content, borders = trim(decoded)
+    square = pdq_square(content)
+    variants, quality = pdq_dihedral(square)
+    if any(borders):
+        variants += ((UNTRIMMED, pdq_dihedral(decoded)[0][0][1]),)
+    sx, sy = width / decoded.width, height / decoded.height
+    trimmed = tuple(round(b * s) for b, s in zip(borders, (sx, sy, sx, sy), strict=True))
     return ImageHashes(
         format=fmt,
         width=width,
         height=height,
         frames=frames,
-        pdq=pdq,
+        pdq=variants[0][1],
         pdq_quality=quality,
-        phash=str(imagehash.phash(rgb)),
-        dhash=str(imagehash.dhash(rgb)),
+        phash=str(imagehash.phash(square)),
+        dhash=str(imagehash.dhash(square)),
+        pdq_variants=variants,
+        trimmed=trimmed,
     )
 
 

@@ -12,25 +12,26 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from cases.models import Item, ItemKind, ItemStatus, Signal, SignalKind
+from cases.models import AuditEvent, Item, ItemKind, ItemStatus, Signal, SignalKind
 from cases.storage import read_original
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
-from . import matching
-from .hashing import RejectedFile, hash_image
-from .models import HashType
-from .video import sample_frames
+from . import matching, vpdq
+from .hashing import UNTRIMMED, RejectedFile, hash_image
+from .models import BankHash, BankKind, HashType
+from .termlists import item_text_signals
+from .video import Limits, frame_hashes, sample_animation, sample_video
 
 log = logging.getLogger(__name__)
 
 # How much one hash type's agreement counts: exact and PDQ matches are strong evidence,
 # pHash and dHash are second opinions.
 HASH_WEIGHT = {HashType.MD5: 1.0, HashType.SHA256: 1.0, HashType.PDQ: 1.0, HashType.PHASH: 0.7, HashType.DHASH: 0.6}
-VIDEO_MAGIC = [(4, b"ftyp", "MP4/MOV"), (0, b"\x1a\x45\xdf\xa3", "WebM/Matroska")]
+EXACT_TYPES = (HashType.MD5, HashType.SHA256)
 
 
 def claim_items(limit, item_ids=None):
@@ -42,7 +43,9 @@ def claim_items(limit, item_ids=None):
     candidates = Item.objects.filter(free)
     if item_ids is not None:
         candidates = candidates.filter(pk__in=item_ids)
-    ids = list(candidates.order_by("pk").values_list("pk", flat=True)[:limit])
+    # Oldest first, in the order of the partial index on queued items: ordering by pk would
+    # walk every item ever scanned to find the few still queued.
+    ids = list(candidates.order_by("enqueued_at", "pk").values_list("pk", flat=True)[:limit])
     if not ids:
         return [], ""
     token = uuid.uuid4().hex
@@ -51,7 +54,8 @@ def claim_items(limit, item_ids=None):
         Item.objects.filter(free, pk__in=ids).update(
             scan_token=token, scan_started_at=now, scan_attempts=F("scan_attempts") + 1
         )
-    return list(Item.objects.filter(scan_token=token, status=ItemStatus.QUEUED).select_related("account")), token
+    claimed = Item.objects.filter(pk__in=ids, scan_token=token, status=ItemStatus.QUEUED).select_related("account")
+    return list(claimed.order_by("pk")), token
 
 
 def scan_item(item_id):
@@ -74,26 +78,55 @@ def scan_pending(slot=0):
     kicked(f"scan:{slot}", queue="scan")  # from here on, new items kick a fresh job
     deadline = time.monotonic() + settings.SCAN_JOB_SECONDS
     counts = {"scanned": 0, "rejected": 0, "skipped": 0}
-    while time.monotonic() < deadline:
-        items, token = claim_items(settings.SCAN_BATCH)
-        if not items:
-            return counts
-        outcomes, signal_ids = scan_claimed(items, token)
-        for outcome in outcomes:
-            counts[outcome] += 1
-        if signal_ids:
-            enqueue_now("cases.jobs.triage_signals", signal_ids, queue="triage")
+    # Signals are committed untriaged; handing them to triage every few seconds rather than every
+    # batch lets one triage run put a burst of an account's items into its case at once.
+    untriaged, triage_at = [], time.monotonic() + settings.SCAN_TRIAGE_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            if untriaged and time.monotonic() >= triage_at:
+                enqueue_now("cases.jobs.triage_signals", untriaged, queue="triage")
+                untriaged, triage_at = [], time.monotonic() + settings.SCAN_TRIAGE_SECONDS
+            if not _scan_next_batch(counts, untriaged, deadline):
+                return counts
+    finally:
+        if untriaged:
+            enqueue_now("cases.jobs.triage_signals", untriaged, queue="triage")
     kick(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")  # out of time, work remains
     return counts
 
 
-def scan_claimed(items, token):
+def _scan_next_batch(counts, untriaged, deadline):
+    """Claim and scan one batch; False when nothing was left to claim."""
+    items, token = claim_items(settings.SCAN_BATCH)
+    if not items:
+        return False
+    retried = [item for item in items if item.scan_attempts > 1]
+    if retried and len(items) > 1:
+        # Its earlier scan never finished: this may be the file that killed that worker. It goes
+        # alone, so that it cannot take a batch of innocent items down with it again.
+        hand_back(token, [item.pk for item in items if item is not retried[0]])
+        items = retried[:1]
+    outcomes, signal_ids = scan_claimed(items, token, deadline)
+    for outcome in outcomes:
+        counts[outcome] += 1
+    untriaged += signal_ids
+    return True
+
+
+def scan_claimed(items, token, deadline=None):
     """Hash, match and store claimed items: hashing one by one, the database work once per batch.
 
-    Returns (outcome per item, ids of the new signals).
+    Items not reached by `deadline` (time.monotonic) are handed back. Returns (outcome per item,
+    ids of the new signals).
     """
-    hashed, rejected = [], {}
+    hashed, rejected, released = [], {}, []
+    # A batch of large files or videos could outlast the lease or the job's timeout: stop hashing
+    # when the budget is spent and hand the rest back untouched for the next claim.
+    budget = deadline or time.monotonic() + settings.SCAN_JOB_SECONDS
     for item in items:
+        if (hashed or rejected) and time.monotonic() > budget:
+            released.append(item.pk)
+            continue
         if item.scan_attempts > settings.SCAN_MAX_ATTEMPTS:
             # Earlier runs started and never finished: the file kills or hangs the worker.
             rejected[item.pk] = (f"scan did not finish in {settings.SCAN_MAX_ATTEMPTS} attempts; "
@@ -108,28 +141,80 @@ def scan_claimed(items, token):
     found = matching.find_matches_many([
         {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
          "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
-         "phash": fields.get("phash", ""), "dhash": fields.get("dhash", "")}
+         "phash": fields.get("phash", ""), "dhash": fields.get("dhash", ""),
+         "pdq_variants": list(getattr(item, "pdq_variants", ()))}
         for item, fields in hashed
     ])
+    frames_found = match_video_frames(hashed)
+    texts = text_item_signals(hashed)
     outcomes, signals = {}, []
     now = timezone.now()
     with transaction.atomic():
         mine = Item.objects.filter(status=ItemStatus.QUEUED, scan_token=token)
+        ours = _mark_scanned(mine, token, [item.pk for item, _ in hashed], now)
         for (item, fields), (matches, banks) in zip(hashed, found, strict=True):
-            if not mine.filter(pk=item.pk).update(status=ItemStatus.SCANNED, scanned_at=now, **fields):
+            if item.pk not in ours:
                 outcomes[item.pk] = "skipped"  # our claim lapsed and another scan took the item
                 continue
             for name, value in fields.items():
                 setattr(item, name, value)
-            signals += build_match_signals(item, matches, banks)
+            signals += with_video_signals(item, build_match_signals(item, matches, banks), matches, banks,
+                                          frames_found.get(item.pk))
+            signals += texts.get(item.pk, [])
             outcomes[item.pk] = "scanned"
+        _store_fields([(item, fields) for item, fields in hashed if item.pk in ours])
         for pk, reason in rejected.items():
             done = mine.filter(pk=pk).update(status=ItemStatus.REJECTED, reject_reason=reason[:500], scanned_at=now)
             outcomes[pk] = "rejected" if done else "skipped"
             if done:
                 log.info("item %s rejected: %s", pk, reason)
         created = Signal.objects.bulk_create(signals)
+    if released:
+        hand_back(token, released)
+        outcomes.update(dict.fromkeys(released, "skipped"))
+    if "scanned" in outcomes.values():  # scanned imagery waits for the classifiers (detection.classify)
+        slot = int(token[:8], 16) % settings.CLASSIFY_SLOTS
+        kick(f"classify:{slot}", "detection.classify.classify_pending", slot, queue="classify")
     return [outcomes[item.pk] for item in items], [s.pk for s in created]
+
+
+def hand_back(token, pks):
+    """Release claimed items unscanned, as if this claim had never been made."""
+    Item.objects.filter(pk__in=pks, status=ItemStatus.QUEUED, scan_token=token).update(
+        scan_token="", scan_started_at=None, scan_attempts=F("scan_attempts") - 1)
+
+
+def _mark_scanned(mine, token, pks, now):
+    """Move the items still claimed by `token` to scanned in one statement; returns their pks.
+
+    Conditional like the claim: an item whose lease lapsed and that another scan took carries
+    that scan's token, so it is neither updated nor returned.
+    """
+    if not pks:
+        return set()
+    mine.filter(pk__in=pks).update(status=ItemStatus.SCANNED, scanned_at=now)
+    return set(Item.objects.filter(pk__in=pks, scan_token=token, status=ItemStatus.SCANNED, scanned_at=now)
+               .values_list("pk", flat=True))
+
+
+def _store_fields(hashed):
+    """Write every item's hash fields with one prepared UPDATE run for the whole batch.
+
+    An ORM update per item costs more than a millisecond of query building, and bulk_update's
+    CASE expressions more still; executemany reuses one statement.
+    """
+    names = sorted({name for _, fields in hashed for name in fields})
+    if not names:
+        return
+    fields = [Item._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(Item._meta.db_table)} SET "
+           + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+           + f" WHERE {quote(Item._meta.pk.column)} = %s")
+    rows = [[field.get_db_prep_save(getattr(item, field.attname), connection) for field in fields] + [item.pk]
+            for item, _ in hashed]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _hash_fields(item):
@@ -137,13 +222,12 @@ def _hash_fields(item):
         return {}
     data = read_original(item.storage_path)
     if item.kind == ItemKind.VIDEO:
-        for offset, magic, name in VIDEO_MAGIC:
-            if data[offset:offset + len(magic)] == magic:
-                first = sample_frames(data, count=1)[0]  # a file that does not decode is rejected here
-                return {"detected_format": name, "width": first.width, "height": first.height}
-        raise RejectedFile("unsupported video: not MP4, MOV or WebM")
+        return _video_fields(data)
     hashes = hash_image(data, max_pixels=settings.IMAGE_MAX_PIXELS, max_frames=settings.IMAGE_MAX_FRAMES)
-    return {
+    # Not columns, so kept on the instance: the query matches every orientation of the picture,
+    # and explanations say when bars were cut off first.
+    item.pdq_variants, item.trimmed = hashes.pdq_variants, hashes.trimmed
+    return _animation_fields(data, hashes) | {
         "detected_format": hashes.format,
         "width": hashes.width,
         "height": hashes.height,
@@ -154,8 +238,14 @@ def _hash_fields(item):
     }
 
 
+def text_item_signals(hashed):
+    """Text items' term hits, by item id: matched before the transaction so that it stays short."""
+    return {item.pk: item_text_signals(item) for item, _ in hashed if item.kind == ItemKind.TEXT}
+
+
 def build_match_signals(item, matches, banks):
     """One signal per bank the item matched, explaining every hash that agreed and by how much."""
+    matches = apply_allow_list(item, matches, banks)
     by_bank = defaultdict(list)
     for match in matches:
         by_bank[match.bank_id].append(match)
@@ -193,6 +283,36 @@ def build_match_signals(item, matches, banks):
     return signals
 
 
+def apply_allow_list(item, matches, banks):
+    """Drop the matches an allow-list bank excuses, and leave a trace of every one dropped.
+
+    An allow-list entry that matches exactly (MD5/SHA-256) excuses every other match; one that
+    only matches perceptually excuses only perceptual matches, never a file identical to known
+    material. Allow-list matches never become signals themselves.
+    """
+    def kind(bank_id):
+        return getattr(banks.get(bank_id), "kind", BankKind.KNOWN)
+
+    allowing = [m for m in matches if kind(m.bank_id) == BankKind.ALLOW]
+    if not allowing:
+        return matches
+    exact_allow = any(m.hash_type in EXACT_TYPES for m in allowing)
+    kept, suppressed = [], []
+    for match in matches:
+        if kind(match.bank_id) == BankKind.ALLOW:
+            continue
+        (suppressed if exact_allow or match.hash_type not in EXACT_TYPES else kept).append(match)
+    if suppressed:
+        names = sorted({banks[m.bank_id].name for m in allowing})
+        log.info("item %s: %d match(es) suppressed by allow-list %s", item.pk, len(suppressed), ", ".join(names))
+        AuditEvent.objects.create(
+            actor_label="system", action="match.suppressed", item=item, object_type="item", object_id=str(item.pk),
+            details={"allow_lists": names, "allow_entries": sorted({m.bank_hash_id for m in allowing}),
+                     "suppressed": [{"bank": banks[m.bank_id].name, "entry_id": m.bank_hash_id, "type": m.hash_type,
+                                     "distance": m.distance} for m in suppressed]})
+    return kept
+
+
 def _confidence(match):
     if match.threshold == 0:
         return HASH_WEIGHT[match.hash_type]
@@ -212,4 +332,151 @@ def _describe(match, item):
                          f" (entry #{match.bank_hash_id})")
         if match.hash_type == HashType.PDQ:
             entry["text"] += f", quality {item.pdq_quality} ≥ {settings.PDQ_MIN_QUALITY}"
+        entry["text"] += _edits_undone(match, item, entry)
     return entry
+
+
+def _edits_undone(match, item, entry):
+    """What the scan undid before this perceptual hash agreed: bars cut off, orientation turned."""
+    transform = getattr(match, "transform", "")
+    text = ""
+    trimmed = tuple(getattr(item, "trimmed", ()) or ())
+    if any(trimmed) and transform != UNTRIMMED:
+        left, top, right, bottom = trimmed
+        entry["trimmed"] = list(trimmed)
+        kind = "letterbox" if not (left or right) else "pillarbox" if not (top or bottom) else "border"
+        text += f", after removing a {kind} ({left}, {top}, {right}, {bottom} px left, top, right, bottom)"
+    if transform:
+        entry["transform"] = transform
+    if transform and transform not in ("original", UNTRIMMED):
+        text += f"; the copy is {transform}"
+    return text
+
+
+# Video and animation: frames sampled and hashed, matched by the vPDQ rule ---------------------
+
+_bank_video_frames = {}  # (bank id, bank updated_at, media key) -> entries: bank changes bump updated_at
+
+
+def _video_fields(data):
+    sampled = sample_video(data, Limits.from_settings(settings))  # a file that does not decode is rejected here
+    return {"detected_format": sampled.format, "width": sampled.width, "height": sampled.height,
+            "frame_hashes": frame_hashes(sampled.frames)}
+
+
+def _animation_fields(data, hashes):
+    """Frame hashes of an animated GIF, WebP or PNG; its first frame keeps the still-image hashes."""
+    if hashes.frames <= 1:
+        return {}
+    sampled = sample_animation(data, Limits.from_settings(settings), max_pixels=settings.IMAGE_MAX_PIXELS,
+                               max_source_frames=settings.IMAGE_MAX_FRAMES)
+    return {"frame_hashes": frame_hashes(sampled.frames)} if sampled else {}
+
+
+def match_video_frames(hashed):
+    """PDQ matches of every usable sampled frame, for all items of a batch at once.
+
+    Returns {item pk: (frames, matches per frame, {entry id: (media key, seconds)}, frame counts, banks)}
+    for the items with at least one frame match; the vPDQ rule itself is applied in the transaction,
+    after the allow-list has had its say.
+    """
+    queued = [(item.pk, frame) for item, fields in hashed
+              for frame in vpdq.usable_frames(fields.get("frame_hashes"), settings.PDQ_MIN_QUALITY)]
+    if not queued:
+        return {}
+    found = matching.find_matches_many([
+        {"md5": "", "sha256": "", "pdq": frame["pdq"], "pdq_usable": True, "phash": "", "dhash": ""}
+        for _, frame in queued
+    ])
+    per_item, banks = {}, {}
+    for (pk, frame), (matches, frame_banks) in zip(queued, found, strict=True):
+        pdq_matches = [m for m in matches if m.hash_type == HashType.PDQ]
+        frames, frame_matches = per_item.setdefault(pk, ([], []))
+        frames.append(frame)
+        frame_matches.append(pdq_matches)
+        banks.update(frame_banks)
+    per_item = {pk: v for pk, v in per_item.items() if any(v[1])}
+    entry_ids = {m.bank_hash_id for _, frame_matches in per_item.values() for ms in frame_matches for m in ms}
+    media = {pk: (key, seconds) for pk, key, seconds in
+             BankHash.objects.filter(pk__in=entry_ids).values_list("pk", "media_key", "frame_seconds")}
+    counts = _frame_counts({(m.bank_id, media[m.bank_hash_id][0]) for _, frame_matches in per_item.values()
+                            for ms in frame_matches for m in ms if media.get(m.bank_hash_id, ("",))[0]}, banks)
+    return {pk: (frames, frame_matches, media, counts, banks) for pk, (frames, frame_matches) in per_item.items()}
+
+
+def _frame_counts(keys, banks):
+    """How many frames each matched bank video has: the denominator of the target share."""
+    wanted = {key for key in keys if (key[0], banks[key[0]].updated_at, key[1]) not in _bank_video_frames}
+    if wanted:
+        if len(_bank_video_frames) > 10_000:
+            _bank_video_frames.clear()
+        for key in wanted:
+            _bank_video_frames[(key[0], banks[key[0]].updated_at, key[1])] = 0
+        rows = (BankHash.objects.filter(bank_id__in={b for b, _ in wanted}, media_key__in={k for _, k in wanted},
+                                        hash_type=HashType.PDQ)
+                .values_list("bank_id", "media_key").annotate(n=Count("id")))
+        for bank_id, key, n in rows:
+            if (bank_id, key) in wanted:
+                _bank_video_frames[(bank_id, banks[bank_id].updated_at, key)] = n
+    return {key: _bank_video_frames[(key[0], banks[key[0]].updated_at, key[1])] for key in keys}
+
+
+def with_video_signals(item, signals, matches, banks, frames_found):
+    """Add the vPDQ findings to the item's signals: one signal per bank, whatever matched.
+
+    Where the bank already gave a signal (the whole file's MD5, or an animation's first frame), the
+    video finding joins its explanation instead of becoming a second signal for the same bank.
+    """
+    if not frames_found:
+        return signals
+    frames, frame_matches, media, counts, frame_banks = frames_found
+    frame_banks = frame_banks | banks
+    # The allow-list sees the whole file's matches with the frames': an exact allow-list match
+    # excuses every frame, a perceptual one excuses the perceptual matches.
+    allow_exact = [m for m in matches if getattr(banks.get(m.bank_id), "kind", "") == BankKind.ALLOW]
+    kept = {id(m) for m in apply_allow_list(item, allow_exact + [m for ms in frame_matches for m in ms], frame_banks)}
+    frame_matches = [[m for m in ms if id(m) in kept] for ms in frame_matches]
+    findings = vpdq.match_frames(frames, frame_matches, media, counts,
+                                 {pk: bank.video_match_percent for pk, bank in frame_banks.items()})
+    by_key = {signal.dedupe_key: signal for signal in signals}
+    for bank_id, finding in sorted(findings.items()):
+        bank = frame_banks[bank_id]
+        text = vpdq.explain(finding, bank.name)
+        key = f"item:{item.pk}:bank:{bank.pk}"
+        if key in by_key:
+            signal = by_key[key]
+            signal.explanation = f"{signal.explanation} {text}"
+            signal.score = max(signal.score, vpdq.score(finding))
+            signal.details["video"] = _video_details(finding)
+            continue
+        best = finding.best
+        signal = Signal(
+            item=item, account=item.account, group_id=item.group_id, kind=SignalKind.HASH_MATCH,
+            detector="hash_match",  # the same detector as the still-image matches: routing rules see one kind
+            label=f"{'Video' if finding.media_key else 'Known image in video'} match, bank {bank.name}",
+            score=vpdq.score(finding), severity=bank.severity, explanation=text,
+            details={
+                "bank": bank.name, "bank_id": bank.pk, "entry_id": best.entry_id,
+                "hashes": [{"type": HashType.PDQ, "entry_id": best.entry_id, "distance": best.distance,
+                            "threshold": best.threshold,
+                            "text": f"PDQ distance {best.distance} of 256 bits ≤ threshold {best.threshold} "
+                                    f"at {vpdq.clock(best.t)} (entry #{best.entry_id})"}],
+                "video": _video_details(finding),
+            },
+            dedupe_key=key,
+        )
+        signals.append(signal)
+        by_key[key] = signal
+    return signals
+
+
+def _video_details(finding):
+    def frames(hits):
+        return [{"t": h.t, "entry_id": h.entry_id, "distance": h.distance, "bank_t": h.bank_t} for h in hits]
+
+    return {
+        "method": "vpdq", "media_key": finding.media_key, "required_percent": finding.percent,
+        "query_matched": finding.query_matched, "query_total": finding.query_total,
+        "target_matched": finding.target_matched, "target_total": finding.target_total,
+        "frames": frames(finding.hits), "image_frames": frames(finding.image_hits),
+    }

@@ -34,6 +34,9 @@ class Bank(models.Model):
     dhash_threshold = models.PositiveSmallIntegerField(default=6, help_text="Max Hamming distance of 64 bits")
     video_match_percent = models.PositiveSmallIntegerField(
         default=80, help_text="Video: share of frames (of the query and of the bank video) that must match")
+    entry_counts = models.JSONField(default=dict, blank=True, editable=False,
+                                    help_text="Entries by hash type, as last counted (counting 10M rows takes seconds)")
+    counted_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -72,6 +75,8 @@ class BankHash(models.Model):
         indexes = [
             models.Index(fields=["hash_type", "value"], name="bankhash_lookup_idx"),
             models.Index(fields=["media_key"], name="bankhash_media_idx", condition=~models.Q(media_key="")),
+            # Browsing by label prefix, and removing an exchange's entries by their reference.
+            models.Index(fields=["bank", "label"], name="bankhash_label_idx"),
         ]
 
     def __str__(self):
@@ -87,6 +92,22 @@ class BankHash(models.Model):
                 self.value = normalise_hash(self.value, self.hash_type)
             except ValueError as exc:
                 raise ValidationError({"value": str(exc)}) from None
+
+
+class HashExchange(models.Model):
+    """Where a bank's fetch from an external hash-sharing API stands, so the next run continues."""
+
+    bank = models.OneToOneField(Bank, on_delete=models.CASCADE, related_name="exchange")
+    api = models.CharField(max_length=32, default="ncmec")
+    checkpoint = models.JSONField(default=dict, blank=True,
+                                  help_text="The API's own resume point (time range and paging link)")
+    fetched_at = models.DateTimeField(null=True, blank=True, help_text="Last run that finished without error")
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    totals = models.JSONField(default=dict, blank=True, help_text="Running counts: added, removed, skipped")
+
+    def __str__(self):
+        return f"{self.api} into {self.bank}"
 
 
 class TermCategory(models.TextChoices):

@@ -75,3 +75,62 @@ def brightened(img, delta=30):
 
 
 EDITS = {"resized": resized, "recompressed": recompressed, "watermarked": watermarked, "brightened": brightened}
+
+
+# Edits that move pixels around. Plain PDQ does not survive these; the scan undoes the
+# orientation changes (dihedral hashes) and the bars (trimming). Crops and small rotations stay
+# beyond a global hash's reach.
+def mirrored(img):
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def flipped(img):
+    return img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+
+
+def rotated_90(img):
+    return img.transpose(Image.Transpose.ROTATE_270)  # PIL turns counter-clockwise: this is 90° clockwise
+
+
+def rotated_180(img):
+    return img.transpose(Image.Transpose.ROTATE_180)
+
+
+def rotated_270(img):
+    return img.transpose(Image.Transpose.ROTATE_90)
+
+
+def transposed(img):
+    return img.transpose(Image.Transpose.TRANSPOSE)
+
+
+def letterboxed(img, share=0.1, colour=(0, 0, 0)):
+    """Bars of `share` of the height added above and below, as when a picture is fitted to a frame."""
+    bar = max(1, int(img.height * share))
+    framed = Image.new("RGB", (img.width, img.height + 2 * bar), colour)
+    framed.paste(img, (0, bar))
+    return framed
+
+
+def pillarboxed(img, share=0.1, colour=(0, 0, 0)):
+    bar = max(1, int(img.width * share))
+    framed = Image.new("RGB", (img.width + 2 * bar, img.height), colour)
+    framed.paste(img, (bar, 0))
+    return framed
+
+
+def cropped(img, share=0.05):
+    """`share` of each side cut off."""
+    dx, dy = int(img.width * share), int(img.height * share)
+    return img.crop((dx, dy, img.width - dx, img.height - dy))
+
+
+def tilted(img, degrees=3):
+    return img.rotate(degrees, resample=Image.BILINEAR, expand=False)
+
+
+GEOMETRIC_EDITS = {
+    "mirrored": mirrored, "flipped": flipped, "rotated_90": rotated_90, "rotated_180": rotated_180,
+    "rotated_270": rotated_270, "transposed": transposed, "letterboxed": letterboxed,
+    "pillarboxed": pillarboxed, "cropped": cropped, "tilted": tilted,
+}

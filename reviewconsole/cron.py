@@ -3,12 +3,20 @@
 from django.conf import settings
 from rq import cron
 
+from cases.metrics import rollup_recent
 from cases.preservation import purge_job, verify_job
 from cases.queues import age_priorities
 from cases.sweep import sweep_job
 
 cron.register(sweep_job, queue_name="default", interval=settings.SWEEP_INTERVAL_SECONDS, job_timeout=300)
 cron.register(age_priorities, queue_name="default", interval=300, job_timeout=600)
+# Metrics behind the dashboard: today and yesterday again, plus any day never rolled up.
+cron.register(rollup_recent, queue_name="default", interval=600, job_timeout=1800)
 # Retention purge and chain-of-custody check, once a day each (at night, UTC).
 cron.register(purge_job, queue_name="default", cron="30 2 * * *", job_timeout=3600)
 cron.register(verify_job, queue_name="default", cron="45 3 * * *", job_timeout=3600)
+# NCMEC hash sharing, hourly, only where the console has credentials for it.
+if settings.NCMEC_HASH_API_USER and settings.NCMEC_HASH_API_PASSWORD:
+    from detection.exchange import fetch_job  # noqa: PLC0415 - threatexchange loads only when used
+
+    cron.register(fetch_job, queue_name="default", interval=3600, job_timeout=6 * 3600)

@@ -118,9 +118,10 @@ RQ_QUEUES = {
     "scan": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
     "triage": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
     "dispatch": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
+    "classify": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
 # Queues a worker started without names listens on, most urgent first.
-WORKER_QUEUES = ["triage", "dispatch", "scan", "default"]
+WORKER_QUEUES = ["triage", "dispatch", "scan", "classify", "default"]
 RQ = {"WORKER_CLASS": "reviewconsole.worker.ConsoleWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
@@ -135,7 +136,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "cases:queue"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # Login throttling (django-axes): lock a username+IP pair after repeated failures.
@@ -171,6 +172,15 @@ MAX_TEXT_CHARS = envint("MAX_TEXT_CHARS", 20_000)
 # Decoding limits for untrusted images.
 IMAGE_MAX_PIXELS = envint("IMAGE_MAX_PIXELS", 50_000_000)
 IMAGE_MAX_FRAMES = envint("IMAGE_MAX_FRAMES", 500)
+# Video and animation: frames sampled (one a second plus scene changes) and hashed per file, and the
+# decode budget that ends a file in "rejected" rather than a worker stuck on it.
+VIDEO_MAX_FRAMES = envint("VIDEO_MAX_FRAMES", 64)
+VIDEO_MAX_DECODED_FRAMES = envint("VIDEO_MAX_DECODED_FRAMES", 30_000)
+VIDEO_MAX_SECONDS = envint("VIDEO_MAX_SECONDS", 900)
+VIDEO_MAX_DECODE_SECONDS = envint("VIDEO_MAX_DECODE_SECONDS", 30)
+VIDEO_MAX_SIDE = envint("VIDEO_MAX_SIDE", 4096)
+VIDEO_SCENE_THRESHOLD = envint("VIDEO_SCENE_THRESHOLD", 30)  # mean difference of 0..255 thumbnails
+VIDEO_MAX_ANIMATION_PIXELS = envint("VIDEO_MAX_ANIMATION_PIXELS", 400_000_000)  # logical screen x frames
 
 # Matching thresholds (per-bank thresholds for pHash/dHash live on the bank).
 PDQ_MATCH_THRESHOLD = envint("PDQ_MATCH_THRESHOLD", 31)
@@ -182,11 +192,34 @@ SWEEP_AFTER_SECONDS = envint("SWEEP_AFTER_SECONDS", 120)
 SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 60)
 SCAN_MAX_ATTEMPTS = envint("SCAN_MAX_ATTEMPTS", 3)
 # Scans run in batches claimed from the database: up to SCAN_BATCH items a claim, for at most
-# SCAN_JOB_SECONDS a job, with up to SCAN_SLOTS scan jobs waiting at once (one per worker is plenty).
-SCAN_BATCH = envint("SCAN_BATCH", 16)
+# SCAN_JOB_SECONDS a job (a batch hands back what it has not reached by then), with up to
+# SCAN_SLOTS scan jobs waiting at once (one per worker is plenty). Each batch costs a claim, a
+# match-index check, a triage job and a classifier kick, so larger batches leave more of the
+# worker's time to hashing; an item retried after a crash is claimed alone.
+SCAN_BATCH = envint("SCAN_BATCH", 64)
+# A scan job hands its signals to triage at most this often (and when it ends).
+SCAN_TRIAGE_SECONDS = envint("SCAN_TRIAGE_SECONDS", 5)
 SCAN_JOB_SECONDS = envint("SCAN_JOB_SECONDS", 20)
 SCAN_SLOTS = envint("SCAN_SLOTS", 4)
 SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
+
+# Classifiers for new, unknown imagery, by dotted path with their options (see detection.detectors).
+# A classifier alone never actions anything: its finding raises priority and routes to review.
+# Severity sits below known material (banks default to 90); an empty CLASSIFIERS switches them off.
+CLASSIFIERS = [
+    {"path": "detection.detectors.nudity.NudeNetDetector",
+     "threshold": float(os.environ.get("NUDITY_THRESHOLD", "0.5")),
+     "severity": envint("NUDITY_SEVERITY", 60)},
+] if envbool("CLASSIFIERS_ENABLED", True) else []
+# Classification runs in claimed batches like scans; a claim lapses (and a failed item is retried)
+# after CLASSIFY_LEASE_SECONDS, and an item is given up after CLASSIFY_MAX_ATTEMPTS runs.
+CLASSIFY_BATCH = envint("CLASSIFY_BATCH", 8)
+CLASSIFY_JOB_SECONDS = envint("CLASSIFY_JOB_SECONDS", 20)
+CLASSIFY_SLOTS = envint("CLASSIFY_SLOTS", 2)
+CLASSIFY_LEASE_SECONDS = envint("CLASSIFY_LEASE_SECONDS", 600)  # > a batch of slow videos
+CLASSIFY_MAX_ATTEMPTS = envint("CLASSIFY_MAX_ATTEMPTS", 3)
+# Videos and animations: this many frames spread over the file are classified; the strongest counts.
+CLASSIFY_VIDEO_FRAMES = envint("CLASSIFY_VIDEO_FRAMES", 4)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
 # Dual control: these actions, and bans of groups larger than this, need a second reviewer.
@@ -201,6 +234,13 @@ EXPOSURE_REVEALS_PER_DAY = envint("EXPOSURE_REVEALS_PER_DAY", 40)
 EXPOSURE_MINUTES_PER_DAY = envint("EXPOSURE_MINUTES_PER_DAY", 300)
 # Waiting cases gain this much priority per hour, so nothing starves behind newer urgent work.
 PRIORITY_AGING_PER_HOUR = envint("PRIORITY_AGING_PER_HOUR", 2)
+
+# Risk scores (detection.risk): a subject scoring at least its threshold (0..1) raises a behaviour
+# signal. The sweep re-scores up to RISK_SWEEP_LIMIT subjects a run whose facts changed since.
+RISK_GROUP_THRESHOLD = float(os.environ.get("RISK_GROUP_THRESHOLD", "0.5"))
+RISK_ACCOUNT_THRESHOLD = float(os.environ.get("RISK_ACCOUNT_THRESHOLD", "0.6"))
+RISK_TEEN_CONTACT_THRESHOLD = float(os.environ.get("RISK_TEEN_CONTACT_THRESHOLD", "0.5"))
+RISK_SWEEP_LIMIT = envint("RISK_SWEEP_LIMIT", 5000)
 
 # Two-factor (TOTP): required to reveal evidence and to use admin and the job dashboard.
 REQUIRE_2FA_FOR_REVEAL = envbool("REQUIRE_2FA_FOR_REVEAL", True)
@@ -253,6 +293,23 @@ CYBERTIP_REPORTER_LAST_NAME = os.environ.get("CYBERTIP_REPORTER_LAST_NAME", "Tea
 CYBERTIP_REPORTER_EMAIL = os.environ.get("CYBERTIP_REPORTER_EMAIL", "safety@example.org")
 CYBERTIP_COMPANY_TEMPLATE = os.environ.get("CYBERTIP_COMPANY_TEMPLATE", "")
 CYBERTIP_LEGAL_URL = os.environ.get("CYBERTIP_LEGAL_URL", "")
+
+# Law-enforcement requests. Emergency disclosure requests owe a first answer within this many
+# hours; a preservation hold lasts 90 days by default (18 U.S.C. 2703(f), renewable once).
+LEGAL_EMERGENCY_SLA_HOURS = envint("LEGAL_EMERGENCY_SLA_HOURS", 1)
+LEGAL_PRESERVATION_DAYS = envint("LEGAL_PRESERVATION_DAYS", 90)
+LEGAL_DOCUMENT_MAX_BYTES = envint("LEGAL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024)
+
+# Hash banks. Decisions with these reasons add the case's items to the local bank; uploads to a
+# bank page are capped (bigger lists go through `manage.py import_hashes`).
+BANK_CONFIRMING_REASONS = envlist("BANK_CONFIRMING_REASONS", "csam-known,csam-new,sexualised-minor")
+BANK_IMPORT_MAX_BYTES = envint("BANK_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
+# NCMEC hash sharing (`manage.py fetch_ncmec_hashes`); fetched daily by the cron when credentials are set.
+NCMEC_HASH_API_URL = os.environ.get("NCMEC_HASH_API_URL", "https://report.cybertip.org/hashsharing")
+NCMEC_HASH_API_USER = os.environ.get("NCMEC_HASH_API_USER", "")
+NCMEC_HASH_API_PASSWORD = os.environ.get("NCMEC_HASH_API_PASSWORD", "")
+NCMEC_HASH_API_TIMEOUT = envint("NCMEC_HASH_API_TIMEOUT", 60)
+NCMEC_HASH_BANK = os.environ.get("NCMEC_HASH_BANK", "ncmec")
 
 LOGGING = {
     "version": 1,

@@ -3,7 +3,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
 from cases import views as case_views
@@ -14,13 +13,14 @@ from . import twofactor
 admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="cases:queue", permanent=False)),
+    path("", case_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/two-factor/", twofactor.setup, name="two_factor_setup"),
     path("account/verify/", twofactor.verify, name="two_factor_verify"),
     path("account/viewing/", case_views.viewing_preferences, name="viewing_preferences"),
     path("", include("cases.urls")),
+    path("banks/", include("detection.urls")),
     path("api/v1/", include("cases.api_urls")),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),

@@ -9,14 +9,32 @@ after SCAN_MAX_ATTEMPTS starts, and the database sweep re-enqueues whatever a de
 """
 
 
+import io
+
+import imagehash
 import scipy.fftpack  # noqa: F401  imagehash.phash imports it on first use
 from django.db import close_old_connections
+from PIL import Image
 from rq.worker import SimpleWorker
 
 # Preload what every job needs, so the first job does not pay for the imports.
 import cases.jobs  # noqa: F401
-import detection.hashing  # noqa: F401
 import detection.jobs  # noqa: F401
+from detection.hashing import open_image, pdq_dihedral, pdq_square
+
+
+def _warm_up():
+    """Decode and hash two tiny pictures: Pillow loads its format plugins, and the hash libraries
+    set themselves up, on first use rather than on import."""
+    for fmt in ("JPEG", "PNG"):
+        out = io.BytesIO()
+        Image.new("RGB", (64, 48), (90, 120, 150)).save(out, format=fmt)
+        square = pdq_square(open_image(out.getvalue(), max_pixels=10_000, max_frames=1, grey=True)[0])
+        pdq_dihedral(square)
+        imagehash.phash(square), imagehash.dhash(square)
+
+
+_warm_up()
 
 
 class ConsoleWorker(SimpleWorker):

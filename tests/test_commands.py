@@ -101,7 +101,7 @@ def test_sweep_reports_what_it_re_enqueued(image_bytes, redis_conn, settings):
     intake.submit_file(image_bytes(1), account_id="a-1")
     redis_conn.flushdb()  # the hand-off is lost; the row still says the item is pending
     out, _ = run("sweep", "--older-than", "0")
-    assert "re-enqueued 1 items" in out
+    assert "re-enqueued 1 items to scan" in out
     import django_rq
     assert django_rq.get_queue("scan").count == settings.SCAN_SLOTS  # every scan slot woken once
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from detection import synthetic
-from detection.hashing import RejectedFile, hamming_hex, hash_image
+from detection.hashing import DIHEDRAL, RejectedFile, hamming_hex, hash_image
 
 LIMITS = {"max_pixels": 50_000_000, "max_frames": 500}
 
@@ -27,6 +27,14 @@ def test_it_hashes_a_jpeg_with_all_hash_types(image_bytes):
     assert h.format == "JPEG" and (h.width, h.height) == (640, 480)
     assert len(h.pdq) == 64 and len(h.phash) == 16 and len(h.dhash) == 16
     assert 50 <= h.pdq_quality <= 100
+
+
+def test_it_gives_the_eight_orientations_with_the_original_first(image_bytes):
+    h = hash_image(image_bytes(2), **LIMITS)
+    assert [name for name, _ in h.pdq_variants] == list(DIHEDRAL)
+    assert h.pdq_variants[0][1] == h.pdq
+    assert len({value for _, value in h.pdq_variants}) == 8
+    assert h.trimmed == (0, 0, 0, 0)
 
 
 def test_it_gives_near_hashes_for_edited_copies(image_bytes):

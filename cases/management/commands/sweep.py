@@ -5,7 +5,7 @@ from cases.sweep import pending_count, sweep
 
 
 class Command(BaseCommand):
-    help = "Re-enqueue pending work (items not scanned, signals not triaged) older than the given age."
+    help = "Re-enqueue pending work (scans, classification, triage, deliveries, filings, analysis) older than an age."
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=int, default=None, metavar="SECONDS",
@@ -17,6 +17,7 @@ class Command(BaseCommand):
         age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
         with tqdm(total=pending_count(age), unit="job", disable=options["verbosity"] == 0) as bar:
             counts = sweep(age, progress=bar.update)
-        self.stdout.write(f"re-enqueued {counts['items']} items, {counts['signals']} signals, "
-                          f"{counts['enforcements']} enforcement deliveries and {counts['reports']} CyberTipline "
-                          "filings")
+        labels = {"items": "items to scan", "classify": "items to classify", "signals": "signals to triage",
+                  "enforcements": "enforcement deliveries", "reports": "CyberTipline filings",
+                  "subjects": "accounts and groups to analyse"}
+        self.stdout.write("re-enqueued " + ", ".join(f"{counts.get(key, 0)} {label}" for key, label in labels.items()))
