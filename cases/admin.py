@@ -3,6 +3,9 @@ from django.contrib import admin
 from .actions import audit
 from .models import (
     Account,
+    AccountLink,
+    Agency,
+    AgencyMember,
     ApiToken,
     AuditEvent,
     Case,
@@ -10,6 +13,7 @@ from .models import (
     CyberTipExchange,
     CyberTipFile,
     CyberTipReport,
+    DailyMetric,
     Decision,
     Enforcement,
     EnforcementStatus,
@@ -17,7 +21,10 @@ from .models import (
     Group,
     IntegrityAlert,
     Item,
+    LegalDocument,
     LegalHold,
+    LegalMessage,
+    LegalRequest,
     Membership,
     Platform,
     QAReview,
@@ -289,3 +296,65 @@ class CyberTipExchangeAdmin(ReadOnlyAdmin):
 class QAReviewAdmin(ReadOnlyAdmin):
     list_display = ["decision", "sampled_at", "reviewer", "action", "agrees", "reviewed_at"]
     list_filter = ["agrees"]
+
+
+@admin.register(DailyMetric)
+class DailyMetricAdmin(ReadOnlyAdmin):
+    """Derived figures: recomputed by `rollup_metrics`, so read-only here."""
+
+    list_display = ["day", "metric", "key", "value"]
+    list_filter = ["metric"]
+    date_hierarchy = "day"
+
+
+class AgencyMemberInline(admin.TabularInline):
+    model = AgencyMember
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Agency)
+class AgencyAdmin(admin.ModelAdmin):
+    """Agencies and their officers. An officer is a user tied to one agency: they see only the portal."""
+
+    list_display = ["name", "jurisdiction", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "jurisdiction"]
+    inlines = [AgencyMemberInline]
+
+
+@admin.register(AgencyMember)
+class AgencyMemberAdmin(admin.ModelAdmin):
+    list_display = ["user", "agency", "badge"]
+    list_filter = ["agency"]
+    search_fields = ["user__username", "badge"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(LegalRequest)
+class LegalRequestAdmin(ReadOnlyAdmin):
+    """Handled on the legal requests pages, where every step is audited; read-only here."""
+
+    list_display = ["pk", "agency", "kind", "reference", "status", "due_at", "created_at"]
+    list_filter = ["kind", "status", "agency"]
+    search_fields = ["reference"]
+
+
+@admin.register(LegalDocument)
+class LegalDocumentAdmin(ReadOnlyAdmin):
+    list_display = ["name", "request", "side", "size", "created_at"]
+    exclude = ["storage_path"]
+
+
+@admin.register(LegalMessage)
+class LegalMessageAdmin(ReadOnlyAdmin):
+    list_display = ["request", "side", "author", "created_at"]
+
+
+@admin.register(AccountLink)
+class AccountLinkAdmin(ReadOnlyAdmin):
+    """Phone and device hashes per account, kept in step with the facts the platform sends."""
+
+    list_display = ["account", "kind", "value"]
+    list_filter = ["kind"]
+    search_fields = ["value", "account__external_id"]

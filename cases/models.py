@@ -29,7 +29,7 @@ class Account(models.Model):
     registered_at = models.DateTimeField(null=True, blank=True)
     facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
     status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
-    banned_at = models.DateTimeField(null=True, blank=True)
+    banned_at = models.DateTimeField(null=True, blank=True, db_index=True)
     analysed_at = models.DateTimeField(null=True, blank=True,
                                        help_text="Text surfaces and risk last scored (pending while null or stale)")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -42,6 +42,29 @@ class Account(models.Model):
         return f"account {self.external_id}" + (f" ({self.screen_name})" if self.screen_name else "")
 
 
+class AccountLink(models.Model):
+    """A phone or device hash the platform sent for an account: accounts that share one are linked.
+
+    Kept in step with Account.facts at every upsert, so that finding linked accounts is an index
+    lookup on any database instead of a scan of every account's JSON.
+    """
+
+    class Kind(models.TextChoices):
+        PHONE = "phone", "Phone hash"
+        DEVICE = "device", "Device hash"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="links")
+    kind = models.CharField(max_length=8, choices=Kind)
+    value = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "kind", "value"], name="unique_account_link")]
+        indexes = [models.Index(fields=["kind", "value"], name="account_link_lookup_idx")]
+
+    def __str__(self):
+        return f"{self.account} {self.kind} {self.value[:12]}"
+
+
 class Group(models.Model):
     external_id = models.CharField(max_length=255, unique=True)
     name = models.CharField(max_length=255, blank=True)
@@ -50,7 +73,7 @@ class Group(models.Model):
     facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
     members = models.ManyToManyField(Account, through="Membership", related_name="groups")
     status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
-    banned_at = models.DateTimeField(null=True, blank=True)
+    banned_at = models.DateTimeField(null=True, blank=True, db_index=True)
     analysed_at = models.DateTimeField(null=True, blank=True,
                                        help_text="Text surfaces and risk last scored (pending while null or stale)")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -145,6 +168,9 @@ class Item(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["enqueued_at"], name="item_pending_idx", condition=Q(status="queued")),
+            # For the daily metrics rollup: each day's rows are read by range.
+            models.Index(fields=["created_at"], name="item_created_idx"),
+            models.Index(fields=["scanned_at"], name="item_scanned_idx"),
         ]
 
     def __str__(self):
@@ -195,6 +221,7 @@ class Signal(models.Model):
         constraints = [models.UniqueConstraint(fields=["dedupe_key"], name="unique_signal_dedupe_key")]
         indexes = [
             models.Index(fields=["created_at"], name="signal_untriaged_idx", condition=Q(triaged_at__isnull=True)),
+            models.Index(fields=["created_at"], name="signal_created_idx"),
         ]
 
     def __str__(self):
@@ -359,6 +386,8 @@ class Case(models.Model):
                          condition=Q(closed_at__isnull=True)),
             models.Index(fields=["queue", "status", "created_at"], name="case_queue_age_idx",
                          condition=Q(closed_at__isnull=True)),
+            models.Index(fields=["created_at"], name="case_created_idx"),
+            models.Index(fields=["closed_at"], name="case_closed_idx"),
         ]
 
     def __str__(self):
@@ -449,6 +478,7 @@ class Decision(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["case", "case_version"], name="one_decision_per_case_version")
         ]
+        indexes = [models.Index(fields=["created_at"], name="decision_created_idx")]
 
     def __str__(self):
         return f"{self.get_action_display()} on case {self.case_id}"
@@ -656,6 +686,8 @@ class LegalHold(models.Model):
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="holds")
     reason = models.CharField(max_length=16, choices=Reason)
     report = models.ForeignKey(CyberTipReport, on_delete=models.PROTECT, null=True, blank=True, related_name="holds")
+    legal_request = models.ForeignKey("LegalRequest", on_delete=models.PROTECT, null=True, blank=True,
+                                      related_name="holds")
     note = models.CharField(max_length=500, blank=True)
     placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
                                   related_name="+")
@@ -748,3 +780,150 @@ class ApiToken(models.Model):
         key = "rc_" + secrets.token_urlsafe(32)
         token = cls.objects.create(name=name, prefix=key[:10], key_hash=cls.hash_key(key))
         return token, key
+
+
+class DailyMetric(models.Model):
+    """One figure for one day (UTC), rolled up from the live tables by `cases.metrics`.
+
+    The dashboard reads these rows only, so it stays fast however many items and cases there
+    are; the rollup can be recomputed for any day at any time (it is derived, never the record).
+    """
+
+    day = models.DateField()
+    metric = models.CharField(max_length=32)
+    key = models.CharField(max_length=100, blank=True, help_text="e.g. the bank, queue or action")
+    value = models.FloatField()
+
+    class Meta:
+        ordering = ["day", "metric", "key"]
+        constraints = [models.UniqueConstraint(fields=["day", "metric", "key"], name="one_daily_metric")]
+        indexes = [models.Index(fields=["metric", "day"], name="daily_metric_idx")]
+
+    def __str__(self):
+        return f"{self.day} {self.metric}[{self.key}] = {self.value:g}"
+
+
+# Law-enforcement requests -----------------------------------------------------------------------
+
+class Agency(models.Model):
+    """A law-enforcement agency whose officers may file legal requests through the portal."""
+
+    name = models.CharField(max_length=200, unique=True)
+    jurisdiction = models.CharField(max_length=200, blank=True, help_text="e.g. county, state, country")
+    contact_email = models.EmailField(blank=True)
+    active = models.BooleanField(default=True, help_text="An inactive agency's officers cannot sign in to the portal")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "agencies"
+
+    def __str__(self):
+        return self.name
+
+
+class AgencyMember(models.Model):
+    """Ties a portal user to one agency: they see that agency's requests and nothing else."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agency_member")
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="members")
+    badge = models.CharField(max_length=64, blank=True, help_text="Badge or officer number")
+    phone = models.CharField(max_length=64, blank=True)
+
+    def __str__(self):
+        return f"{self.user} ({self.agency})"
+
+
+class LegalRequestKind(models.TextChoices):
+    EMERGENCY = "emergency", "Emergency disclosure"
+    PRESERVATION = "preservation", "Preservation"
+    SUBPOENA = "subpoena", "Subpoena"
+    COURT_ORDER = "court_order", "Court order"
+    SEARCH_WARRANT = "search_warrant", "Search warrant"
+
+
+class LegalRequestStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    VERIFIED = "verified", "Verified, in progress"
+    RESPONDED = "responded", "Responded"
+    CLOSED = "closed", "Closed"
+    REJECTED = "rejected", "Rejected"
+
+
+class LegalRequest(models.Model):
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="requests")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=LegalRequestKind)
+    reference = models.CharField(max_length=100, help_text="The agency's own case or docket number")
+    identifiers = models.JSONField(default=list, help_text='[{"type": "account"|"group", "id": "..."}]')
+    description = models.TextField()
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=LegalRequestStatus, default=LegalRequestStatus.SUBMITTED)
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_note = models.CharField(max_length=500, blank=True,
+                                         help_text="How the request was verified (e.g. call-back to the agency)")
+    accounts = models.ManyToManyField(Account, blank=True, related_name="legal_requests")
+    groups = models.ManyToManyField(Group, blank=True, related_name="legal_requests")
+    cases = models.ManyToManyField(Case, blank=True, related_name="legal_requests")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("handle_legal_requests", "Can triage and answer law-enforcement requests")]
+        indexes = [models.Index(fields=["agency", "-created_at"], name="legal_request_agency_idx")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.reference} ({self.agency})"
+
+    @property
+    def is_emergency(self):
+        return self.kind == LegalRequestKind.EMERGENCY
+
+    @property
+    def is_open(self):
+        return self.status not in (LegalRequestStatus.CLOSED, LegalRequestStatus.REJECTED)
+
+
+class LegalDocument(models.Model):
+    """A PDF on a request: the agency's legal process, or an attachment to our response."""
+
+    class Side(models.TextChoices):
+        AGENCY = "agency", "From the agency"
+        RESPONSE = "response", "Our response"
+
+    request = models.ForeignKey(LegalRequest, on_delete=models.PROTECT, related_name="documents")
+    side = models.CharField(max_length=10, choices=Side)
+    name = models.CharField(max_length=255)
+    storage_path = models.CharField(max_length=512, help_text="Relative to EVIDENCE_ROOT")
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return self.name
+
+
+class LegalMessage(models.Model):
+    """The conversation on a request: the agency's notes and our responses."""
+
+    request = models.ForeignKey(LegalRequest, on_delete=models.PROTECT, related_name="messages")
+    side = models.CharField(max_length=10, choices=LegalDocument.Side)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"message on {self.request_id} by {self.author}"

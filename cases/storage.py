@@ -12,10 +12,10 @@ def root():
     return Path(settings.EVIDENCE_ROOT)
 
 
-def save_original(data):
+def save_original(data, folder="originals"):
     """Write bytes durably to a new file and return its path relative to the evidence root."""
     now = timezone.now()
-    relative = Path("originals") / f"{now:%Y}" / f"{now:%m}" / uuid.uuid4().hex
+    relative = Path(folder) / f"{now:%Y}" / f"{now:%m}" / uuid.uuid4().hex
     target = root() / relative
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = target.with_suffix(".part")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import qa_views, report_views, views
+from . import legal_views, metrics_views, qa_views, report_views, views
 
 app_name = "cases"
 
@@ -21,6 +21,24 @@ urlpatterns = [
     path("qa/", qa_views.qa_next, name="qa"),
     path("qa/<int:pk>/", qa_views.qa_review, name="qa_review"),
     path("qa/agreement/", qa_views.qa_agreement, name="qa_agreement"),
+    path("metrics/", metrics_views.dashboard, name="metrics"),
+    path("metrics/transparency/", metrics_views.transparency, name="transparency"),
+    path("metrics/transparency.csv", metrics_views.transparency_csv, name="transparency_csv"),
+    path("metrics/reviewers/", metrics_views.reviewers, name="reviewers"),
+    path("le/", legal_views.portal, name="portal"),
+    path("le/new/", legal_views.portal_new, name="portal_new"),
+    path("le/<int:pk>/", legal_views.portal_request, name="portal_request"),
+    path("le/<int:pk>/message/", legal_views.portal_message, name="portal_message"),
+    path("le/<int:pk>/documents/<int:doc_id>/", legal_views.portal_document, name="portal_document"),
+    path("legal/", legal_views.legal_queue, name="legal_queue"),
+    path("legal/<int:pk>/", legal_views.legal_request, name="legal_request"),
+    path("legal/<int:pk>/verify/", legal_views.legal_action, {"verb": "verify"}, name="legal_verify"),
+    path("legal/<int:pk>/link/", legal_views.legal_action, {"verb": "link"}, name="legal_link"),
+    path("legal/<int:pk>/hold/", legal_views.legal_action, {"verb": "hold"}, name="legal_hold"),
+    path("legal/<int:pk>/respond/", legal_views.legal_action, {"verb": "respond"}, name="legal_respond"),
+    path("legal/<int:pk>/close/", legal_views.legal_action, {"verb": "close"}, name="legal_close"),
+    path("legal/<int:pk>/reject/", legal_views.legal_action, {"verb": "reject"}, name="legal_reject"),
+    path("legal/<int:pk>/documents/<int:doc_id>/", legal_views.legal_document, name="legal_document"),
     path("reports/", report_views.report_list, name="reports"),
     path("reports/<int:pk>/", report_views.report_detail, name="report"),
     path("reports/<int:pk>/edit/", report_views.report_edit, name="report_edit"),

@@ -1,14 +1,19 @@
-"""Session policy: idle and absolute time-outs, and two-factor for the job dashboard."""
+"""Session policy: idle and absolute time-outs, two-factor where it is required, and the agency portal's fence."""
 
 import time
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
 
 STARTED, SEEN = "policy_started", "policy_seen"
+# Pages that need a verified second factor, whatever the role: jobs, both sides of legal requests.
+TWO_FACTOR_PATHS = ("/django-rq/", "/le/", "/legal/")
+# All an agency's officer may reach: their portal, signing in and out, their second factor.
+PORTAL_PATHS = ("/le/", "/logout/", "/login/", "/account/two-factor/", "/account/verify/", "/static/")
 
 
 class SessionPolicyMiddleware:
@@ -27,6 +32,12 @@ class SessionPolicyMiddleware:
                 return redirect(f"{reverse('login')}?next={request.path}")
             if now - seen >= 60 or SEEN not in request.session:
                 request.session[SEEN] = now  # written at most once a minute
-            if request.path.startswith("/django-rq/") and not user.is_verified():
+            if request.path.startswith(TWO_FACTOR_PATHS) and not user.is_verified():
+                # The verify page sends a user with no authenticator to enrolment first.
                 return redirect(f"{reverse('two_factor_verify')}?next={request.path}")
+            if hasattr(user, "agency_member") and not request.path.startswith(PORTAL_PATHS):
+                # A law-enforcement officer sees the request portal and nothing else of the console.
+                if request.method != "GET":
+                    raise PermissionDenied
+                return redirect("cases:portal")
         return self.get_response(request)

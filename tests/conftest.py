@@ -107,7 +107,23 @@ def users(db):
         "senior": make_user("sena", "senior"),
         "admin": make_user("ada", is_staff=True, is_superuser=True),
         "nobody": make_user("nora"),
+        "liaison": make_user("lia", "liaison"),
+        "officer": make_officer("olive", "Metro Police"),
     }
+
+
+def make_officer(username, agency_name):
+    """A law-enforcement officer: a user tied to an agency, with no console role."""
+    from cases.models import Agency, AgencyMember
+
+    agency, _ = Agency.objects.get_or_create(name=agency_name)
+    user = make_user(username)
+    AgencyMember.objects.create(user=user, agency=agency, badge=f"B-{username}")
+    return user
+
+
+PDF = (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+       b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
 
 
 @pytest.fixture

@@ -150,3 +150,83 @@ def test_report_to_ncmec_by_keyboard_then_review_the_report(browser, live_server
     page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
     assert "Awaiting senior approval" in page.content()
     assert page.is_visible("select[name=incident_type]")
+
+
+def test_metrics_dashboard_draws_charts_and_downloads_the_transparency_csv(browser, live_server, users):
+    from cases import metrics
+    from tests.factories import triage_all
+
+    case_with_match(seed=23, account="acct-23")
+    from cases import intake
+    intake.submit_report(reporter="u-1", reason="grooming", account_id="acct-24")
+    triage_all()
+    metrics.rollup_recent()
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))  # noqa: PLW0108
+    sign_in(page, live_server, "sena", "pw-sena")
+    page.click("nav >> text=Metrics")
+    page.wait_for_url(f"{live_server.url}/metrics/")
+    assert page.locator("figure.chart svg").count() == 11
+    page.click("text=By week")
+    assert "period=week" in page.url
+    assert page.locator("figure.chart", has_text="How cases were found").locator("rect").count() == 2
+    page.screenshot(path=str(SHOTS / "metrics.png"), full_page=True)
+    page.click("text=Transparency report")
+    with page.expect_download() as download:
+        page.click("text=Download CSV")
+    assert download.value.suggested_filename.startswith("transparency-")
+    assert all(url.startswith(live_server.url) for url in requests), "the metrics pages fetch nothing from outside"
+
+
+def sign_in_with_second_factor(page, live_server, user, password, lands_on):
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/account/verify/**")
+    page.fill("input[name=token]", str(totp(device.bin_key)).zfill(6))
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}{lands_on}")
+
+
+def test_an_officer_files_a_request_and_reads_the_liaison_answer(browser, live_server, users):
+    from cases.models import LegalRequest
+    from tests.conftest import PDF
+
+    officer = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    sign_in_with_second_factor(officer, live_server, users["officer"], "pw-olive", "/le/")
+    assert officer.locator("nav").inner_text().count("Queue") == 0  # the console is not theirs to see
+    officer.click("text=File a new request")
+    officer.select_option("select[name=kind]", "emergency")
+    officer.fill("input[name=reference]", "2026-EM-7")
+    officer.fill("textarea[name=identifiers]", "account: acct-1")
+    officer.fill("textarea[name=description]", "A child is at risk; we need the account's last login IP.")
+    officer.fill("input[name=due_date]", "2099-01-01")
+    officer.set_input_files("input[name=document]", files=[
+        {"name": "emergency.pdf", "mimeType": "application/pdf", "buffer": PDF}])
+    officer.click("button[type=submit]")
+    officer.wait_for_url(f"{live_server.url}/le/*/")
+    request_obj = LegalRequest.objects.get(reference="2026-EM-7")
+    officer.screenshot(path=str(SHOTS / "portal-request.png"), full_page=True)
+
+    liaison = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    sign_in_with_second_factor(liaison, live_server, users["liaison"], "pw-lia", "/legal/")
+    assert "2026-EM-7" in liaison.locator("table.cases tbody tr").first.inner_text()  # emergencies first
+    liaison.click("text=2026-EM-7")
+    liaison.fill("input[name=note]", "Confirmed by call-back to the duty sergeant")
+    liaison.click("button:has-text('Verified')")
+    liaison.wait_for_selector("textarea[name=text]")
+    liaison.fill("textarea[name=text]", "Last login: 203.0.113.7 at 09:14 UTC.")
+    liaison.click("text=Send response")
+    liaison.screenshot(path=str(SHOTS / "legal-request.png"), full_page=True)
+    request_obj.refresh_from_db()
+    assert request_obj.status == "responded"
+
+    officer.reload()
+    assert "203.0.113.7" in officer.content()
+    assert officer.goto(f"{live_server.url}/queue/").url.endswith("/le/")
