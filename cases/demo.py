@@ -12,7 +12,7 @@ from detection.banks import import_hashes
 from detection.hashing import digests, hash_image
 
 from . import intake
-from .models import Account
+from .models import Account, Agency, AgencyMember
 
 BANK = "demo-known"
 DEMO_USERS = [
@@ -21,7 +21,14 @@ DEMO_USERS = [
     ("specialist", "demo-specialist-pass", "specialist", False),
     ("senior", "demo-senior-pass", "senior", False),
     ("admin", "demo-admin-pass", None, True),
+    ("liaison", "demo-liaison-pass", "liaison", False),
+    ("officer", "demo-officer-pass", "officer", False),  # an agency's officer: the request portal only
 ]
+DEMO_AGENCY = "Demo County Police"
+GEOMETRIC_COPIES = {46: "mirrored", 47: "rotated_90", 48: "letterboxed", 49: "pillarboxed"}
+# A plain one-page PDF standing in for a subpoena.
+DEMO_PDF = (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+            b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
 KNOWN_SEEDS = range(1, 61)          # their hashes form the demo bank
 SHARED_KNOWN = range(1, 41)         # altered copies of these are uploaded
 EXACT_COPIES = range(41, 46)        # byte-identical copies are uploaded
@@ -36,7 +43,10 @@ def ensure_users():
             user.set_password(password)
             user.is_staff = user.is_superuser = superuser
             user.save()
-        if role:
+        if role == "officer":
+            agency, _ = Agency.objects.get_or_create(name=DEMO_AGENCY, defaults={"jurisdiction": "Demo County"})
+            AgencyMember.objects.get_or_create(user=user, defaults={"agency": agency, "badge": "D-1001"})
+        elif role:
             user.groups.add(Role.objects.get(name=role))
     return DEMO_USERS
 
@@ -108,8 +118,37 @@ def load(progress=None):
                          comment="This group trades awful pictures", actor_label="demo")
     intake.submit_report(reporter="demo-acct-10", reason="csam", account_id="demo-acct-01", actor_label="demo")
     intake.submit_report(reporter="demo-acct-09", reason="nudity", account_id="demo-acct-12", actor_label="demo")
+    # Mirrored, rotated and letterboxed copies of known pictures: matched, with what was undone.
+    for seed, edit in GEOMETRIC_COPIES.items():
+        img = synthetic.GEOMETRIC_EDITS[edit](synthetic.make_image(seed))
+        intake.submit_file(synthetic.encode(img), account_id="demo-acct-05", original_name=f"{edit}_{seed}.jpg",
+                           external_id=f"demo-item-g{seed}", actor_label="demo")
+        tick()
+    # A bio written to slip past a word list, and an adult starting chats with teens it does not know.
+    intake.upsert_account("demo-acct-08", {"bio": "how old r u? s e n d p1cs 📸 and add me on the other app"})
+    intake.upsert_account("demo-acct-09", {"age_band": "18+", "facts": {
+        "teen_non_contacts_initiated_7d": 14, "non_contacts_initiated_7d": 17, "blocked_by_teens_30d": 2}})
+    _demo_legal_request()
     return True
 
 
+def _demo_legal_request():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from . import legal
+
+    officer = get_user_model().objects.filter(agency_member__agency__name=DEMO_AGENCY).first()
+    if officer is None:
+        return
+    legal.submit_request(officer, kind="preservation", reference="DCP-2026-0117",
+                         identifiers=[{"type": "account", "id": "demo-acct-01"}],
+                         description="Please preserve all content and subscriber records of this account for 90 days "
+                                     "pending legal process.",
+                         due_at=timezone.now() + timedelta(days=7), document=DEMO_PDF,
+                         document_name="preservation-letter.pdf")
+
+
 def total_steps():
-    return len(KNOWN_SEEDS) + len(SHARED_KNOWN) + len(EXACT_COPIES) + len(UNRELATED)
+    return len(KNOWN_SEEDS) + len(SHARED_KNOWN) + len(EXACT_COPIES) + len(UNRELATED) + len(GEOMETRIC_COPIES)

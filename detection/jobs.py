@@ -270,7 +270,8 @@ def build_match_signals(item, matches, banks):
             label=f"{'Exact' if exact else 'Near'} match, bank {bank.name}",
             score=round(score, 3),
             severity=bank.severity,
-            explanation=f"Matches bank '{bank.name}': " + "; ".join(e["text"] for e in evidence) + ".",
+            explanation=f"Matches bank '{bank.name}': " + "; ".join(e["text"] for e in evidence)
+                        + _trim_note(evidence) + ".",
             details={
                 "bank": bank.name,
                 "bank_id": bank.pk,
@@ -336,16 +337,23 @@ def _describe(match, item):
     return entry
 
 
+def _trim_note(evidence):
+    """Bars the scan cut off before the perceptual hashes agreed, said once per signal."""
+    trimmed = next((e["trimmed"] for e in evidence if e.get("trimmed")), None)
+    if not trimmed:
+        return ""
+    left, top, right, bottom = trimmed
+    kind = "letterbox" if not (left or right) else "pillarbox" if not (top or bottom) else "border"
+    return f", compared after removing a {kind} ({left}, {top}, {right}, {bottom} px left, top, right, bottom)"
+
+
 def _edits_undone(match, item, entry):
     """What the scan undid before this perceptual hash agreed: bars cut off, orientation turned."""
     transform = getattr(match, "transform", "")
     text = ""
     trimmed = tuple(getattr(item, "trimmed", ()) or ())
     if any(trimmed) and transform != UNTRIMMED:
-        left, top, right, bottom = trimmed
-        entry["trimmed"] = list(trimmed)
-        kind = "letterbox" if not (left or right) else "pillarbox" if not (top or bottom) else "border"
-        text += f", after removing a {kind} ({left}, {top}, {right}, {bottom} px left, top, right, bottom)"
+        entry["trimmed"] = list(trimmed)  # said once for the whole signal, by _trim_note
     if transform:
         entry["transform"] = transform
     if transform and transform not in ("original", UNTRIMMED):

@@ -275,7 +275,7 @@ def _age_mix(teens, adults):
         return _missing(GROUP_RISK, "age_mix", "Member ages")
     known = teens + adults
     minority = min(teens, adults) / known if known else 0.0
-    display = f"{_count(teens)} teens, {_count(adults)} adults"
+    display = f"{_plural(teens, 'teen')}, {_plural(adults, 'adult')}"
     if known < AGE_MIX_MIN_KNOWN:
         return _feature(GROUP_RISK, "age_mix", 0.0, display, f"too few members of known age ({_count(known)})")
     if not teens or not adults:

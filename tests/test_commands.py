@@ -112,10 +112,14 @@ def test_load_demo_loads_once_with_users_bank_items_and_reports(monkeypatch):
     monkeypatch.setattr(demo, "SHARED_KNOWN", range(1, 3))
     monkeypatch.setattr(demo, "EXACT_COPIES", range(3, 4))
     monkeypatch.setattr(demo, "UNRELATED", range(100, 104))
+    monkeypatch.setattr(demo, "GEOMETRIC_COPIES", {1: "mirrored"})
     out, _ = run("load_demo")
     assert "demo data loaded" in out and "analyst" in out and "demo-specialist-pass" in out
+    assert "officer" in out and "Demo County Police" in out
     assert Bank.objects.get(name="demo-known").hashes.count() == 15
-    assert Item.objects.count() == 2 + 1 + 4 + 2
+    assert Item.objects.count() == 2 + 1 + 4 + 2 + 1
+    from cases.models import LegalRequest
+    assert LegalRequest.objects.get().agency.name == "Demo County Police"
     out, _ = run("load_demo")
     assert "already present" in out
 

@@ -14,6 +14,8 @@ class Command(BaseCommand):
         self.stdout.write("demo data loaded" if loaded else "demo data already present")
         self.stdout.write("Demo logins (user / password / role):")
         for username, password, role, _ in users:
-            self.stdout.write(f"  {username:<11} {password:<22} {role or 'admin (superuser)'}")
-        self.stdout.write("Revealing evidence, the admin and the job dashboard need two-factor sign-in: each user\n"
-                          "enrols an authenticator app (any TOTP app) at /account/two-factor/ on first use.")
+            labels = {None: "admin (superuser)", "officer": f"law-enforcement officer, {demo.DEMO_AGENCY}"}
+            label = labels.get(role, role)
+            self.stdout.write(f"  {username:<11} {password:<22} {label}")
+        self.stdout.write("Revealing evidence, the admin, the job dashboard and legal requests need two-factor\n"
+                          "sign-in: each user enrols an authenticator app (any TOTP app) on first use.")
