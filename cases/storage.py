@@ -2,6 +2,7 @@
 
 import os
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -28,9 +29,15 @@ def save_original(data, folder="originals"):
     return str(relative)
 
 
+@lru_cache(maxsize=8)
+def _resolved(root_path):
+    return Path(root_path).resolve()
+
+
 def read_original(relative):
-    path = (root() / relative).resolve()
-    if root().resolve() not in path.parents:
+    base = _resolved(str(root()))  # resolved once per root: it is read for every scan
+    path = (base / relative).resolve()
+    if base not in path.parents:
         raise FileNotFoundError(relative)
     return path.read_bytes()
 
