@@ -5,10 +5,14 @@ with radius r_j where sum(r_j + 1) > r, then by pigeonhole at least one chunk di
 r_j: enumerating every chunk value within r_j of the query's chunk and verifying the rows found in
 those buckets by full XOR and popcount finds every row within r, never an approximation.
 
-Each chunk's table is a CSR bucket list: `offsets` over every chunk value and the row numbers sorted
-by chunk value, all chunks in one array so that a batch of queries is searched with a fixed number
-of numpy calls. Rows added after a build sit in a small delta searched by brute force until they
-are merged in (an insertion, not a rebuild); deleted rows are masked out.
+Each chunk's table is a CSR bucket list: `offsets` over every chunk value (two bytes each, so chunks
+can be 23-24 bits wide at 10M rows) and the row slots sorted by chunk value, all chunks in one array
+so that a batch of queries is searched with a fixed number of numpy calls. Each query picks its own
+radii r_j from the bucket sizes it meets: real banks are skewed and clustered, so a query's value of
+one chunk may fall among crowded buckets while another's falls among empty ones. Rows are stored
+sorted, so that near-duplicates found together are read from nearby memory. Rows added after a build
+sit in a small delta searched by brute force until they are merged in (an insertion, not a rebuild);
+deleted rows are masked out.
 """
 
 from functools import lru_cache
@@ -28,6 +32,8 @@ MAX_TABLE_BYTES_PER_ROW = 80
 # sequential) plus a random read of the row's bits and its verification.
 PROBE_COST = 1.0
 CANDIDATE_COST = 1.0
+# Rings probed beyond the static allocation, for each query to choose among (see probe_caps).
+SPARE_LEVELS = 3
 # Pairs per brute-force step (query rows x bank rows): bounds the temporary arrays to a few MB.
 BRUTE_BLOCK = 1 << 18
 QUERY_BLOCK = 8
@@ -73,13 +79,24 @@ class HammingIndex:
         self._words = np.zeros((0, self.nwords), dtype=np.uint64)
         self._alive = np.ones(0, dtype=bool)
         self.tables = None
+        # `_words` holds rows in storage order. A build sorts the rows it covers so that similar hashes
+        # sit together (a bucket's rows are then read from a few places in memory, not thousands);
+        # `_row_at` and `_slot_of` map between storage slots and row numbers for those, and rows added
+        # after the build are stored at their own number.
+        self._row_at = np.zeros(0, dtype=np.int32)
+        self._slot_of = np.zeros(0, dtype=np.int32)
 
     def __len__(self):
         return self.n
 
     @property
     def words(self):
-        return self._words[:self.n]
+        """Every row's words in row order (a copy)."""
+        return self.words_at(np.arange(self.n))
+
+    def words_at(self, rows):
+        """The stored words of some rows as (k, nwords) uint64 (a copy)."""
+        return self._words[self._slots(np.asarray(rows, dtype=np.int64))]
 
     @property
     def alive(self):
@@ -87,7 +104,7 @@ class HammingIndex:
 
     def nbytes(self):
         """Bytes held by the arrays (capacity included)."""
-        total = self._words.nbytes + self._alive.nbytes
+        total = self._words.nbytes + self._alive.nbytes + self._row_at.nbytes + self._slot_of.nbytes
         if self.tables is not None:
             total += self.tables.nbytes()
         return total
@@ -130,7 +147,15 @@ class HammingIndex:
 
     def vectors(self, rows):
         """The stored bits of some rows as (k, nbits/8) uint8."""
-        return self._words[np.asarray(rows, dtype=np.int64)].view(np.uint8)
+        return self.words_at(rows).view(np.uint8)
+
+    def _slots(self, rows):
+        covered = len(self._slot_of)
+        return np.where(rows < covered, self._slot_of[np.minimum(rows, covered - 1)], rows) if covered else rows
+
+    def _rows(self, slots):
+        covered = len(self._row_at)
+        return np.where(slots < covered, self._row_at[np.minimum(slots, covered - 1)], slots) if covered else slots
 
     def maintain(self):
         """Build the tables once there are enough rows; fold a large delta into them."""
@@ -144,6 +169,14 @@ class HammingIndex:
 
     def rebuild(self):
         self.tables = None  # free the old tables first: peak memory is one set of tables
+        # Sorted by the first word, near-duplicates (which share most chunks) are stored side by side.
+        order = np.argsort(self._words[:self.n, 0])
+        for k in range(self.nwords):  # a column at a time: a temporary copy of one column, not of every row
+            self._words[:self.n, k] = self._words[:self.n, k][order]
+        self._row_at = self._rows(order).astype(np.int32)
+        del order
+        self._slot_of = np.empty(self.n, dtype=np.int32)
+        self._slot_of[self._row_at] = np.arange(self.n, dtype=np.int32)
         plan = choose_chunks(self.n, self.nbits, self.design_radius, self.max_table_bytes_per_row)
         self.tables = _Tables(plan, self._words, self.n)
 
@@ -212,8 +245,8 @@ class HammingIndex:
         parts = [p for p in parts if len(p[0])]
         if not parts:
             return _empty()
-        qidx, rows, dist = (np.concatenate(x) for x in zip(*parts, strict=True)) if len(parts) > 1 else parts[0]
-        return (qidx if qsel is None else qsel[qidx]), rows, dist
+        qidx, slots, dist = (np.concatenate(x) for x in zip(*parts, strict=True)) if len(parts) > 1 else parts[0]
+        return (qidx if qsel is None else qsel[qidx]), self._rows(slots), dist
 
 
 def _empty():
@@ -226,7 +259,7 @@ def _popcount_rows(x):
     counts = np.bitwise_count(x)  # uint8, one per word
     if counts.shape[1] == 4:
         # The four per-word counts (each at most 64) of a row are the bytes of one uint32; multiplying
-        # by 0x01010101 sums them into the top byte, modulo 256: a row with every bit set reads 0.
+        # by 0x01010101 sums them into the top byte, modulo 256: only a row of 256 set bits reads 0.
         packed = counts.view(np.uint32).ravel()
         total = packed * np.uint32(0x01010101)
         total >>= np.uint32(24)
@@ -238,11 +271,26 @@ def _popcount_rows(x):
     return total
 
 
-def _xor_one(rows, query):
-    """rows ^= query in place, one word column at a time (broadcasting a short last axis is slow)."""
-    for k in range(rows.shape[1]):
-        rows[:, k] ^= query[k]
-    return rows
+def _verify_one(rows, query, radius):
+    """(positions, distances) of the rows within radius of one query, as int64.
+
+    The first two words are compared for every row and the rest only for rows still within the
+    radius: most candidates already differ in more than the radius within those 128 bits. A column
+    at a time avoids broadcasting over a short last axis (slow in numpy).
+    """
+    first = min(2, rows.shape[1])
+    dist = np.zeros(len(rows), dtype=np.uint16)
+    for k in range(first):
+        dist += np.bitwise_count(rows[:, k] ^ query[k])
+    keep = np.flatnonzero(dist <= radius)
+    if first < rows.shape[1] and len(keep):
+        dist = dist[keep].astype(np.int64)
+        rest = rows[keep]
+        for k in range(first, rows.shape[1]):
+            dist += np.bitwise_count(rest[:, k] ^ query[k])
+        hit = np.flatnonzero(dist <= radius)
+        return keep[hit], dist[hit]
+    return keep, dist[keep].astype(np.int64)
 
 
 def _brute(words, qwords, radius, start, stop):
@@ -297,8 +345,25 @@ def _chunk_cost(width, radius, rows):
     return probes * PROBE_COST + probes * rows / 2 ** width * CANDIDATE_COST
 
 
+def probe_caps(widths, radii, spare=SPARE_LEVELS):
+    """How far each chunk is looked up: the static radii plus `spare` more rings, the cheapest first.
+
+    The spare rings are what lets a query move probing away from its crowded chunks (see _Plan); no
+    chunk goes past the largest static radius, whose next ring would cost more than it saves.
+    """
+    caps = list(radii)
+    top = max(radii)
+    for _ in range(spare):
+        options = [j for j in range(len(caps)) if caps[j] < top]
+        if not options:
+            break
+        cheapest = min(options, key=lambda j: comb(widths[j], caps[j] + 1))
+        caps[cheapest] += 1
+    return caps
+
+
 def table_bytes(widths, rows):
-    """Memory of the tables: row ids (int32) per chunk, and two bytes and a bit per possible chunk value."""
+    """Memory of the tables: a row slot (int32) per row and chunk, a little over two bytes per chunk value."""
     return 4 * len(widths) * rows + sum(2 * 2 ** w + 4 * 2 ** w // _Offsets.BLOCK + 3 * _Offsets.BLOCK for w in widths)
 
 
@@ -310,7 +375,7 @@ def choose_chunks(rows, nbits, radius, max_bytes_per_row=MAX_TABLE_BYTES_PER_ROW
         widths = split_bits(nbits, m)
         memory = table_bytes(widths, rows)
         radii, _, candidates = allocate_radii(widths, radius, rows)
-        probes = sum(ball(w, max(radii)) for w in widths)  # every chunk is looked up to the largest radius
+        probes = sum(ball(w, c) for w, c in zip(widths, probe_caps(widths, radii), strict=True))
         options.append((memory, probes * PROBE_COST + candidates * CANDIDATE_COST, widths))
     # Small banks may spend a few MB regardless; if nothing fits, the leanest option.
     fitting = [o for o in options if o[0] <= max_bytes_per_row * rows + (1 << 22)]
@@ -352,8 +417,11 @@ class _Tables:
         self._probes = {}
         for j in range(self.m):
             values = self.chunk_values(words[:n], j)
-            table = np.zeros(2 ** self.widths[j] + 1, dtype=np.int64)
-            np.cumsum(np.bincount(values, minlength=2 ** self.widths[j]), out=table[1:])
+            # Bucket v starts after every row of a smaller value: counts shifted by one, summed in place.
+            values += 1
+            table = np.bincount(values, minlength=2 ** self.widths[j] + 1)
+            values -= 1
+            np.cumsum(table, out=table)
             self.offsets.store(j, table)
             del table
             # Sorting (value, row) packed in one int64 is about twice as fast as an argsort.
@@ -380,20 +448,17 @@ class _Tables:
         return (value & self.valmask).astype(np.int64)
 
     def probes(self, radius):
-        """The probe plan for a radius, or None when probing would cost more than a scan.
+        """The probe plan (a _Plan) for a radius, or None when probing would cost more than a scan.
 
-        Every chunk is probed up to a cap (the largest radius of the static allocation); each query
-        then picks its own per-chunk radii within those caps (see `search`). Arrays, one entry per
-        probe, ordered by chunk then by the number of bits the probe flips: chunk, XOR mask, table
-        base, and its group (chunk, level); plus each group's chunk and level and the first probe of
-        every group.
+        Every chunk is looked up to its cap (probe_caps); each query then picks its own per-chunk
+        radii within those caps from the bucket sizes it meets (_Plan.choose).
         """
         if radius not in self._probes:
             radii, probes, candidates = allocate_radii(self.widths, radius, self.n)
             if probes * PROBE_COST + candidates * CANDIDATE_COST > self.n / 4:
                 self._probes[radius] = None
             else:
-                self._probes[radius] = _Plan(self.widths, [max(radii)] * self.m, self.table_base,
+                self._probes[radius] = _Plan(self.widths, probe_caps(self.widths, radii), self.table_base,
                                              self.segment_base)
         return self._probes[radius]
 
@@ -415,9 +480,8 @@ class _Tables:
         rows = np.take(self.ids, pos)
         found = np.take(words, rows, axis=0)
         if nq == 1:
-            dist = _popcount_rows(_xor_one(found, qwords[0]))
-            hit = np.nonzero(dist <= radius)[0]
-            return np.zeros(len(hit), dtype=np.int64), rows[hit].astype(np.int64), dist[hit].astype(np.int64)
+            hit, dist = _verify_one(found, qwords[0], radius)
+            return np.zeros(len(hit), dtype=np.int64), rows[hit].astype(np.int64), dist
         qidx = np.repeat(np.repeat(np.arange(nq, dtype=np.int64), len(plan.chunk)), counts)
         found ^= np.take(qwords, qidx, axis=0)
         dist = _popcount_rows(found)
@@ -451,6 +515,7 @@ class _Offsets:
 
     SHIFT = 8
     BLOCK = 1 << SHIFT
+    STORE_STEP = BLOCK << 12  # entries converted at a time (a multiple of BLOCK)
 
     def __init__(self, widths):
         self.widths = list(widths)
@@ -466,21 +531,29 @@ class _Offsets:
         return self.fine.nbytes + self.coarse.nbytes
 
     def store(self, j, table):
-        """Set chunk j's offsets from a (2**width + 1,) array."""
-        lo, size = self.base[j], self.sizes[j]
-        padded = np.empty(size, dtype=np.int64)
-        padded[:len(table)] = table
-        padded[len(table):] = table[-1]
-        blocks = padded.reshape(-1, self.BLOCK)
-        if self.full is None and int((blocks[:, -1] - blocks[:, 0]).max()) > 0xFFFF:
-            self.full = self.coarse.repeat(self.BLOCK) + self.fine
+        """Set chunk j's offsets from a (2**width + 1,) array (a slice at a time: no copy of it is made)."""
+        lo, size, count = self.base[j], self.sizes[j], len(table)
+        block = self.BLOCK
+        starts = table[::block]
+        spans = np.append(table[block - 1::block], table[-1])[:len(starts)] - starts
+        if self.full is None and int(spans.max()) > 0xFFFF:
+            self.full = self.coarse.repeat(block) + self.fine
             self.fine = self.coarse = None
         if self.full is not None:
-            self.full[lo:lo + size] = padded
+            self.full[lo:lo + count] = table
+            self.full[lo + count:lo + size] = table[-1]
             return
-        self.coarse[lo // self.BLOCK:(lo + size) // self.BLOCK] = blocks[:, 0]
-        blocks -= blocks[:, :1]
-        self.fine[lo:lo + size] = padded
+        coarse = self.coarse[lo // block:(lo + size) // block]
+        coarse[:len(starts)] = starts
+        coarse[len(starts):] = table[-1]
+        fine = self.fine[lo:lo + size]
+        step = self.STORE_STEP
+        for first in range(0, count, step):
+            piece = table[first:first + step]
+            bases = coarse[first // block:first // block + -(-len(piece) // block)]
+            fine[first:first + len(piece)] = piece - np.repeat(bases, block)[:len(piece)]
+        fine[count:] = 0
+        fine[count:len(starts) * block] = table[-1] - starts[-1]
 
     def table(self, j):
         """Chunk j's offsets as a (2**width + 1,) int64 array."""
@@ -539,7 +612,7 @@ class _Plan:
         # A ring is worth taking only after the ones inside it: make the costs non-decreasing along
         # the levels of a chunk and break ties by level, so any threshold selects a prefix of levels.
         for groups in self.by_level:
-            np.maximum(cost[:, groups], cost[:, groups - 1], out=cost[:, groups])
+            cost[:, groups] = np.maximum(cost[:, groups], cost[:, groups - 1])
         cost <<= 6
         cost += self.group_level
         kth = np.partition(cost, need - 1, axis=1)[:, need - 1:need]

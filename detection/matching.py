@@ -183,7 +183,7 @@ class BankIndex:
             for hash_type, rows in self.types.items():
                 alive = rows.index.alive
                 total += int(alive.sum())
-                np.save(staging / f"{hash_type}.words.npy", rows.index.words[alive])
+                np.save(staging / f"{hash_type}.words.npy", rows.index.words_at(np.nonzero(alive)[0]))
                 np.save(staging / f"{hash_type}.db_ids.npy", rows.db_ids[:len(rows)][alive])
                 np.save(staging / f"{hash_type}.bank_ids.npy", rows.bank_ids[:len(rows)][alive])
             (staging / "meta.json").write_text(json.dumps({"last_id": self.last_id, "rows": total,

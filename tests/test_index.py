@@ -1,13 +1,24 @@
 """The exact Hamming index and the bank index on top of it: recall against brute force, updates, bad input."""
 
 import io
+from math import comb
 
 import numpy as np
 import pytest
 
 from detection import matching
 from detection.banks import import_hashes
-from detection.index import HammingIndex, choose_chunks, parse_hex, table_bytes, to_hex
+from detection.index import (
+    HammingIndex,
+    _Offsets,
+    _Plan,
+    _popcount_rows,
+    _verify_one,
+    choose_chunks,
+    parse_hex,
+    table_bytes,
+    to_hex,
+)
 from detection.models import Bank, BankHash
 
 RNG_SEED = 20240611
@@ -128,6 +139,124 @@ class TestRecall:
             widths = choose_chunks(rows, 256, 31)
             assert sum(widths) == 256 and max(widths) <= 24
             assert table_bytes(widths, rows) <= 80 * rows + (1 << 22)
+
+
+def skewed_bank(rng, centres=400, rows=40_000):
+    """Like real banks: correlated, biased bits (a low-rank latent model) and near-duplicate clusters."""
+    mixing = rng.normal(size=(12, 256))
+    bias = rng.normal(scale=1.5, size=256)
+    centre_bits = np.packbits(rng.normal(size=(centres, 12)) @ mixing + bias > 0, axis=1)
+    noise = rng.random((rows, 256)) < rng.integers(0, 16, rows)[:, None] / 256
+    return np.concatenate([centre_bits, centre_bits[rng.integers(0, centres, rows)] ^ np.packbits(noise, axis=1)])
+
+
+class TestAdaptiveProbing:
+    def test_each_query_probes_a_prefix_of_levels_in_every_chunk_and_enough_of_them(self):
+        rng = np.random.default_rng(10)
+        widths = [20] * 13
+        plan = _Plan(widths, [2] * 13, np.arange(13, dtype=np.int64) << 20, np.zeros(13, dtype=np.int64))
+        nprobes = len(plan.chunk)
+        # Bucket sizes of every shape: uniform, heavy centres, empty rings, all equal (ties everywhere).
+        counts = np.concatenate([rng.integers(0, 5, (20, nprobes)), rng.integers(0, 10_000, (20, nprobes)),
+                                 np.where(plan.mask == 0, 5_000, 0)[None, :].repeat(5, 0),
+                                 np.ones((5, nprobes), dtype=np.int64)])
+        for radius in range(0, 39):
+            chosen = plan.choose(counts, radius)
+            for q in range(len(counts)):
+                levels = np.full(13, -1)
+                for j in range(13):
+                    in_chunk = plan.chunk == j
+                    taken = np.unique(np.bitwise_count(plan.mask[in_chunk][chosen[q, in_chunk]]))
+                    # Whole rings, inner rings first: the chunk's probe radius is exactly the largest taken.
+                    assert taken.tolist() == list(range(len(taken)))
+                    assert chosen[q, in_chunk].sum() == sum(comb(20, k) for k in range(len(taken)))
+                    levels[j] = len(taken) - 1
+                assert (levels + 1).sum() > radius  # pigeonhole: some chunk is within its radius
+
+    def test_choice_follows_the_crowding(self):
+        plan = _Plan([20] * 13, [2] * 13, np.arange(13, dtype=np.int64) << 20, np.zeros(13, dtype=np.int64))
+        counts = np.ones((1, len(plan.chunk)), dtype=np.int64)
+        counts[0, plan.chunk == 4] = 1_000  # the query's value of chunk 4 falls among crowded buckets
+        chosen = plan.choose(counts, 31)
+        assert not chosen[0, plan.chunk == 4].any() and chosen[0, plan.chunk != 4].all()
+
+    @pytest.mark.parametrize("radius", [8, 31, 32])
+    def test_skewed_clustered_bank_at_every_distance(self, radius):
+        rng = np.random.default_rng(11 + radius)
+        bits = skewed_bank(rng)
+        index = HammingIndex(256)
+        index.add(bits)
+        assert index.tables is not None
+        rows = rng.integers(0, len(bits), radius + 2)
+        # Neighbours planted at every distance 0..radius + 1, some random hashes, some bank rows as they are.
+        queries = np.concatenate([np.stack([flip(bits[row], d, rng) for d, row in enumerate(rows.tolist())]),
+                                  rng.integers(0, 256, (5, 32), dtype=np.uint8), bits[:5]])
+        expected = brute(bits, queries, radius)
+        assert len(expected) > 10 * len(queries)  # whole clusters come back
+        assert as_dict(index.search(queries, radius)) == expected
+        singles = {}
+        for q in range(len(queries)):
+            singles.update({(q, row): d for (_, row), d in as_dict(index.search(queries[q], radius)).items()})
+        assert singles == expected
+        for d, row in enumerate(rows.tolist()):
+            assert ((d, row) in expected) == (d <= radius)
+
+    def test_a_crowded_stretch_of_chunk_values_widens_the_offsets(self):
+        rng = np.random.default_rng(12)
+        bits = rng.integers(0, 256, (40_000, 32), dtype=np.uint8)
+        bits[:70_000 // 2] = bits[0]  # 35,000 copies of one hash, then more added below
+        index = HammingIndex(256, max_delta=1_000)
+        index.add(bits)
+        assert index.tables.offsets.full is None
+        index.add(np.concatenate([bits[:1].repeat(33_000, 0), rng.integers(0, 256, (500, 32), dtype=np.uint8)]))
+        assert index.tables.offsets.full is not None and index.delta_rows == 0  # merged, then widened
+        everything = index.words.view(np.uint8)
+        queries = np.stack([flip(everything[i], 20, rng) for i in (0, 39_000, 40_000, len(everything) - 1)])
+        assert as_dict(index.search(queries, 31)) == brute(everything, queries, 31)
+
+    def test_compact_offsets_round_trip(self, monkeypatch):
+        monkeypatch.setattr(_Offsets, "STORE_STEP", 512)  # several slices per chunk
+        rng = np.random.default_rng(14)
+        widths = [4, 11, 12]
+        offsets = _Offsets(widths)
+        tables = [np.concatenate([[0], np.cumsum(rng.integers(0, 300, 2 ** w))]) for w in widths]
+        for j, table in enumerate(tables):
+            offsets.store(j, table)
+        assert offsets.full is None
+        for j, table in enumerate(tables):
+            assert np.array_equal(offsets.table(j), table)
+            keys = rng.integers(0, 2 ** widths[j], 500)
+            lo, count = offsets.lookup(keys + offsets.base[j])
+            assert np.array_equal(lo, table[keys]) and np.array_equal(count, table[keys + 1] - table[keys])
+        tables[1][300:] += 70_000  # one block now spans more than two bytes can say
+        offsets.store(1, tables[1])
+        assert offsets.full is not None
+        for j, table in enumerate(tables):
+            assert np.array_equal(offsets.table(j), table)
+
+    def test_popcounts_of_whole_rows(self):
+        rng = np.random.default_rng(15)
+        words = np.concatenate([rng.integers(0, 2 ** 63, (50, 4), dtype=np.uint64),
+                                np.zeros((1, 4), dtype=np.uint64), np.full((1, 4), 2 ** 64 - 1, dtype=np.uint64)])
+        expected = np.unpackbits(words.view(np.uint8), axis=1).sum(axis=1)
+        assert _popcount_rows(words).tolist() == expected.tolist()  # 256 included
+        assert _popcount_rows(words[:, :1]).tolist() == np.bitwise_count(words[:, 0]).tolist()
+        hit, dist = _verify_one(words, np.zeros(4, dtype=np.uint64), 130)
+        assert hit.tolist() == np.flatnonzero(expected <= 130).tolist() and dist.tolist() == expected[hit].tolist()
+
+    def test_rows_keep_their_numbers_while_stored_sorted(self):
+        rng = np.random.default_rng(13)
+        bits = rng.integers(0, 256, (40_000, 32), dtype=np.uint8)
+        index = HammingIndex(256, max_delta=100)
+        index.add(bits[:35_000])
+        index.add(bits[35_000:])  # merged into the tables, stored at their own numbers
+        assert index.delta_rows == 0
+        assert np.array_equal(index.vectors([5, 0, 39_999, 35_000]), bits[[5, 0, 39_999, 35_000]])
+        assert np.array_equal(index.words.view(np.uint8), bits)
+        found = as_dict(index.search(bits[[7, 36_000]], 0))
+        assert found == {(0, 7): 0, (1, 36_000): 0}
+        index.remove([7])
+        assert as_dict(index.search(bits[[7]], 0)) == {}
 
 
 class TestUpdates:
