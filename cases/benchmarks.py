@@ -89,8 +89,10 @@ def generate_year(items, cases, out, seed=7):
     out(f"generated {items:,} items, {cases:,} cases with signals and decisions over 365 days")
 
 
-def run(out, items=1_000_000, cases=200_000):
-    generate_year(items, cases, out)
+def run(out, items=1_000_000, cases=200_000, generate=True):
+    if generate:
+        generate_year(items, cases, out)
+    DailyMetric.objects.all().delete()  # time the first rollup from nothing
     count_rows = {m.__name__: m.objects.count() for m in (Item, Signal, Case, Decision, CyberTipReport)}
     out("rows: " + ", ".join(f"{name} {n:,}" for name, n in count_rows.items()))
 

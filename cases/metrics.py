@@ -59,11 +59,11 @@ def ttd_bucket_upper(bucket):
 def compute_day(day):
     """Every figure for one day, as (metric, key, value) triples."""
     start, end = day_bounds(day)
-    rows = []
+    totals = defaultdict(float)  # two groups may fold into one key (e.g. two kinds of proactive case)
 
     def add(metric, key, value):
         if value:
-            rows.append((metric, "" if key is None else str(key), float(value)))
+            totals[(metric, "" if key is None else str(key))] += float(value)
 
     def counted(queryset, field, metric):
         for key, n in queryset.values_list(field).annotate(n=Count("pk")).order_by():
@@ -81,7 +81,8 @@ def compute_day(day):
     counted(opened, "queue__slug", "cases_opened")
     first_kind = Signal.objects.filter(case=OuterRef("pk")).order_by("created_at", "pk").values("kind")[:1]
     for kind, n in opened.annotate(first=Subquery(first_kind)).values_list("first").annotate(n=Count("pk")).order_by():
-        add("cases_found", "reported" if kind == SignalKind.USER_REPORT else "proactive", n)
+        if kind is not None:  # a case with no signal yet was found by nothing we can name
+            add("cases_found", "reported" if kind == SignalKind.USER_REPORT else "proactive", n)
     counted(Case.objects.filter(closed_at__gte=start, closed_at__lt=end), "queue__slug", "cases_closed")
 
     decisions = Decision.objects.filter(created_at__gte=start, created_at__lt=end, undone_at__isnull=True)
@@ -96,7 +97,7 @@ def compute_day(day):
     add("cybertip_filed", "", CyberTipReport.objects.filter(finished_at__gte=start, finished_at__lt=end).count())
 
     _time_to_decision(decisions.filter(action__in=FINAL_ACTIONS), add)
-    return rows
+    return [(metric, key, value) for (metric, key), value in totals.items()]
 
 
 def _time_to_decision(decisions, add):

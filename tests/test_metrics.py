@@ -178,3 +178,13 @@ def test_rollup_command(activity):
 
 def test_signals_of_the_day_are_counted_once_each(activity):
     assert sum(v for (m, _), v in figures().items() if m == "signals") == Signal.objects.count()
+
+
+def test_groups_that_fold_into_one_key_are_added_up(activity):
+    from cases.models import Signal as S
+    # Two kinds of proactive first signal on one day: one "proactive" figure, not two rows.
+    case = activity["banned"]
+    S.objects.filter(case=case).update(kind="classifier")
+    got = figures()
+    assert got[("cases_found", "proactive")] == 2
+    metrics.rollup_day(today())  # the unique (day, metric, key) holds
