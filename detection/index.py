@@ -10,9 +10,10 @@ can be 23-24 bits wide at 10M rows) and the row slots sorted by chunk value, all
 so that a batch of queries is searched with a fixed number of numpy calls. Each query picks its own
 radii r_j from the bucket sizes it meets: real banks are skewed and clustered, so a query's value of
 one chunk may fall among crowded buckets while another's falls among empty ones. Rows are stored
-sorted, so that near-duplicates found together are read from nearby memory. Rows added after a build
-sit in a small delta searched by brute force until they are merged in (an insertion, not a rebuild);
-deleted rows are masked out.
+sorted, so that near-duplicates found together are read from nearby memory, and the first 128 bits of
+each row apart from the rest, which is read only for the few candidates those bits do not reject. Rows
+added after a build sit in a small delta searched by brute force until they are merged in (an
+insertion, not a rebuild); deleted rows are masked out.
 """
 
 from functools import lru_cache
@@ -36,7 +37,10 @@ CANDIDATE_COST = 1.0
 SPARE_LEVELS = 3
 # Pairs per brute-force step (query rows x bank rows): bounds the temporary arrays to a few MB.
 BRUTE_BLOCK = 1 << 18
+# Queries searched together: at most QUERY_BLOCK, fewer when each meets many candidates, so that a
+# block's candidates (read and verified together) stay within about BLOCK_CANDIDATES and in cache.
 QUERY_BLOCK = 8
+BLOCK_CANDIDATES = 16_384
 
 
 def parse_hex(values, nbits):
@@ -76,13 +80,13 @@ class HammingIndex:
         self.max_delta = max_delta
         self.max_table_bytes_per_row = max_table_bytes_per_row
         self.n = 0
-        self._words = np.zeros((0, self.nwords), dtype=np.uint64)
+        self._words = _Store(self.nwords, 0)
         self._alive = np.ones(0, dtype=bool)
         self.tables = None
-        # `_words` holds rows in storage order. A build sorts the rows it covers so that similar hashes
-        # sit together (a bucket's rows are then read from a few places in memory, not thousands);
-        # `_row_at` and `_slot_of` map between storage slots and row numbers for those, and rows added
-        # after the build are stored at their own number.
+        # `_words` (a _Store; its length is the capacity) holds rows in storage order. A build sorts the
+        # rows it covers so that similar hashes sit together (a bucket's rows are then read from a few
+        # places in memory, not thousands); `_row_at` and `_slot_of` map between storage slots and row
+        # numbers for those, and rows added after the build are stored at their own number.
         self._row_at = np.zeros(0, dtype=np.int32)
         self._slot_of = np.zeros(0, dtype=np.int32)
 
@@ -96,7 +100,7 @@ class HammingIndex:
 
     def words_at(self, rows):
         """The stored words of some rows as (k, nwords) uint64 (a copy)."""
-        return self._words[self._slots(np.asarray(rows, dtype=np.int64))]
+        return self._words.get(self._slots(np.asarray(rows, dtype=np.int64)))
 
     @property
     def alive(self):
@@ -115,8 +119,7 @@ class HammingIndex:
         """Make room for `capacity` rows so a stream of adds does not copy the arrays again and again."""
         if capacity <= len(self._words):
             return
-        words = np.zeros((capacity, self.nwords), dtype=np.uint64)
-        words[:self.n] = self._words[:self.n]
+        words = self._words.grown(capacity, self.n)
         alive = np.ones(capacity, dtype=bool)
         alive[:self.n] = self._alive[:self.n]
         self._words, self._alive = words, alive
@@ -130,7 +133,7 @@ class HammingIndex:
         if self.n + k > len(self._words):
             # Some slack, so that the next few adds do not copy every row again.
             self.reserve(max(self.n + k + (self.n + k) // 32 + 1024, len(self._words) + len(self._words) // 4))
-        self._words[self.n:self.n + k] = vectors.view(np.uint64)
+        self._words.put(self.n, vectors.view(np.uint64))
         self._alive[self.n:self.n + k] = True
         rows = np.arange(self.n, self.n + k, dtype=np.int64)
         self.n += k
@@ -165,20 +168,21 @@ class HammingIndex:
         if tables is None or self.n > tables.capacity or self.n >= 2 * tables.built_rows:
             self.rebuild()
         elif self.n - tables.n > self.max_delta:
-            tables.merge(self._words, self.n)
+            tables.merge(self._words.columns(tables.n, self.n), self.n)
 
     def rebuild(self):
         self.tables = None  # free the old tables first: peak memory is one set of tables
         # Sorted by the first word, near-duplicates (which share most chunks) are stored side by side.
-        order = np.argsort(self._words[:self.n, 0])
-        for k in range(self.nwords):  # a column at a time: a temporary copy of one column, not of every row
-            self._words[:self.n, k] = self._words[:self.n, k][order]
+        words = self._words.columns(0, self.n)
+        order = np.argsort(words[0])
+        for column in words:  # a column at a time: a temporary copy of one column, not of every row
+            column[:] = column[order]
         self._row_at = self._rows(order).astype(np.int32)
         del order
         self._slot_of = np.empty(self.n, dtype=np.int32)
         self._slot_of[self._row_at] = np.arange(self.n, dtype=np.int32)
         plan = choose_chunks(self.n, self.nbits, self.design_radius, self.max_table_bytes_per_row)
-        self.tables = _Tables(plan, self._words, self.n)
+        self.tables = _Tables(plan, self._words.columns(0, self.n), self.n)
 
     @property
     def delta_rows(self):
@@ -234,14 +238,16 @@ class HammingIndex:
         if tables is not None:
             probes = tables.probes(radius)
             if probes is None:  # radius so large that probing would touch most rows anyway
-                parts.append(_brute(self._words, qwords, radius, 0, tables.n))
+                parts.append(_scan(self._words.columns(0, tables.n), qwords, radius, 0))
             else:
-                # A few queries at a time keep the candidate arrays in cache.
-                for lo in range(0, len(qwords), QUERY_BLOCK):
-                    qi, rows, dist = tables.search(self._words, qwords[lo:lo + QUERY_BLOCK], radius, probes)
+                lo, block = 0, 1
+                while lo < len(qwords):
+                    qi, rows, dist, candidates = tables.search(self._words, qwords[lo:lo + block], radius, probes)
                     parts.append((qi + lo, rows, dist))
+                    lo += block
+                    block = min(QUERY_BLOCK, max(1, BLOCK_CANDIDATES * block // max(candidates, 1)))
             start = tables.n
-        parts.append(_brute(self._words, qwords, radius, start, self.n))
+        parts.append(_scan(self._words.columns(start, self.n), qwords, radius, start))
         parts = [p for p in parts if len(p[0])]
         if not parts:
             return _empty()
@@ -254,60 +260,99 @@ def _empty():
     return e, e, e
 
 
-def _popcount_rows(x):
-    """Bits set in each row of (n, nwords) uint64 words, as uint32."""
-    counts = np.bitwise_count(x)  # uint8, one per word
-    if counts.shape[1] == 4:
-        # The four per-word counts (each at most 64) of a row are the bytes of one uint32; multiplying
-        # by 0x01010101 sums them into the top byte, modulo 256: only a row of 256 set bits reads 0.
-        packed = counts.view(np.uint32).ravel()
-        total = packed * np.uint32(0x01010101)
-        total >>= np.uint32(24)
-        total[packed == np.uint32(0x40404040)] = 256
-        return total
-    total = counts[:, 0].astype(np.uint32)
-    for k in range(1, counts.shape[1]):
-        total += counts[:, k]
-    return total
-
-
 def _verify_one(rows, query, radius):
-    """(positions, distances) of the rows within radius of one query, as int64.
+    """(positions, distances) of the (n, nwords) rows within radius of one query, as int64."""
+    return _Store.of(rows).verify(np.arange(len(rows)), [query[k] for k in range(rows.shape[1])], radius)
 
-    The first two words are compared for every row and the rest only for rows still within the
-    radius: most candidates already differ in more than the radius within those 128 bits. A column
-    at a time avoids broadcasting over a short last axis (slow in numpy).
-    """
-    first = min(2, rows.shape[1])
-    dist = np.zeros(len(rows), dtype=np.uint16)
-    for k in range(first):
-        dist += np.bitwise_count(rows[:, k] ^ query[k])
-    keep = np.flatnonzero(dist <= radius)
-    if first < rows.shape[1] and len(keep):
+
+class _Store:
+    """Rows of words in storage order, the first (up to) two words of every row in one array and the
+    rest in another: verification reads the first 128 bits of every candidate, which already differ in
+    more than the radius for most, and the rest only for the few left, so it reads half the bytes."""
+
+    HEAD = 2
+
+    def __init__(self, nwords, capacity):
+        self.nwords = nwords
+        self.split = min(self.HEAD, nwords)
+        self.head = np.zeros((capacity, self.split), dtype=np.uint64)
+        self.tail = np.zeros((capacity, nwords - self.split), dtype=np.uint64)
+
+    @classmethod
+    def of(cls, words):
+        store = cls(words.shape[1], len(words))
+        store.put(0, words)
+        return store
+
+    def __len__(self):
+        return len(self.head)
+
+    @property
+    def nbytes(self):
+        return self.head.nbytes + self.tail.nbytes
+
+    def grown(self, capacity, n):
+        """A larger store holding a copy of slots [0, n)."""
+        store = _Store(self.nwords, capacity)
+        store.head[:n] = self.head[:n]
+        store.tail[:n] = self.tail[:n]
+        return store
+
+    def put(self, start, words):
+        """Store (k, nwords) uint64 rows at slots [start, start + k)."""
+        self.head[start:start + len(words)] = words[:, :self.split]
+        self.tail[start:start + len(words)] = words[:, self.split:]
+
+    def get(self, slots):
+        """The words of some slots (an index array or a slice) as (k, nwords) uint64 (a copy)."""
+        return np.concatenate([self.head[slots], self.tail[slots]], axis=1)
+
+    def columns(self, start, stop):
+        """Views of each word of slots [start, stop)."""
+        return ([self.head[start:stop, k] for k in range(self.split)]
+                + [self.tail[start:stop, k] for k in range(self.nwords - self.split)])
+
+    def verify(self, slots, query, radius):
+        """(positions in `slots`, distances) of the slots within radius, as int64; query[k] is the word
+        k to compare with, a scalar or one per slot (when the slots belong to several queries)."""
+        # np.take rather than fancy indexing: several times faster for gathers of a few thousand rows.
+        # A column at a time avoids broadcasting over a short last axis (slow in numpy).
+        head = np.take(self.head, slots, axis=0)
+        dist = np.zeros(len(slots), dtype=np.uint16)
+        for k in range(self.split):
+            dist += np.bitwise_count(head[:, k] ^ query[k])
+        keep = np.flatnonzero(dist <= radius)
+        if self.split == self.nwords or not len(keep):
+            return keep, dist[keep].astype(np.int64)
         dist = dist[keep].astype(np.int64)
-        rest = rows[keep]
-        for k in range(first, rows.shape[1]):
-            dist += np.bitwise_count(rest[:, k] ^ query[k])
+        tail = np.take(self.tail, slots[keep], axis=0)
+        for k in range(self.split, self.nwords):
+            dist += np.bitwise_count(tail[:, k - self.split] ^ (query[k] if np.ndim(query[k]) == 0 else query[k][keep]))
         hit = np.flatnonzero(dist <= radius)
         return keep[hit], dist[hit]
-    return keep, dist[keep].astype(np.int64)
 
 
 def _brute(words, qwords, radius, start, stop):
-    """Exhaustive scan of rows [start, stop) in blocks."""
-    if stop <= start:
+    """Exhaustive scan of rows [start, stop) of an (n, nwords) array."""
+    return _scan([words[start:stop, k] for k in range(words.shape[1])], qwords, radius, start)
+
+
+def _scan(columns, qwords, radius, first):
+    """Exhaustive scan of rows given as word columns, in blocks; row numbers start at `first`."""
+    rows = len(columns[0])
+    if not rows:
         return _empty()
     parts = []
     nq = len(qwords)
     step = max(1, BRUTE_BLOCK // nq)
-    for lo in range(start, stop, step):
-        block = words[lo:min(stop, lo + step)]
+    for lo in range(0, rows, step):
+        hi = min(rows, lo + step)
         # (queries, rows) a word at a time: long inner loops, no (queries, rows, words) temporary.
-        dist = np.zeros((nq, len(block)), dtype=np.int16)
-        for k in range(words.shape[1]):
-            dist += np.bitwise_count(qwords[:, k, None] ^ block[None, :, k])
+        dist = np.zeros((nq, hi - lo), dtype=np.int16)
+        for k, column in enumerate(columns):
+            dist += np.bitwise_count(qwords[:, k, None] ^ column[None, lo:hi])
         qi, ri = np.nonzero(dist <= radius)
-        parts.append((qi.astype(np.int64), ri.astype(np.int64) + lo, dist[qi, ri].astype(np.int64)))
+        parts.append((qi.astype(np.int64), ri.astype(np.int64) + lo + first, dist[qi, ri].astype(np.int64)))
     return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
 
@@ -396,7 +441,7 @@ def _masks(width, radius):
 class _Tables:
     """CSR bucket tables for rows [0, n): one per chunk, concatenated."""
 
-    def __init__(self, widths, words, n):
+    def __init__(self, widths, columns, n):
         self.widths = list(widths)
         self.m = len(widths)
         self.n = n
@@ -406,7 +451,7 @@ class _Tables:
         self.word = starts // 64
         self.shift = (starts % 64).astype(np.uint64)
         self.spans = (starts % 64) + np.array(self.widths) > 64
-        self.word2 = np.minimum(self.word + 1, words.shape[1] - 1)
+        self.word2 = np.minimum(self.word + 1, len(columns) - 1)
         self.shift2 = np.where(self.spans, 64 - starts % 64, 0).astype(np.uint64)
         self.spanmask = np.where(self.spans, np.uint64(2 ** 64 - 1), np.uint64(0)).astype(np.uint64)
         self.valmask = np.array([(1 << w) - 1 for w in self.widths], dtype=np.uint64)
@@ -416,7 +461,7 @@ class _Tables:
         self.ids = np.zeros(self.m * self.capacity, dtype=np.int32)
         self._probes = {}
         for j in range(self.m):
-            values = self.chunk_values(words[:n], j)
+            values = self.chunk_values(columns, j)
             # Bucket v starts after every row of a smaller value: counts shifted by one, summed in place.
             values += 1
             table = np.bincount(values, minlength=2 ** self.widths[j] + 1)
@@ -434,11 +479,11 @@ class _Tables:
     def nbytes(self):
         return self.ids.nbytes + self.offsets.nbytes()
 
-    def chunk_values(self, words, j):
-        """Chunk j of each row as int64 (chunks may straddle two 64-bit words)."""
-        value = words[:, self.word[j]] >> self.shift[j]
+    def chunk_values(self, columns, j):
+        """Chunk j of each row (given as word columns) as int64 (chunks may straddle two 64-bit words)."""
+        value = columns[self.word[j]] >> self.shift[j]
         if self.spans[j]:
-            value |= words[:, self.word2[j]] << self.shift2[j]
+            value |= columns[self.word2[j]] << self.shift2[j]
         return (value & self.valmask[j]).astype(np.int64)
 
     def query_values(self, qwords):
@@ -463,6 +508,8 @@ class _Tables:
         return self._probes[radius]
 
     def search(self, words, qwords, radius, plan):
+        """(query index, slot, distance) of every row of `words` (a _Store) within radius of some query,
+        and the number of candidates verified."""
         nq = len(qwords)
         keys = (self.query_values(qwords)[:, plan.chunk] ^ plan.mask) + plan.base
         # np.take rather than fancy indexing: several times faster for gathers of a few thousand rows.
@@ -473,26 +520,25 @@ class _Tables:
         ends = np.cumsum(counts, dtype=np.int64)
         total = int(ends[-1])
         if not total:
-            return _empty()
+            return (*_empty(), 0)
         segment = plan.segment if nq == 1 else np.tile(plan.segment, nq)
         first = (lo.ravel() + segment) - (ends - counts)
         pos = np.repeat(first, counts) + np.arange(total, dtype=np.int64)
         rows = np.take(self.ids, pos)
-        found = np.take(words, rows, axis=0)
         if nq == 1:
-            hit, dist = _verify_one(found, qwords[0], radius)
-            return np.zeros(len(hit), dtype=np.int64), rows[hit].astype(np.int64), dist
+            hit, dist = words.verify(rows, [qwords[0, k] for k in range(qwords.shape[1])], radius)
+            return np.zeros(len(hit), dtype=np.int64), rows[hit].astype(np.int64), dist, total
         qidx = np.repeat(np.repeat(np.arange(nq, dtype=np.int64), len(plan.chunk)), counts)
-        found ^= np.take(qwords, qidx, axis=0)
-        dist = _popcount_rows(found)
-        hit = np.nonzero(dist <= radius)[0]
-        return qidx[hit], rows[hit].astype(np.int64), dist[hit].astype(np.int64)
+        # Each query word per candidate: far cheaper to gather than whole query rows.
+        hit, dist = words.verify(rows, [np.take(qwords[:, k], qidx) for k in range(qwords.shape[1])], radius)
+        return qidx[hit], rows[hit].astype(np.int64), dist, total
 
-    def merge(self, words, n):
-        """Insert rows [self.n, n) into every chunk's buckets in place: O(rows) copying, no sort of the table."""
+    def merge(self, columns, n):
+        """Insert rows [self.n, n) (given as word columns) into every chunk's buckets in place: O(rows)
+        copying, no sort of the table."""
         new_rows = np.arange(self.n, n, dtype=np.int64)
         for j, width in enumerate(self.widths):
-            values = self.chunk_values(words[self.n:n], j)
+            values = self.chunk_values(columns, j)
             order = np.argsort(values, kind="stable")
             values, fresh = values[order], new_rows[order]
             table = self.offsets.table(j)
@@ -568,13 +614,20 @@ class _Offsets:
         if self.full is not None:
             lo = np.take(self.full, keys).astype(np.int64)
             return lo, np.take(self.full, keys + 1) - lo
-        lo = np.take(self.coarse, keys >> self.SHIFT).astype(np.int64)
-        lo += np.take(self.fine, keys)
+        block = keys >> self.SHIFT
         after = keys + 1
-        hi = np.take(self.coarse, after >> self.SHIFT).astype(np.int64)
-        hi += np.take(self.fine, after)
-        hi -= lo
-        return lo, hi
+        # A bucket's end is in the same block as its start except for a block's last entry: the count
+        # is the difference of the fine offsets, corrected by the two bases only for those few.
+        count = np.take(self.fine, after).astype(np.int64)
+        fine = np.take(self.fine, keys)
+        count -= fine
+        lo = np.take(self.coarse, block).astype(np.int64)
+        lo += fine
+        edge = np.flatnonzero(after & (self.BLOCK - 1) == 0)
+        if len(edge):
+            start = lo.reshape(-1)[edge] - fine.reshape(-1)[edge]  # the block's base
+            count.reshape(-1)[edge] += np.take(self.coarse, block.reshape(-1)[edge] + 1) - start
+        return lo, count
 
 
 class _Plan:

@@ -6,13 +6,13 @@ from math import comb
 import numpy as np
 import pytest
 
+from detection import index as index_module
 from detection import matching
 from detection.banks import import_hashes
 from detection.index import (
     HammingIndex,
     _Offsets,
     _Plan,
-    _popcount_rows,
     _verify_one,
     choose_chunks,
     parse_hex,
@@ -234,15 +234,29 @@ class TestAdaptiveProbing:
         for j, table in enumerate(tables):
             assert np.array_equal(offsets.table(j), table)
 
-    def test_popcounts_of_whole_rows(self):
+    @pytest.mark.parametrize("nwords", [1, 2, 3, 4])
+    def test_verification_of_whole_rows(self, nwords):
         rng = np.random.default_rng(15)
-        words = np.concatenate([rng.integers(0, 2 ** 63, (50, 4), dtype=np.uint64),
-                                np.zeros((1, 4), dtype=np.uint64), np.full((1, 4), 2 ** 64 - 1, dtype=np.uint64)])
+        words = np.concatenate([rng.integers(0, 2 ** 63, (50, nwords), dtype=np.uint64),
+                                np.zeros((1, nwords), dtype=np.uint64),
+                                np.full((1, nwords), 2 ** 64 - 1, dtype=np.uint64)])
         expected = np.unpackbits(words.view(np.uint8), axis=1).sum(axis=1)
-        assert _popcount_rows(words).tolist() == expected.tolist()  # 256 included
-        assert _popcount_rows(words[:, :1]).tolist() == np.bitwise_count(words[:, 0]).tolist()
-        hit, dist = _verify_one(words, np.zeros(4, dtype=np.uint64), 130)
-        assert hit.tolist() == np.flatnonzero(expected <= 130).tolist() and dist.tolist() == expected[hit].tolist()
+        for radius in (0, 20, 130, 64 * nwords):  # every bit set included
+            hit, dist = _verify_one(words, np.zeros(nwords, dtype=np.uint64), radius)
+            assert hit.tolist() == np.flatnonzero(expected <= radius).tolist()
+            assert dist.tolist() == expected[hit].tolist()
+
+    @pytest.mark.parametrize("block_candidates", [1, 10 ** 9])
+    def test_batches_of_every_size_agree_with_brute_force(self, monkeypatch, block_candidates):
+        # A query meeting many candidates is searched alone, one meeting few in blocks of up to eight.
+        monkeypatch.setattr(index_module, "BLOCK_CANDIDATES", block_candidates)
+        rng = np.random.default_rng(16)
+        bits = rng.integers(0, 256, (40_000, 32), dtype=np.uint8)
+        bits[20_000:] = bits[:20_000] ^ (rng.random((20_000, 32)) < 0.02).astype(np.uint8)  # near pairs
+        index = HammingIndex(256)
+        index.add(bits)
+        queries, _ = planted_queries(bits, rng, distances=list(range(0, 34)) * 2)
+        assert as_dict(index.search(queries, 31)) == brute(bits, queries, 31)
 
     def test_rows_keep_their_numbers_while_stored_sorted(self):
         rng = np.random.default_rng(13)
