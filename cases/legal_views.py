@@ -38,13 +38,18 @@ def _liaison(user):
         raise PermissionDenied
 
 
+def _too_big():
+    return legal.RejectedDocument(
+        f"The document is larger than {settings.LEGAL_DOCUMENT_MAX_BYTES // (1024 * 1024)} MB.")
+
+
 def _upload(request, field):
+    """(bytes, name) of an uploaded file, refused by its size before a byte of it is read."""
     upload = request.FILES.get(field)
     if upload is None:
         return None, ""
     if upload.size > settings.LEGAL_DOCUMENT_MAX_BYTES:
-        raise legal.RejectedDocument(
-            f"The document is larger than {settings.LEGAL_DOCUMENT_MAX_BYTES // (1024 * 1024)} MB.")
+        raise _too_big()
     return upload.read(), upload.name
 
 
@@ -200,8 +205,10 @@ def legal_action(request, pk, verb):
             new, extended = legal.place_holds(request.user, request_obj, days=days, ip=ip)
             messages.success(request, f"Preservation: {new} items newly held, {extended} holds extended.")
         elif verb == "respond":
-            documents = [(f.name, f.read()) for f in request.FILES.getlist("documents")
-                         if f.size <= settings.LEGAL_DOCUMENT_MAX_BYTES or _too_big()]
+            uploads = request.FILES.getlist("documents")
+            if any(f.size > settings.LEGAL_DOCUMENT_MAX_BYTES for f in uploads):
+                raise _too_big()
+            documents = [(f.name, f.read()) for f in uploads]
             legal.respond(request.user, request_obj, text=post.get("text", "")[:20_000], documents=documents, ip=ip)
             messages.success(request, "Response sent to the agency.")
         elif verb in ("close", "reject"):
@@ -212,11 +219,6 @@ def legal_action(request, pk, verb):
     except ActionError as exc:
         messages.error(request, str(exc))
     return redirect("cases:legal_request", pk=pk)
-
-
-def _too_big():
-    raise legal.RejectedDocument(
-        f"An attachment is larger than {settings.LEGAL_DOCUMENT_MAX_BYTES // (1024 * 1024)} MB.")
 
 
 @login_required

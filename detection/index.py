@@ -94,6 +94,11 @@ class HammingIndex:
         return self.n
 
     @property
+    def capacity(self):
+        """Rows the arrays have room for: callers keeping arrays row by row size theirs to it."""
+        return len(self._words)
+
+    @property
     def words(self):
         """Every row's words in row order (a copy)."""
         return self.words_at(np.arange(self.n))

@@ -76,7 +76,7 @@ class _TypeRows:
 
     def add(self, db_ids, bank_ids, vectors, merge=True):
         rows = self.index.add(vectors, merge=merge)
-        size = len(self.index._words)
+        size = self.index.capacity
         if size > len(self.db_ids):
             self.db_ids = _grown(self.db_ids, size)
             self.bank_ids = _grown(self.bank_ids, size)

@@ -247,3 +247,13 @@ def test_an_officer_adds_a_message_and_a_document(client, users):
 def test_an_uploaded_name_cannot_escape_or_inject():
     assert legal._safe_name("../../etc/passwd") == "passwd.pdf"
     assert legal._safe_name('a"b;c.pdf') == "a_b_c.pdf"
+
+
+def test_an_oversized_response_attachment_is_refused_and_nothing_is_sent(client, users, settings):
+    request_obj = file_request(users["officer"])
+    legal.verify(users["liaison"], request_obj, note="call-back")
+    settings.LEGAL_DOCUMENT_MAX_BYTES = 1000
+    big = SimpleUploadedFile("big.pdf", PDF + b"%" * 2000, content_type="application/pdf")
+    signed_in(client, users["liaison"]).post(f"/legal/{request_obj.pk}/respond/", {"text": "Here.", "documents": [big]})
+    request_obj.refresh_from_db()
+    assert request_obj.status == LegalRequestStatus.VERIFIED and not request_obj.messages.exists()
