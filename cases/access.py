@@ -3,7 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
-from .models import Case, Item
+from cases.models import Case, Item
 
 
 def require_reviewer(user):

@@ -10,11 +10,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from detection import banks as hash_banks
-from reviewconsole.queueing import enqueue
-
-from . import queues
-from .models import (
+from cases import queues
+from cases.models import (
     INCIDENT_TYPES,
     Account,
     Action,
@@ -35,6 +32,8 @@ from .models import (
     Signal,
     SubjectStatus,
 )
+from detection import banks as hash_banks
+from reviewconsole.queueing import enqueue
 
 
 class ActionError(Exception):
@@ -446,7 +445,7 @@ def do_report(case, decision, now):
     )
     items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
     CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for item in items])
-    from .preservation import hold_for_report  # noqa: PLC0415 - preservation builds on actions
+    from cases.preservation import hold_for_report  # noqa: PLC0415 - preservation builds on actions
 
     hold_for_report(report, start=now)  # held from the decision; extended when submitted
     if queued:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from .actions import audit
-from .models import (
+from cases.actions import audit
+from cases.models import (
     Account,
     AccountLink,
     Agency,

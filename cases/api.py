@@ -11,11 +11,11 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import intake
-from .actions import audit
-from .forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
-from .models import ApiToken, Case, CaseStatus, Enforcement, Item, ItemKind, Signal
-from .openapi import document
+from cases import intake
+from cases.actions import audit
+from cases.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
+from cases.models import ApiToken, Case, CaseStatus, Enforcement, Item, ItemKind, Signal
+from cases.openapi import document
 
 
 def error(status, message, **extra):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from cases import api
 
 app_name = "api"
 

@@ -7,7 +7,7 @@ class CasesConfig(AppConfig):
     verbose_name = "Cases and review"
 
     def ready(self):
-        from .roles import ensure_roles
+        from cases.roles import ensure_roles
 
         # After every migrate: the role groups exist with exactly their permissions.
         post_migrate.connect(ensure_roles, sender=self, dispatch_uid="cases.ensure_roles")

@@ -12,8 +12,8 @@ from django.test import Client
 from django.utils import timezone
 from tqdm import tqdm
 
-from . import metrics
-from .models import (
+from cases import metrics
+from cases.models import (
     Account,
     Action,
     Case,

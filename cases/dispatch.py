@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .models import Enforcement, EnforcementStatus
+from cases.models import Enforcement, EnforcementStatus
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Review-Console-Signature"

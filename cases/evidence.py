@@ -5,11 +5,10 @@ import io
 from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from detection.hashing import RejectedFile, open_image
-from detection.video import Limits, contact_sheet, sample_animation, sample_video, spread
-
-from . import storage
-from .models import ItemKind, ViewingPreference
+from cases import storage
+from cases.models import ItemKind, ViewingPreference
+from detection.detectors.hashing import RejectedFile, open_image
+from detection.detectors.video import Limits, contact_sheet, sample_animation, sample_video, spread
 
 THUMB_SIDE = 320
 REVEAL_SIDE = 1024

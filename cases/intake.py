@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from detection.hashing import digests
+from cases import storage
+from cases.actions import audit
+from cases.models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
+from detection.detectors.hashing import digests
 from reviewconsole.queueing import enqueue, kick_after_commit
-
-from . import storage
-from .actions import audit
-from .models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
 
 # How serious a user report is taken before anyone has looked at it.
 REPORT_REASONS = {

@@ -3,10 +3,9 @@
 from django.db import transaction
 from django.utils import timezone
 
+from cases.actions import attach_signals
+from cases.models import Group, Signal, SignalKind
 from reviewconsole.queueing import enqueue
-
-from .actions import attach_signals
-from .models import Group, Signal, SignalKind
 
 
 def triage_signals(signal_ids):

@@ -15,9 +15,9 @@ from django.db.models import Case as When_
 from django.db.models import IntegerField, Q, Value, When
 from django.utils import timezone
 
-from . import storage
-from .actions import ActionError, audit
-from .models import (
+from cases import storage
+from cases.actions import ActionError, audit
+from cases.models import (
     Account,
     Case,
     Group,

@@ -15,7 +15,7 @@ from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from .models import (
+from cases.models import (
     Account,
     Action,
     Case,

@@ -11,9 +11,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import charts, metrics
-from .actions import audit
-from .models import DailyMetric
+from cases import charts, metrics
+from cases.actions import audit
+from cases.models import DailyMetric
 
 
 def _require_senior(user):

@@ -13,9 +13,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import storage
-from .actions import audit
-from .models import EvidenceOnHold, IntegrityAlert, Item, LegalHold
+from cases import storage
+from cases.actions import audit
+from cases.models import EvidenceOnHold, IntegrityAlert, Item, LegalHold
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .actions import ActionError, record_qa
-from .models import Action, QAReview
+from cases.actions import ActionError, record_qa
+from cases.models import Action, QAReview
 
 
 def _require_senior(user):

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.utils import timezone
 
-from .models import Case, ReviewQueue, RoutingRule, SignalKind
+from cases.models import Case, ReviewQueue, RoutingRule, SignalKind
 
 KNOWN_MATERIAL = "known-material"
 NEW_CONTENT = "new-content"

@@ -7,11 +7,11 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import preservation
-from .actions import audit
-from .cybertip import documents, filing
-from .models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, Item, LegalHold
-from .views import client_ip
+from cases import preservation
+from cases.actions import audit
+from cases.cybertip import documents, filing
+from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, Item, LegalHold
+from cases.views import client_ip
 
 Status = CyberTipReport.Status
 EDITABLE = (Status.AWAITING_APPROVAL, Status.QUEUED, Status.FAILED)

@@ -11,13 +11,12 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from cases import dispatch
+from cases.cybertip import filing
+from cases.models import Item, ItemStatus, Signal
 from detection import classify
 from detection.analysis import analyse_pending
 from reviewconsole.queueing import enqueue_now, kick, kicked
-
-from . import dispatch
-from .cybertip import filing
-from .models import Item, ItemStatus, Signal
 
 log = logging.getLogger(__name__)
 TRIAGE_BATCH = 200

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import legal_views, metrics_views, qa_views, report_views, views
+from cases import legal_views, metrics_views, qa_views, report_views, views
 
 app_name = "cases"
 

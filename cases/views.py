@@ -13,11 +13,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from detection.risk import DETECTORS as RISK_DETECTORS
-
-from . import evidence
-from .access import access_case, access_item, require_reviewer
-from .actions import (
+from cases import evidence
+from cases.access import access_case, access_item, require_reviewer
+from cases.actions import (
     BAN_DAYS,
     ActionError,
     audit,
@@ -32,7 +30,7 @@ from .actions import (
     second_review,
     undo,
 )
-from .models import (
+from cases.models import (
     Action,
     Case,
     CaseStatus,
@@ -48,7 +46,8 @@ from .models import (
     UserReport,
     ViewingPreference,
 )
-from .wellness import exposure_today
+from cases.wellness import exposure_today
+from detection.detectors.risk import DETECTORS as RISK_DETECTORS
 
 QUEUE_PAGE = 50
 VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from .models import AuditEvent
+from cases.models import AuditEvent
 
 
 @dataclass

@@ -6,11 +6,10 @@ from django.urls import path
 from django.utils import timezone
 
 from cases.actions import audit
-
-from . import matching
-from .models import Bank, BankHash, HashExchange, TextTerm
-from .termlists import active_terms
-from .text import MAX_CHARS, check_term, highlight_pieces, match_terms, normalise, score
+from detection import matching
+from detection.detectors.text import MAX_CHARS, check_term, highlight_pieces, match_terms, normalise, score
+from detection.models import Bank, BankHash, HashExchange, TextTerm
+from detection.termlists import active_terms
 
 
 def _audited(request, action, obj, **details):

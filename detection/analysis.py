@@ -29,9 +29,9 @@ from cases.models import (
     SubjectStatus,
     UserReport,
 )
+from detection import termlists
+from detection.detectors import risk
 from reviewconsole.queueing import enqueue, enqueue_now
-
-from . import risk, text
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def analyse_subject(kind, pk):
             signal = build_signal(kind, subject, assessment, limits[assessment.detector])
             if signal is not None:
                 signals.append(signal)
-        signals += text.surface_signals(**{kind: subject})
+        signals += termlists.surface_signals(**{kind: subject})
     with transaction.atomic():
         # ignore_conflicts returns no ids (on any database), so the rows are read back by key; a
         # signal stored by an earlier run but never triaged is handed on again.

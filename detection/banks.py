@@ -9,9 +9,9 @@ from django.db import transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from . import matching
-from .models import HEX_LENGTHS, Bank, BankHash, BankKind, HashType
-from .vpdq import parse_vpdq_lines
+from detection import matching
+from detection.detectors.vpdq import parse_vpdq_lines
+from detection.models import HEX_LENGTHS, Bank, BankHash, BankKind, HashType
 
 HEX_RE = re.compile(r"^[0-9a-f]+$")
 MAX_LINE_CHARS = 4096

@@ -27,11 +27,10 @@ from rq.timeouts import BaseTimeoutException
 
 from cases.models import Item, ItemKind, ItemStatus, Signal, SignalKind
 from cases.storage import read_original
+from detection import classifiers
+from detection.detectors.hashing import RejectedFile, open_image
+from detection.detectors.video import Limits, sample_animation, sample_frames, spread
 from reviewconsole.queueing import enqueue_now, kick, kicked
-
-from . import detectors
-from .hashing import RejectedFile, open_image
-from .video import Limits, sample_animation, sample_frames, spread
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def classify_pending(slot=0):
     """Classify scanned items in claimed batches until none are left or the time budget is spent."""
     kicked(f"classify:{slot}", queue="classify")  # from here on, new scans kick a fresh job
     counts = {"classified": 0, "flagged": 0, "known": 0, "failed": 0, "given_up": 0, "skipped": 0}
-    if not detectors.configured():
+    if not classifiers.configured():
         return counts  # classification is switched off; items wait for a classifier to be configured
     deadline = time.monotonic() + settings.CLASSIFY_JOB_SECONDS
     while time.monotonic() < deadline:
@@ -123,7 +122,7 @@ def classify_claimed(claimed):
     Returns ({item id: outcome}, ids of the new signals). Outcomes: flagged, classified (below
     every threshold), known (a hash match already says more), failed (will be retried), given_up.
     """
-    configured = detectors.configured()
+    configured = classifiers.configured()
     known = set(Signal.objects.filter(item_id__in=[i.pk for i in claimed], kind=SignalKind.HASH_MATCH)
                 .values_list("item_id", flat=True))
     verdicts, outcomes = {}, {}

@@ -15,9 +15,9 @@ from threatexchange.exchanges.impl import ncmec_api
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from . import matching
-from .banks import normalise_hash
-from .models import Bank, BankHash, BankKind, HashExchange, HashType
+from detection import matching
+from detection.banks import normalise_hash
+from detection.models import Bank, BankHash, BankKind, HashExchange, HashType
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from .models import Bank, HashType
+from detection.models import Bank, HashType
 
 BANK_FIELDS = ["description", "kind", "source", "enabled", "severity", "pdq_threshold", "phash_threshold",
                "dhash_threshold", "video_match_percent"]

@@ -18,13 +18,13 @@ from django.utils import timezone
 
 from cases.models import AuditEvent, Item, ItemKind, ItemStatus, Signal, SignalKind
 from cases.storage import read_original
+from detection import matching
+from detection.detectors import vpdq
+from detection.detectors.hashing import UNTRIMMED, RejectedFile, hash_image
+from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
+from detection.models import BankHash, BankKind, HashType
+from detection.termlists import item_text_signals
 from reviewconsole.queueing import enqueue_now, kick, kicked
-
-from . import matching, vpdq
-from .hashing import UNTRIMMED, RejectedFile, hash_image
-from .models import BankHash, BankKind, HashType
-from .termlists import item_text_signals
-from .video import Limits, frame_hashes, sample_animation, sample_video
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 
-from .index import HammingIndex, parse_hex, to_hex
-from .models import Bank, BankHash, HashType
+from detection.detectors.index import HammingIndex, parse_hex, to_hex
+from detection.models import Bank, BankHash, HashType
 
 log = logging.getLogger(__name__)
 

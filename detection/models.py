@@ -85,7 +85,7 @@ class BankHash(models.Model):
     def clean(self):
         from django.core.exceptions import ValidationError  # noqa: PLC0415
 
-        from .banks import normalise_hash  # noqa: PLC0415
+        from detection.banks import normalise_hash  # noqa: PLC0415
 
         if self.hash_type in HashType.values:
             try:

@@ -11,9 +11,8 @@ from django.db import transaction
 from django.db.models import Count, Max
 
 from cases.models import Signal, SignalKind
-
-from . import text
-from .models import TermCategory, TermMatch, TextTerm
+from detection.detectors import text
+from detection.models import TermCategory, TermMatch, TextTerm
 
 TERMS_CHECK_SECONDS = 2.0
 DETECTOR = "text_terms"

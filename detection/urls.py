@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from detection import views
 
 app_name = "banks"
 

@@ -6,8 +6,7 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
 from cases import views as case_views
-
-from . import twofactor
+from reviewconsole import twofactor
 
 # Admin requires a verified second factor (django-otp), not only a staff password.
 admin.site.__class__ = OTPAdminSite

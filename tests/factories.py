@@ -8,7 +8,7 @@ from cases.actions import attach_signals
 from cases.models import Signal
 from detection import matching, synthetic
 from detection.banks import import_hashes
-from detection.hashing import digests, hash_image
+from detection.detectors.hashing import digests, hash_image
 from detection.jobs import scan_item
 
 

@@ -12,7 +12,7 @@ from cases.actions import ActionError, claim_case, decide, second_review, undo
 from cases.models import AuditEvent, Case, Signal
 from detection import exchange, matching
 from detection.banks import ALLOW_BANK, LOCAL_BANK, import_hashes
-from detection.hashing import hash_image
+from detection.detectors.hashing import hash_image
 from detection.models import Bank, BankHash, BankKind, HashExchange
 from tests.conftest import verify_2fa
 from tests.factories import case_with_match, encoded, hash_values, known_bank, scanned_item, triage_all

@@ -22,8 +22,8 @@ from cases import intake
 from cases.models import Case, CaseStatus, Decision, Enforcement, Item, ItemKind, Signal, SignalKind
 from cases.storage import root
 from cases.sweep import sweep
-from detection import classify, detectors, synthetic
-from detection.detectors import DetectorError, ImageClassifier
+from detection import classifiers, classify, synthetic
+from detection.detectors.classifier import Detection, DetectorError, ImageClassifier
 from detection.detectors.nudity import NudeNetDetector, model_path
 from tests.conftest import drain
 from tests.factories import encoded, known_bank, scanned_item, triage_all
@@ -51,8 +51,8 @@ class FakeClassifier(ImageClassifier):
             raise DetectorError("fake model crashed")
         score = float(np.asarray(image)[:, :, 0].mean() / 255) if self.by_red else self.score
         box = (0.1, 0.2, 0.3, 0.4)
-        return self.result(score, "FAKE_CLASS", [detectors.Detection("FAKE_CLASS", score, box),
-                                                 detectors.Detection("OTHER", 0.1, box)])
+        return self.result(score, "FAKE_CLASS", [Detection("FAKE_CLASS", score, box),
+                                                 Detection("OTHER", 0.1, box)])
 
 
 @pytest.fixture
@@ -62,11 +62,11 @@ def fake(settings):
 
     def use(**options):
         settings.CLASSIFIERS = [{"path": FAKE, "severity": 60, **options}]
-        return detectors.configured()[0].classifier
+        return classifiers.configured()[0].classifier
 
     use()
     yield use
-    detectors.forget()
+    classifiers.forget()
 
 
 # The real model ----------------------------------------------------------------------------------
@@ -77,16 +77,16 @@ def nudenet_run():
     def refuse(*args, **kwargs):
         raise AssertionError("the classifier tried to reach the network")
 
-    detectors.forget()
+    classifiers.forget()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", refuse)
         patch.setattr(socket, "create_connection", refuse)
-        detector = detectors.load(NUDENET).classifier
+        detector = classifiers.load(NUDENET).classifier
         synthetic_result = detector.classify(synthetic.make_image(5, size=(1024, 768)))
         photo = Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB")
         photo_result = detector.classify(photo)
     yield detector, synthetic_result, photo_result
-    detectors.forget()
+    classifiers.forget()
 
 
 def test_nudenet_loads_its_model_from_the_installed_wheel(nudenet_run):
@@ -172,11 +172,11 @@ class _Canned:
 
 @pytest.mark.usefixtures("fake")
 def test_a_classifier_is_loaded_once_per_process_and_options_reach_it(settings):
-    first = detectors.configured()[0]
-    assert detectors.configured()[0] is first and first.severity == 60
+    first = classifiers.configured()[0]
+    assert classifiers.configured()[0] is first and first.severity == 60
     settings.CLASSIFIERS = [FAKE]  # a bare dotted path works too
-    (bare,) = detectors.configured()
-    assert bare is not first and bare.classifier.threshold == 0.5 and bare.severity == detectors.DEFAULT_SEVERITY
+    (bare,) = classifiers.configured()
+    assert bare is not first and bare.classifier.threshold == 0.5 and bare.severity == classifiers.DEFAULT_SEVERITY
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -186,7 +186,7 @@ def test_a_classifier_is_loaded_once_per_process_and_options_reach_it(settings):
 ])
 def test_bad_classifier_settings_fail_clearly(spec, message):
     with pytest.raises(ImproperlyConfigured, match=message):
-        detectors.load(spec)
+        classifiers.load(spec)
 
 
 # The pipeline ------------------------------------------------------------------------------------

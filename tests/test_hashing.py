@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from detection import synthetic
-from detection.hashing import DIHEDRAL, RejectedFile, hamming_hex, hash_image
+from detection.detectors.hashing import DIHEDRAL, RejectedFile, hamming_hex, hash_image
 
 LIMITS = {"max_pixels": 50_000_000, "max_frames": 500}
 
@@ -55,7 +55,7 @@ def test_jpeg_draft_decoding_stays_close_to_full_decode(image_bytes):
     big = image_bytes(6, size=(2048, 1536))
     drafted = hash_image(big, **LIMITS)
     full = synthetic.make_image(6, size=(2048, 1536)).resize((512, 384))
-    from detection.hashing import pdq_of
+    from detection.detectors.hashing import pdq_of
     assert hamming_hex(drafted.pdq, pdq_of(full)[0]) <= 31
     assert (drafted.width, drafted.height) == (2048, 1536)
 

@@ -6,10 +6,10 @@ from math import comb
 import numpy as np
 import pytest
 
-from detection import index as index_module
 from detection import matching
 from detection.banks import import_hashes
-from detection.index import (
+from detection.detectors import index as index_module
+from detection.detectors.index import (
     HammingIndex,
     _Offsets,
     _Plan,

@@ -108,7 +108,7 @@ def test_intake_survives_redis_being_down(monkeypatch, image_bytes, caplog):
 SLOW_WORKER = """
 import sys, time, django
 django.setup()
-import detection.hashing as hashing
+import detection.detectors.hashing as hashing
 real = hashing.hash_image
 def slow(*a, **k):
     open(sys.argv[1], "w").write("started")

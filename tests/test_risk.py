@@ -25,7 +25,8 @@ from cases.models import (
     UserReport,
 )
 from cases.sweep import sweep
-from detection import analysis, risk
+from detection import analysis
+from detection.detectors import risk
 from detection.models import TermCategory, TextTerm
 from detection.termlists import forget_terms
 from tests.conftest import drain, verify_2fa

@@ -12,7 +12,7 @@ from PIL import Image
 from cases import intake
 from cases.models import Item, Signal
 from detection import jobs, synthetic
-from detection.hashing import DIHEDRAL, UNTRIMMED, find_borders, hamming_hex, hash_image, pdq_of
+from detection.detectors.hashing import DIHEDRAL, UNTRIMMED, find_borders, hamming_hex, hash_image, pdq_of
 from tests.factories import known_bank, scanned_item
 
 PHOTOS = Path(skimage.__file__).parent / "data"

@@ -16,11 +16,11 @@ from cases.actions import attach_signals
 from cases.models import Item, ItemKind, ItemStatus, Signal
 from detection import matching, synthetic
 from detection.banks import import_hashes, import_vpdq
-from detection.hashing import RejectedFile, digests
+from detection.detectors.hashing import RejectedFile, digests
+from detection.detectors.video import Limits, contact_sheet, sample_animation, sample_frames, sample_video
+from detection.detectors.vpdq import parse_vpdq_lines, video_frame_entries
 from detection.jobs import scan_item
 from detection.models import Bank, BankHash, BankKind
-from detection.video import Limits, contact_sheet, sample_animation, sample_frames, sample_video
-from detection.vpdq import parse_vpdq_lines, video_frame_entries
 from tests.conftest import drain, verify_2fa
 from tests.factories import known_bank, scanned_item
 

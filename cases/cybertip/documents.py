@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 
 from django.conf import settings
 
-from ..models import INCIDENT_TYPES
+from cases.models import INCIDENT_TYPES
 
 SCHEMA_URL = "https://report.cybertip.org/ispws/xsd"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

@@ -16,14 +16,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cases import storage
+from cases.actions import audit
+from cases.cybertip import documents
+from cases.cybertip.client import CyberTipClient, Unreachable
+from cases.models import AuditEvent, CyberTipExchange, CyberTipFile, CyberTipReport
+from cases.preservation import hold_for_report, raise_alert
 from reviewconsole.queueing import enqueue
-
-from .. import storage
-from ..actions import audit
-from ..models import AuditEvent, CyberTipExchange, CyberTipFile, CyberTipReport
-from ..preservation import hold_for_report, raise_alert
-from . import documents
-from .client import CyberTipClient, Unreachable
 
 log = logging.getLogger(__name__)
 Status = CyberTipReport.Status

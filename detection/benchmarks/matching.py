@@ -25,7 +25,7 @@ from functools import partial  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from detection.index import HammingIndex, _brute  # noqa: E402
+from detection.detectors.index import HammingIndex, _brute  # noqa: E402
 
 RADIUS = 31
 BLOCK = 1 << 16

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from detection import synthetic
-from detection.hashing import hash_image, open_image, pdq_of
+from detection.detectors.hashing import hash_image, open_image, pdq_of
 
 PHOTOS = [
     "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "color.png",

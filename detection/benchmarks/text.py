@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from detection.text import MAX_CHARS, Term, compile_terms, match_terms, normalise
+from detection.detectors.text import MAX_CHARS, Term, compile_terms, match_terms, normalise
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "data" / "default_terms.csv"
 WORDS = ("hiking coffee dogs music travel photos friends weekend football art games books sunny city "

@@ -20,7 +20,7 @@ from cases import intake
 from cases.models import Case, Item, ItemStatus, Signal
 from detection import matching, synthetic
 from detection.banks import import_hashes
-from detection.hashing import hash_image
+from detection.detectors.hashing import hash_image
 
 # Classification and the rest run on their own queues and are not part of the scan path measured.
 QUEUES = ("triage", "scan")

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detection import synthetic
-from detection.video import Limits, frame_hashes, sample_video
+from detection.detectors.video import Limits, frame_hashes, sample_video
 
 SCENE_SECONDS = 3
 

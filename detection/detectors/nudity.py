@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Detection, DetectorError, ImageClassifier
+from detection.detectors.classifier import Detection, DetectorError, ImageClassifier
 
 # The classes whose exposure makes an image sexual content; faces, feet, bellies, armpits and
 # covered parts are kept in the details but do not score.

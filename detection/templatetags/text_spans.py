@@ -2,7 +2,7 @@
 
 from django import template
 
-from detection.text import highlight_pieces
+from detection.detectors.text import highlight_pieces
 
 register = template.Library()
 

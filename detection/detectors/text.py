@@ -462,11 +462,3 @@ def highlight_pieces(text, spans):
         pieces.append((text[cursor:], False))
     return pieces
 
-
-def __getattr__(name):
-    # surface_signals builds database rows, so it lives with the cached term lists; it is reachable
-    # from here too because callers think of it as "the text detector".
-    if name == "surface_signals":
-        from .termlists import surface_signals  # noqa: PLC0415
-        return surface_signals
-    raise AttributeError(name)

@@ -9,7 +9,7 @@ import av
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from .hashing import RejectedFile, _to_rgb, check_polyglot, pdq_of, sniff_format
+from detection.detectors.hashing import RejectedFile, _to_rgb, check_polyglot, pdq_of, sniff_format
 
 # Sampled frames are kept this small: PDQ works on 64x64 anyway and a contact sheet tile is smaller
 # still, while 64 full-size 4K frames would be gigabytes.

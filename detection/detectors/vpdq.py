@@ -10,7 +10,7 @@ import csv
 import re
 from dataclasses import dataclass, field
 
-from .video import DEFAULT_LIMITS, frame_hashes, sample_animation, sample_video, video_format
+from detection.detectors.video import DEFAULT_LIMITS, frame_hashes, sample_animation, sample_video, video_format
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_LINE_CHARS = 512
