@@ -3,7 +3,8 @@
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
-from cases.models import Case, Item
+from cases.models import Case
+from detection.models import Item
 
 
 def require_reviewer(user):

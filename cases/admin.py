@@ -1,13 +1,9 @@
 from django.contrib import admin
 
-from cases.actions import audit
 from cases.models import (
-    Account,
-    AccountLink,
     Agency,
     AgencyMember,
     ApiToken,
-    AuditEvent,
     Case,
     CaseView,
     CyberTipExchange,
@@ -17,25 +13,22 @@ from cases.models import (
     Decision,
     Enforcement,
     EnforcementStatus,
-    EvidenceOnHold,
-    Group,
     IntegrityAlert,
-    Item,
     LegalDocument,
     LegalHold,
     LegalMessage,
     LegalRequest,
-    Membership,
     Platform,
     QAReview,
     ReasonCode,
     ReviewQueue,
     RoutingRule,
-    Signal,
     SubjectNote,
-    UserReport,
     ViewingPreference,
 )
+from detection.models import Account, AccountLink, EvidenceOnHold, Group, Item, Membership, Signal, UserReport
+from reviewconsole.audit.models import AuditEvent
+from reviewconsole.audit.recorder import audit
 
 
 class MembershipInline(admin.TabularInline):

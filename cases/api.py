@@ -11,11 +11,12 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from cases import intake
-from cases.actions import audit
 from cases.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
-from cases.models import ApiToken, Case, CaseStatus, Enforcement, Item, ItemKind, Signal
+from cases.models import ApiToken, Case, CaseStatus, Enforcement
 from cases.openapi import document
+from detection import intake
+from detection.models import Item, ItemKind, Signal
+from reviewconsole.audit.recorder import audit
 
 
 def error(status, message, **extra):

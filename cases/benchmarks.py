@@ -13,20 +13,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from cases import metrics
-from cases.models import (
-    Account,
-    Action,
-    Case,
-    CyberTipReport,
-    DailyMetric,
-    Decision,
-    Item,
-    ItemStatus,
-    ReasonCode,
-    ReviewQueue,
-    Signal,
-    SignalKind,
-)
+from cases.models import Action, Case, CyberTipReport, DailyMetric, Decision, ReasonCode, ReviewQueue
+from detection.models import Account, Item, ItemStatus, Signal, SignalKind
 
 BATCH = 5000
 

@@ -7,11 +7,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group as Role
 from django.db import transaction
 
-from cases import intake
-from cases.models import Account, Agency, AgencyMember
-from detection import synthetic
+from cases.models import Agency, AgencyMember
+from detection import intake, synthetic
 from detection.banks import import_hashes
 from detection.detectors.hashing import digests, hash_image
+from detection.models import Account
 
 BANK = "demo-known"
 DEMO_USERS = [
@@ -136,7 +136,7 @@ def _demo_legal_request():
 
     from django.utils import timezone
 
-    from cases import legal
+    from cases.actions import legal
 
     officer = get_user_model().objects.filter(agency_member__agency__name=DEMO_AGENCY).first()
     if officer is None:

@@ -5,10 +5,11 @@ import io
 from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from cases import storage
-from cases.models import ItemKind, ViewingPreference
+from cases.models import ViewingPreference
 from detection.detectors.hashing import RejectedFile, open_image
 from detection.detectors.video import Limits, contact_sheet, sample_animation, sample_video, spread
+from detection.models import ItemKind
+from reviewconsole import storage
 
 THUMB_SIDE = 320
 REVEAL_SIDE = 1024

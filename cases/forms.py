@@ -5,8 +5,8 @@ import json
 from django import forms
 from django.conf import settings
 
-from cases.intake import REPORT_REASONS
-from cases.models import ItemKind
+from detection.intake import REPORT_REASONS
+from detection.models import ItemKind
 
 MAX_FACTS_BYTES = 16 * 1024
 IDENTIFIER = {"max_length": 255, "strip": True}

@@ -3,8 +3,8 @@
 from django.db import transaction
 from django.utils import timezone
 
-from cases.actions import attach_signals
-from cases.models import Group, Signal, SignalKind
+from cases.actions.triage import attach_signals
+from detection.models import Group, Signal, SignalKind
 from reviewconsole.queueing import enqueue
 
 

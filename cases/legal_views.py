@@ -17,9 +17,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from cases import legal
-from cases.actions import ActionError, audit
+from cases.actions import ActionError, legal
 from cases.models import LegalDocument, LegalHold, LegalRequest, LegalRequestKind
+from reviewconsole.audit.recorder import audit
 
 
 def _ip(request):

@@ -15,21 +15,8 @@ from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from cases.models import (
-    Account,
-    Action,
-    Case,
-    CyberTipReport,
-    DailyMetric,
-    Decision,
-    Group,
-    Item,
-    ItemStatus,
-    QAReview,
-    ReviewQueue,
-    Signal,
-    SignalKind,
-)
+from cases.models import Action, Case, CyberTipReport, DailyMetric, Decision, QAReview, ReviewQueue
+from detection.models import Account, Group, Item, ItemStatus, Signal, SignalKind
 
 # Time from intake to decision is kept per day as a histogram with buckets 10 % apart, so that
 # percentiles over a week or a month come out within 10 % without keeping every duration.

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from cases import charts, metrics
-from cases.actions import audit
 from cases.models import DailyMetric
+from reviewconsole.audit.recorder import audit
 
 
 def _require_senior(user):

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the platform API, served at /api/v1/openapi.json."""
 
-from cases.intake import REPORT_REASONS
+from detection.intake import REPORT_REASONS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -7,7 +7,8 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from cases.actions import ActionError, record_qa
+from cases.actions import ActionError
+from cases.actions.qa import record_qa
 from cases.models import Action, QAReview
 
 

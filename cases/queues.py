@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.utils import timezone
 
-from cases.models import Case, ReviewQueue, RoutingRule, SignalKind
+from cases.models import Case, ReviewQueue, RoutingRule
+from detection.models import SignalKind
 
 KNOWN_MATERIAL = "known-material"
 NEW_CONTENT = "new-content"

@@ -7,11 +7,12 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from cases import preservation
-from cases.actions import audit
+from cases.actions import preservation
 from cases.cybertip import documents, filing
-from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, Item, LegalHold
+from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, LegalHold
 from cases.views import client_ip
+from detection.models import Item
+from reviewconsole.audit.recorder import audit
 
 Status = CyberTipReport.Status
 EDITABLE = (Status.AWAITING_APPROVAL, Status.QUEUED, Status.FAILED)

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from cases import dispatch
 from cases.cybertip import filing
-from cases.models import Item, ItemStatus, Signal
 from detection import classify
 from detection.analysis import analyse_pending
+from detection.models import Item, ItemStatus, Signal
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
 log = logging.getLogger(__name__)

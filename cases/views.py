@@ -15,21 +15,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases import evidence
 from cases.access import access_case, access_item, require_reviewer
-from cases.actions import (
-    BAN_DAYS,
-    ActionError,
-    audit,
-    claim_case,
-    claim_next_case,
-    decide,
-    matched_members,
-    reasons_for,
-    record_evidence_view,
-    release_case,
-    reviewable_queues,
-    second_review,
-    undo,
-)
+from cases.actions import ActionError
+from cases.actions.claims import claim_case, claim_next_case, release_case, reviewable_queues
+from cases.actions.decisions import BAN_DAYS, decide, matched_members, reasons_for, second_review, undo
+from cases.actions.evidence import record_evidence_view
 from cases.models import (
     Action,
     Case,
@@ -38,16 +27,15 @@ from cases.models import (
     Decision,
     Enforcement,
     IntegrityAlert,
-    Item,
     LegalHold,
     ReviewQueue,
-    Signal,
     SubjectNote,
-    UserReport,
     ViewingPreference,
 )
 from cases.wellness import exposure_today
 from detection.detectors.risk import DETECTORS as RISK_DETECTORS
+from detection.models import Item, Signal, UserReport
+from reviewconsole.audit.recorder import audit
 
 QUEUE_PAGE = 50
 VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s

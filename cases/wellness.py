@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from cases.models import AuditEvent
+from reviewconsole.audit.models import AuditEvent
 
 
 @dataclass

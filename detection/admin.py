@@ -5,11 +5,11 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from cases.actions import audit
 from detection import matching
 from detection.detectors.text import MAX_CHARS, check_term, highlight_pieces, match_terms, normalise, score
 from detection.models import Bank, BankHash, HashExchange, TextTerm
 from detection.termlists import active_terms
+from reviewconsole.audit.recorder import audit
 
 
 def _audited(request, action, obj, **details):

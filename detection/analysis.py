@@ -16,11 +16,12 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from cases.models import (
+from cases.models import Action, Decision
+from detection import termlists
+from detection.detectors import risk
+from detection.models import (
     Account,
     AccountLink,
-    Action,
-    Decision,
     Group,
     Item,
     Membership,
@@ -29,8 +30,6 @@ from cases.models import (
     SubjectStatus,
     UserReport,
 )
-from detection import termlists
-from detection.detectors import risk
 from reviewconsole.queueing import enqueue, enqueue_now
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,6 @@
 
 import csv
 import io
-import re
 
 from django.conf import settings
 from django.db import transaction
@@ -11,25 +10,14 @@ from django.utils import timezone
 
 from detection import matching
 from detection.detectors.vpdq import parse_vpdq_lines
-from detection.models import HEX_LENGTHS, Bank, BankHash, BankKind, HashType
+from detection.models import Bank, BankHash, BankKind, HashType, normalise_hash
 
-HEX_RE = re.compile(r"^[0-9a-f]+$")
 MAX_LINE_CHARS = 4096
 BATCH = 5000
 
 
 class HashFileError(ValueError):
     pass
-
-
-def normalise_hash(value, hash_type):
-    value = (value or "").strip().lower()
-    if value.startswith("0x"):
-        value = value[2:]
-    expected = HEX_LENGTHS[hash_type]
-    if len(value) != expected or not HEX_RE.match(value):
-        raise ValueError(f"not a {hash_type} hash: expected {expected} hex digits, got {value[:80]!r}")
-    return value
 
 
 def parse_hash_lines(lines, *, fmt, hash_type):

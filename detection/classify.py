@@ -25,12 +25,12 @@ from django.db.models import Q
 from django.utils import timezone
 from rq.timeouts import BaseTimeoutException
 
-from cases.models import Item, ItemKind, ItemStatus, Signal, SignalKind
-from cases.storage import read_original
 from detection import classifiers
 from detection.detectors.hashing import RejectedFile, open_image
 from detection.detectors.video import Limits, sample_animation, sample_frames, spread
+from detection.models import Item, ItemKind, ItemStatus, Signal, SignalKind
 from reviewconsole.queueing import enqueue_now, kick, kicked
+from reviewconsole.storage import read_original
 
 log = logging.getLogger(__name__)
 

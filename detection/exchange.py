@@ -16,8 +16,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from detection import matching
-from detection.banks import normalise_hash
-from detection.models import Bank, BankHash, BankKind, HashExchange, HashType
+from detection.models import Bank, BankHash, BankKind, HashExchange, HashType, normalise_hash
 
 log = logging.getLogger(__name__)
 

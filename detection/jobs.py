@@ -16,15 +16,15 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from cases.models import AuditEvent, Item, ItemKind, ItemStatus, Signal, SignalKind
-from cases.storage import read_original
 from detection import matching
 from detection.detectors import vpdq
 from detection.detectors.hashing import UNTRIMMED, RejectedFile, hash_image
 from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
-from detection.models import BankHash, BankKind, HashType
+from detection.models import BankHash, BankKind, HashType, Item, ItemKind, ItemStatus, Signal, SignalKind
 from detection.termlists import item_text_signals
+from reviewconsole.audit.models import AuditEvent
 from reviewconsole.queueing import enqueue_now, kick, kicked
+from reviewconsole.storage import read_original
 
 log = logging.getLogger(__name__)
 

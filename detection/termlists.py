@@ -10,9 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max
 
-from cases.models import Signal, SignalKind
 from detection.detectors import text
-from detection.models import TermCategory, TermMatch, TextTerm
+from detection.models import Signal, SignalKind, TermCategory, TermMatch, TextTerm
 
 TERMS_CHECK_SECONDS = 2.0
 DETECTOR = "text_terms"

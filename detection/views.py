@@ -14,12 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cases.actions import audit
 from cases.views import client_ip
 from detection import matching
 from detection.banks import current_counts, export_lines, import_hashes
 from detection.forms import LIMITS, BankSettingsForm, ImportForm, NewBankForm
 from detection.models import Bank, BankHash, HashType
+from reviewconsole.audit.recorder import audit
 
 PAGE = 50
 COUNT_CAP = 10_000  # past this a filtered count says "10,000+" rather than scan a 10M-row bank

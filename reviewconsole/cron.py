@@ -3,8 +3,8 @@
 from django.conf import settings
 from rq import cron
 
+from cases.actions.preservation import purge_job, verify_job
 from cases.metrics import rollup_recent
-from cases.preservation import purge_job, verify_job
 from cases.queues import age_priorities
 from cases.sweep import sweep_job
 

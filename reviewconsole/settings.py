@@ -51,8 +51,9 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "reviewconsole",
-    "cases",
+    "reviewconsole.audit",
     "detection",
+    "cases",
 ]
 
 MIDDLEWARE = [

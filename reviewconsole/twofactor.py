@@ -14,7 +14,7 @@ from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cases.actions import audit
+from reviewconsole.audit.recorder import audit
 
 
 def _next(request, default="home"):

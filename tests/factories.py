@@ -3,13 +3,12 @@
 import io
 from functools import lru_cache
 
-from cases import intake
-from cases.actions import attach_signals
-from cases.models import Signal
-from detection import matching, synthetic
+from cases.actions.triage import attach_signals
+from detection import intake, matching, synthetic
 from detection.banks import import_hashes
 from detection.detectors.hashing import digests, hash_image
 from detection.jobs import scan_item
+from detection.models import Signal
 
 
 @lru_cache(maxsize=256)

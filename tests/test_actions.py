@@ -2,20 +2,14 @@
 
 import pytest
 
-from cases import intake
-from cases.actions import ActionError, attach_signals, claim_case, claim_next_case, decide, release_case
-from cases.models import (
-    AuditEvent,
-    Case,
-    CaseStatus,
-    CyberTipReport,
-    Decision,
-    Enforcement,
-    ReviewQueue,
-    Signal,
-    SubjectStatus,
-)
-from detection import synthetic
+from cases.actions import ActionError
+from cases.actions.claims import claim_case, claim_next_case, release_case
+from cases.actions.decisions import decide
+from cases.actions.triage import attach_signals
+from cases.models import Case, CaseStatus, CyberTipReport, Decision, Enforcement, ReviewQueue
+from detection import intake, synthetic
+from detection.models import Signal, SubjectStatus
+from reviewconsole.audit.models import AuditEvent
 from tests.factories import case_with_match, known_bank, scanned_item, triage_all
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from cases.models import Account, ApiToken, AuditEvent, Group, Item, ItemStatus, Signal, UserReport
+from cases.models import ApiToken
+from detection.models import Account, Group, Item, ItemStatus, Signal, UserReport
+from reviewconsole.audit.models import AuditEvent
 from tests.factories import case_with_match
 
 pytestmark = pytest.mark.django_db

@@ -8,12 +8,15 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from cases.actions import ActionError, claim_case, decide, second_review, undo
-from cases.models import AuditEvent, Case, Signal
+from cases.actions import ActionError
+from cases.actions.claims import claim_case
+from cases.actions.decisions import decide, second_review, undo
+from cases.models import Case
 from detection import exchange, matching
 from detection.banks import ALLOW_BANK, LOCAL_BANK, import_hashes
 from detection.detectors.hashing import hash_image
-from detection.models import Bank, BankHash, BankKind, HashExchange
+from detection.models import Bank, BankHash, BankKind, HashExchange, Signal
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import verify_2fa
 from tests.factories import case_with_match, encoded, hash_values, known_bank, scanned_item, triage_all
 from tests.fake_ncmec import PASSWORD, USER, FakeNCMECHashAPI

@@ -67,7 +67,8 @@ def verify_second_factor(page, live_server, user):
 
 
 def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
-    from cases.models import AuditEvent, Case, CaseStatus
+    from cases.models import Case, CaseStatus
+    from reviewconsole.audit.models import AuditEvent
 
     case, item = case_with_match(seed=21, account="acct-21")
     case_with_match(seed=22, account="acct-22")
@@ -157,7 +158,7 @@ def test_metrics_dashboard_draws_charts_and_downloads_the_transparency_csv(brows
     from tests.factories import triage_all
 
     case_with_match(seed=23, account="acct-23")
-    from cases import intake
+    from detection import intake
     intake.submit_report(reporter="u-1", reason="grooming", account_id="acct-24")
     triage_all()
     metrics.rollup_recent()

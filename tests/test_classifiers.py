@@ -18,13 +18,13 @@ from django.utils import timezone
 from PIL import Image
 from rq.timeouts import JobTimeoutException
 
-from cases import intake
-from cases.models import Case, CaseStatus, Decision, Enforcement, Item, ItemKind, Signal, SignalKind
-from cases.storage import root
+from cases.models import Case, CaseStatus, Decision, Enforcement
 from cases.sweep import sweep
-from detection import classifiers, classify, synthetic
+from detection import classifiers, classify, intake, synthetic
 from detection.detectors.classifier import Detection, DetectorError, ImageClassifier
 from detection.detectors.nudity import NudeNetDetector, model_path
+from detection.models import Item, ItemKind, Signal, SignalKind
+from reviewconsole.storage import root
 from tests.conftest import drain
 from tests.factories import encoded, known_bank, scanned_item, triage_all
 

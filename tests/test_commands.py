@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from django.core.management import CommandError, call_command
 
-from cases.models import ApiToken, Item
-from detection.models import Bank, BankHash
+from cases.models import ApiToken
+from detection.models import Bank, BankHash, Item
 from tests.conftest import PYTHON, ROOT
 
 pytestmark = pytest.mark.django_db
@@ -97,7 +97,7 @@ def test_create_api_token_prints_a_working_secret_once(client):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_sweep_reports_what_it_re_enqueued(image_bytes, redis_conn, settings):
-    from cases import intake
+    from detection import intake
     intake.submit_file(image_bytes(1), account_id="a-1")
     redis_conn.flushdb()  # the hand-off is lost; the row still says the item is pending
     out, _ = run("sweep", "--older-than", "0")

@@ -6,8 +6,9 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from cases.actions import claim_next_case
-from cases.models import Account, Case, CaseStatus, ReviewQueue
+from cases.actions.claims import claim_next_case
+from cases.models import Case, CaseStatus, ReviewQueue
+from detection.models import Account
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

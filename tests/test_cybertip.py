@@ -6,11 +6,13 @@ from xml.etree import ElementTree as ET
 import pytest
 from django.utils import timezone
 
-from cases import intake
-from cases.actions import claim_case, decide
+from cases.actions.claims import claim_case
+from cases.actions.decisions import decide
 from cases.cybertip import documents, filing
 from cases.cybertip.client import CyberTipClient
-from cases.models import AuditEvent, CyberTipExchange, CyberTipReport
+from cases.models import CyberTipExchange, CyberTipReport
+from detection import intake
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import drain
 from tests.factories import case_with_match, triage_all
 from tests.fake_cybertip import PASSWORD, USER, FakeCyberTipline

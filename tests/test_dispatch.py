@@ -7,9 +7,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from cases.actions import claim_case, decide
+from cases.actions.claims import claim_case
+from cases.actions.decisions import decide
 from cases.dispatch import DELIVERY_HEADER, SIGNATURE_HEADER, dispatch_enforcement, sign, verify
-from cases.models import AuditEvent, Enforcement, EnforcementStatus, Platform
+from cases.models import Enforcement, EnforcementStatus, Platform
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import drain
 from tests.factories import case_with_match
 from tests.webhook_server import WebhookServer

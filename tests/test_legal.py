@@ -7,9 +7,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from cases import legal
-from cases.actions import ActionError
-from cases.models import AuditEvent, Item, LegalHold, LegalRequest, LegalRequestStatus
+from cases.actions import ActionError, legal
+from cases.models import LegalHold, LegalRequest, LegalRequestStatus
+from detection.models import Item
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import PDF, make_officer, verify_2fa
 from tests.factories import case_with_match
 

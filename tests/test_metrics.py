@@ -7,9 +7,14 @@ from datetime import UTC, timedelta
 import pytest
 from django.utils import timezone
 
-from cases import charts, intake, metrics
-from cases.actions import claim_case, decide, record_qa
-from cases.models import AuditEvent, Case, DailyMetric, Decision, QAReview, Signal
+from cases import charts, metrics
+from cases.actions.claims import claim_case
+from cases.actions.decisions import decide
+from cases.actions.qa import record_qa
+from cases.models import Case, DailyMetric, Decision, QAReview
+from detection import intake
+from detection.models import Signal
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import verify_2fa
 from tests.factories import case_with_match, triage_all
 
@@ -181,7 +186,7 @@ def test_signals_of_the_day_are_counted_once_each(activity):
 
 
 def test_groups_that_fold_into_one_key_are_added_up(activity):
-    from cases.models import Signal as S
+    from detection.models import Signal as S
     # Two kinds of proactive first signal on one day: one "proactive" figure, not two rows.
     case = activity["banned"]
     S.objects.filter(case=case).update(kind="classifier")

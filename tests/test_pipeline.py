@@ -12,9 +12,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from cases import intake
-from cases.models import Case, Item, ItemStatus, Signal
-from detection import synthetic
+from cases.models import Case
+from detection import intake, synthetic
+from detection.models import Item, ItemStatus, Signal
 from tests.conftest import PYTHON, ROOT, drain, worker_env
 from tests.factories import known_bank
 

@@ -6,10 +6,13 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from cases import preservation
-from cases.actions import claim_case, decide
+from cases.actions import preservation
+from cases.actions.claims import claim_case
+from cases.actions.decisions import decide
 from cases.cybertip import filing
-from cases.models import AuditEvent, CyberTipReport, EvidenceOnHold, IntegrityAlert, Item, LegalHold
+from cases.models import CyberTipReport, IntegrityAlert, LegalHold
+from detection.models import EvidenceOnHold, Item
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import verify_2fa
 from tests.factories import case_with_match, scanned_item
 from tests.fake_cybertip import PASSWORD, USER, FakeCyberTipline

@@ -10,11 +10,13 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from cases import intake
-from cases.actions import attach_signals
-from cases.models import (
+from cases.actions.triage import attach_signals
+from cases.models import Case
+from cases.sweep import sweep
+from detection import analysis, intake
+from detection.detectors import risk
+from detection.models import (
     Account,
-    Case,
     Group,
     Item,
     ItemStatus,
@@ -22,12 +24,10 @@ from cases.models import (
     Signal,
     SignalKind,
     SubjectStatus,
+    TermCategory,
+    TextTerm,
     UserReport,
 )
-from cases.sweep import sweep
-from detection import analysis
-from detection.detectors import risk
-from detection.models import TermCategory, TextTerm
 from detection.termlists import forget_terms
 from tests.conftest import drain, verify_2fa
 from tests.factories import encoded, known_bank
@@ -312,7 +312,8 @@ class TestAnalysis:
         assert analysis.analyse_subject("account", account.pk) == []  # the matches have signals of their own
 
     def test_prior_enforcement_counts_decisions_that_stood(self, redis_conn, users):
-        from cases.actions import claim_case, decide
+        from cases.actions.claims import claim_case
+        from cases.actions.decisions import decide
         from tests.factories import case_with_match
 
         case, item = case_with_match(seed=31, account="acct-e")

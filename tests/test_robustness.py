@@ -9,10 +9,9 @@ import pytest
 import skimage
 from PIL import Image
 
-from cases import intake
-from cases.models import Item, Signal
-from detection import jobs, synthetic
+from detection import intake, jobs, synthetic
 from detection.detectors.hashing import DIHEDRAL, UNTRIMMED, find_borders, hamming_hex, hash_image, pdq_of
+from detection.models import Item, Signal
 from tests.factories import known_bank, scanned_item
 
 PHOTOS = Path(skimage.__file__).parent / "data"

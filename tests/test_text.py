@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from cases.models import Account, Case, Group, Item, Signal
+from cases.models import Case
 from cases.queues import TEXT
 from detection import termlists
 from detection.admin import TextTermForm
@@ -23,7 +23,7 @@ from detection.detectors.text import (
     normalise,
     score,
 )
-from detection.models import TextTerm
+from detection.models import Account, Group, Item, Signal, TextTerm
 from tests.conftest import drain, verify_2fa
 
 SEND_PICS = Term("send pics", "solicitation", WORD, 0.6)

@@ -11,16 +11,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from cases import intake
-from cases.actions import attach_signals
-from cases.models import Item, ItemKind, ItemStatus, Signal
-from detection import matching, synthetic
+from cases.actions.triage import attach_signals
+from detection import intake, matching, synthetic
 from detection.banks import import_hashes, import_vpdq
 from detection.detectors.hashing import RejectedFile, digests
 from detection.detectors.video import Limits, contact_sheet, sample_animation, sample_frames, sample_video
 from detection.detectors.vpdq import parse_vpdq_lines, video_frame_entries
 from detection.jobs import scan_item
-from detection.models import Bank, BankHash, BankKind
+from detection.models import Bank, BankHash, BankKind, Item, ItemKind, ItemStatus, Signal
 from tests.conftest import drain, verify_2fa
 from tests.factories import known_bank, scanned_item
 

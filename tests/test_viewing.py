@@ -6,7 +6,8 @@ import pytest
 from PIL import Image, ImageFilter, ImageStat
 
 from cases.evidence import revealed
-from cases.models import AuditEvent, ViewingPreference
+from cases.models import ViewingPreference
+from reviewconsole.audit.models import AuditEvent
 from tests.factories import case_with_match
 
 pytestmark = pytest.mark.django_db

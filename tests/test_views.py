@@ -5,8 +5,9 @@ import io
 import pytest
 from PIL import Image, ImageStat
 
-from cases.actions import claim_case
-from cases.models import AuditEvent, Case, CaseStatus, Decision
+from cases.actions.claims import claim_case
+from cases.models import Case, CaseStatus, Decision
+from reviewconsole.audit.models import AuditEvent
 from tests.conftest import verify_2fa
 from tests.factories import case_with_match
 
@@ -16,7 +17,7 @@ ROLES = ["anonymous", "nobody", "reviewer", "specialist", "senior", "admin", "li
 
 @pytest.fixture
 def world(users):
-    from cases.actions import decide
+    from cases.actions.decisions import decide
     case, item = case_with_match()
     reported, _ = case_with_match(seed=2, account="acct-2")
     reported = claim_case(users["specialist"], reported.pk)
@@ -36,7 +37,7 @@ def submit_legal_request(officer, reference="DR-1", kind="subpoena"):
 
     from django.utils import timezone
 
-    from cases import legal
+    from cases.actions import legal
     from tests.conftest import PDF
     return legal.submit_request(officer, kind=kind, reference=reference,
                                 identifiers=[{"type": "account", "id": "acct-1"}], description="Records please.",
@@ -109,7 +110,7 @@ ROUTES = {
     "login": ("get", {}, EVERYONE),
     "logout": ("post", {}, EVERYONE),
     "admin:index": ("get", {}, {"admin"}),
-    "admin:cases_auditevent_changelist": ("get", {}, {"admin"}),
+    "admin:audit_auditevent_changelist": ("get", {}, {"admin"}),
     "rq_home": ("get", {}, {"admin"}),
     # Hash banks: seniors and admins only (the hashes of known material are need-to-know).
     "banks:list": ("get", {}, FILERS),
@@ -326,7 +327,7 @@ def test_an_api_token_opens_no_reviewer_page(client, api_token, world):
 
 
 def test_a_report_decision_shows_the_draft_on_the_case(client, users, world):
-    from cases.actions import decide
+    from cases.actions.decisions import decide
     case = claim_case(users["specialist"], world["case"].pk)
     decide(users["specialist"], case.pk, action="report", reason_code="csam-known", version=case.version)
     page = login(client, users, "specialist").get(f"/cases/{case.pk}/").content.decode()

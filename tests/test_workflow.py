@@ -6,9 +6,11 @@ import pytest
 from django.utils import timezone
 
 from cases import queues
-from cases.actions import claim_case, decide
-from cases.models import AuditEvent, Case
+from cases.actions.claims import claim_case
+from cases.actions.decisions import decide
+from cases.models import Case
 from cases.wellness import exposure_today
+from reviewconsole.audit.models import AuditEvent
 from tests.factories import case_with_match
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +72,7 @@ def test_waiting_cases_gain_priority_with_age(settings):
 
 
 def test_an_old_low_case_overtakes_a_new_one(settings, users):
-    from cases import intake
+    from detection import intake
     from tests.factories import triage_all
     settings.PRIORITY_AGING_PER_HOUR = 10
     intake.submit_report(reporter="u", reason="nudity", account_id="old")
@@ -79,7 +81,7 @@ def test_an_old_low_case_overtakes_a_new_one(settings, users):
     intake.submit_report(reporter="u", reason="grooming", account_id="new")
     triage_all()
     queues.age_priorities()
-    from cases.actions import claim_next_case
+    from cases.actions.claims import claim_next_case
     assert claim_next_case(users["reviewer"]).pk == old.pk
 
 
@@ -130,7 +132,8 @@ def test_reviewers_see_who_else_has_the_case_open(client, users):
 
 
 def test_a_case_can_be_handed_to_a_named_senior(users):
-    from cases.actions import ActionError, claim_next_case
+    from cases.actions import ActionError
+    from cases.actions.claims import claim_next_case
     case, _ = case_with_match()
     case = claim_case(users["reviewer"], case.pk)
     with pytest.raises(ActionError, match="senior"):
@@ -150,7 +153,7 @@ def undo_window(settings):
 
 
 def test_a_ban_can_be_undone_within_the_window(users, undo_window):
-    from cases.actions import undo
+    from cases.actions.decisions import undo
     from cases.dispatch import dispatch_enforcement
     from cases.models import Enforcement, Platform
     Platform.objects.create(name="chat", webhook_url="http://127.0.0.1:9/hook")
@@ -170,7 +173,8 @@ def test_a_ban_can_be_undone_within_the_window(users, undo_window):
 
 
 def test_undo_after_the_window_is_refused(users, undo_window):
-    from cases.actions import ActionError, undo
+    from cases.actions import ActionError
+    from cases.actions.decisions import undo
     from cases.models import Decision
     case, _ = case_with_match()
     case = claim_case(users["reviewer"], case.pk)
@@ -184,7 +188,7 @@ def test_undo_after_the_window_is_refused(users, undo_window):
 
 
 def test_undoing_a_report_cancels_it_and_lifts_its_holds(users, undo_window):
-    from cases.actions import undo
+    from cases.actions.decisions import undo
     from cases.models import CyberTipReport, LegalHold
     case, item = case_with_match()
     case = claim_case(users["specialist"], case.pk)
@@ -213,8 +217,8 @@ def test_the_undo_offer_follows_the_reviewer_and_works_from_the_page(client, use
 
 
 def test_admin_routing_rules_decide_the_queue():
-    from cases import intake
     from cases.models import ReviewQueue, RoutingRule
+    from detection import intake
     from tests.factories import triage_all
     RoutingRule.objects.create(queue=ReviewQueue.objects.get(slug="escalations"), signal_kind="user_report",
                                min_severity=70, position=0)
@@ -225,9 +229,9 @@ def test_admin_routing_rules_decide_the_queue():
 
 
 def test_a_group_case_bans_the_members_who_shared_matched_material(client, users):
-    from cases import intake
-    from cases.models import Account, Enforcement
-    from detection import synthetic
+    from cases.models import Enforcement
+    from detection import intake, synthetic
+    from detection.models import Account
     from tests.factories import known_bank, scanned_item, triage_all
     known_bank([1, 2])
     for seed, account in ((1, "m-1"), (2, "m-2")):
@@ -249,7 +253,9 @@ def test_a_group_case_bans_the_members_who_shared_matched_material(client, users
 
 
 def test_dual_control_needs_a_second_reviewer_before_anything_happens(client, users, settings):
-    from cases.actions import ActionError, claim_next_case, second_review
+    from cases.actions import ActionError
+    from cases.actions.claims import claim_next_case
+    from cases.actions.decisions import second_review
     from cases.models import Decision, Enforcement
     settings.DUAL_CONTROL_ACTIONS = ["ban"]
     case, _ = case_with_match()
@@ -274,9 +280,9 @@ def test_dual_control_needs_a_second_reviewer_before_anything_happens(client, us
 
 
 def test_a_second_reviewer_can_send_it_back_and_big_group_bans_need_one(users, settings):
-    from cases import intake
-    from cases.actions import second_review
-    from cases.models import Group
+    from cases.actions.decisions import second_review
+    from detection import intake
+    from detection.models import Group
     from tests.factories import triage_all
     settings.DUAL_CONTROL_GROUP_MEMBERS = 100
     intake.upsert_group("big", {"name": "Big", "member_count": 500})
@@ -314,7 +320,8 @@ def test_qa_samples_decisions_for_a_blind_second_look(client, users, settings):
 
 
 def test_nobody_judges_their_own_decision_in_qa(users, settings):
-    from cases.actions import ActionError, record_qa
+    from cases.actions import ActionError
+    from cases.actions.qa import record_qa
     from cases.models import QAReview
     settings.QA_SAMPLE_RATE = 1.0
     case, _ = case_with_match()

@@ -16,12 +16,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cases import storage
-from cases.actions import audit
+from cases.actions.preservation import hold_for_report, raise_alert
 from cases.cybertip import documents
 from cases.cybertip.client import CyberTipClient, Unreachable
-from cases.models import AuditEvent, CyberTipExchange, CyberTipFile, CyberTipReport
-from cases.preservation import hold_for_report, raise_alert
+from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport
+from reviewconsole import storage
+from reviewconsole.audit.models import AuditEvent
+from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from django.db.models import Max
 from django.utils import timezone
 from tqdm import tqdm
 
-from cases import intake
-from cases.models import Case, Item, ItemStatus, Signal
-from detection import matching, synthetic
+from cases.models import Case
+from detection import intake, matching, synthetic
 from detection.banks import import_hashes
 from detection.detectors.hashing import hash_image
+from detection.models import Item, ItemStatus, Signal
 
 # Classification and the rest run on their own queues and are not part of the scan path measured.
 QUEUES = ("triage", "scan")

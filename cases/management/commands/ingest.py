@@ -3,8 +3,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from cases.intake import submit_file
-from cases.models import ItemKind
+from detection.intake import submit_file
+from detection.models import ItemKind
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".m4v"}
 

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from cases.preservation import purge_expired, purgeable
+from cases.actions.preservation import purge_expired, purgeable
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from cases.models import Item
-from cases.preservation import verify
+from cases.actions.preservation import verify
+from detection.models import Item
 
 
 class Command(BaseCommand):

@@ -78,7 +78,8 @@ class Command(BaseCommand):
         from django.contrib.auth.models import Group as Role
         from django.test import Client
 
-        from cases.models import Account, Case, ReviewQueue
+        from cases.models import Case, ReviewQueue
+        from detection.models import Account
 
         queue_ids = list(ReviewQueue.objects.filter(senior_only=False).values_list("pk", flat=True))
         existing = Case.objects.count()

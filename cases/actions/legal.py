@@ -15,13 +15,9 @@ from django.db.models import Case as When_
 from django.db.models import IntegerField, Q, Value, When
 from django.utils import timezone
 
-from cases import storage
-from cases.actions import ActionError, audit
+from cases.actions import ActionError
 from cases.models import (
-    Account,
     Case,
-    Group,
-    Item,
     LegalDocument,
     LegalHold,
     LegalMessage,
@@ -29,6 +25,9 @@ from cases.models import (
     LegalRequestKind,
     LegalRequestStatus,
 )
+from detection.models import Account, Group, Item
+from reviewconsole import storage
+from reviewconsole.audit.recorder import audit
 
 MAX_IDENTIFIERS = 50
 # Names that make a PDF do something when opened; a legal-process document has no need of them.

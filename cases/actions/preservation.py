@@ -13,9 +13,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from cases import storage
-from cases.actions import audit
-from cases.models import EvidenceOnHold, IntegrityAlert, Item, LegalHold
+from cases.models import IntegrityAlert, LegalHold
+from detection.models import EvidenceOnHold, Item
+from reviewconsole import storage
+from reviewconsole.audit.recorder import audit
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from cases import storage
-from cases.actions import audit
-from cases.models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
 from detection.detectors.hashing import digests
+from detection.models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
+from reviewconsole import storage
+from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue, kick_after_commit
 
 # How serious a user report is taken before anyone has looked at it.

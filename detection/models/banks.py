@@ -1,6 +1,9 @@
-"""Hash banks: lists of known material (or known false positives) to match items against."""
+"""Hash banks of known material, the allow-list and the local bank."""
+
+import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -13,6 +16,19 @@ class HashType(models.TextChoices):
 
 
 HEX_LENGTHS = {HashType.PDQ: 64, HashType.PHASH: 16, HashType.DHASH: 16, HashType.MD5: 32, HashType.SHA256: 64}
+
+
+HEX_RE = re.compile(r"^[0-9a-f]+$")
+
+
+def normalise_hash(value, hash_type):
+    value = (value or "").strip().lower()
+    if value.startswith("0x"):
+        value = value[2:]
+    expected = HEX_LENGTHS[hash_type]
+    if len(value) != expected or not HEX_RE.match(value):
+        raise ValueError(f"not a {hash_type} hash: expected {expected} hex digits, got {value[:80]!r}")
+    return value
 
 
 class BankKind(models.TextChoices):
@@ -83,10 +99,6 @@ class BankHash(models.Model):
         return f"{self.hash_type}:{self.value[:16]}… in {self.bank}"
 
     def clean(self):
-        from django.core.exceptions import ValidationError  # noqa: PLC0415
-
-        from detection.banks import normalise_hash  # noqa: PLC0415
-
         if self.hash_type in HashType.values:
             try:
                 self.value = normalise_hash(self.value, self.hash_type)
@@ -108,39 +120,3 @@ class HashExchange(models.Model):
 
     def __str__(self):
         return f"{self.api} into {self.bank}"
-
-
-class TermCategory(models.TextChoices):
-    GROOMING = "grooming", "Grooming"
-    SOLICITATION = "solicitation", "Solicitation of images"
-    SEXTORTION = "sextortion", "Sextortion"
-    TRADE = "trade", "Trading or selling material"
-    AGE = "age", "Age indicator"
-    OFF_PLATFORM = "off_platform", "Moving to another app"
-    OTHER = "other", "Other"
-
-
-class TermMatch(models.TextChoices):
-    WORD = "word", "Whole word or phrase"
-    SUBSTRING = "substring", "Anywhere, even inside words"
-    PATTERN = "pattern", "Regular expression"
-
-
-class TextTerm(models.Model):
-    """One entry of the text-surface lists: matched against normalised bios, names and descriptions."""
-
-    category = models.CharField(max_length=16, choices=TermCategory)
-    term = models.CharField(max_length=255, help_text="Written plainly; the text it is matched against is normalised")
-    match = models.CharField(max_length=10, choices=TermMatch, default=TermMatch.WORD)
-    weight = models.FloatField(default=0.5, help_text="0..1: how strongly one hit suggests harm")
-    enabled = models.BooleanField(default=True)
-    note = models.CharField(max_length=255, blank=True, help_text="Why it is on the list")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["category", "term"]
-        constraints = [models.UniqueConstraint(fields=["category", "term", "match"], name="unique_text_term")]
-
-    def __str__(self):
-        return f"{self.get_category_display()}: {self.term}"

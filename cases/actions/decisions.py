@@ -1,21 +1,20 @@
-"""Every state change of cases goes through these functions: atomic, audited, idempotent."""
+"""Decisions on a claimed case, dual control, the undo window, and what each decision does."""
 
-import random
-from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from cases import queues
+from cases.actions import ActionError
+from cases.actions.preservation import hold_for_report
+from cases.actions.qa import sample_for_qa
 from cases.models import (
     INCIDENT_TYPES,
-    Account,
     Action,
-    AuditEvent,
     Case,
     CaseStatus,
     CyberTipFile,
@@ -23,172 +22,13 @@ from cases.models import (
     Decision,
     Enforcement,
     EnforcementStatus,
-    Group,
-    Item,
     Platform,
-    QAReview,
     ReasonCode,
-    ReviewQueue,
-    Signal,
-    SubjectStatus,
 )
 from detection import banks as hash_banks
+from detection.models import Account, Group, Item, SubjectStatus
+from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
-
-
-class ActionError(Exception):
-    """The action cannot be taken; the message says why, in words for the reviewer."""
-
-
-def audit(actor, action, *, case=None, item=None, object_type="", object_id="", details=None, ip=None,
-          actor_label=None):
-    return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_label=actor_label or (actor.get_username() if getattr(actor, "pk", None) else "system"),
-        action=action,
-        case=case,
-        item=item,
-        object_type=object_type,
-        object_id=str(object_id),
-        details=details or {},
-        ip=ip,
-    )
-
-
-# Triage: signals into cases -------------------------------------------------------------------
-
-def attach_signals(signal_ids):
-    """Put untriaged signals into the open case of their subject, opening one if needed."""
-    with transaction.atomic():
-        signals = list(
-            Signal.objects.select_for_update().filter(pk__in=signal_ids, triaged_at__isnull=True).order_by("pk")
-        )
-        by_subject = defaultdict(list)
-        for signal in signals:
-            key = ("account", signal.account_id) if signal.account_id else ("group", signal.group_id)
-            by_subject[key].append(signal)
-        cases = []
-        for (kind, subject_id), subject_signals in by_subject.items():
-            case, opened = _open_case_for(kind, subject_id)
-            Signal.objects.filter(pk__in=[s.pk for s in subject_signals]).update(case=case, triaged_at=timezone.now())
-            _rerank(case)
-            audit(None, "case.opened" if opened else "case.signals_added", case=case,
-                  details={"signals": [s.pk for s in subject_signals]})
-            cases.append(case)
-        return cases
-
-
-def _open_case_for(kind, subject_id):
-    lookup = {f"{kind}_id": subject_id, "closed_at__isnull": True}
-    case = Case.objects.select_for_update().filter(**lookup).first()
-    if case:
-        return case, False
-    queue = queues.get_queue(queues.USER_REPORTS)
-    try:
-        with transaction.atomic():
-            return Case.objects.create(queue=queue, **{f"{kind}_id": subject_id}), True
-    except IntegrityError:  # another triage opened it a moment ago
-        return Case.objects.select_for_update().get(**lookup), False
-
-
-def _rerank(case):
-    signals = list(case.signals.all())
-    case.base_priority = queues.priority(signals)
-    case.priority = queues.aged(case.base_priority, case.created_at, timezone.now())
-    if case.queue.slug != queues.ESCALATIONS:
-        case.queue = queues.route_signals(signals)
-    top = max(signals, key=lambda s: s.severity * s.score, default=None)
-    case.summary = top.label[:255] if top else ""
-    case.save(update_fields=["priority", "base_priority", "queue", "summary", "updated_at"])
-
-
-# Claiming -----------------------------------------------------------------------------------
-
-def reviewable_queues(user):
-    queryset = ReviewQueue.objects.all()
-    if not user.has_perm("cases.review_escalated"):
-        queryset = queryset.filter(senior_only=False)
-    return queryset
-
-
-def _claimable(now):
-    return Q(closed_at__isnull=True) & (
-        Q(status=CaseStatus.OPEN) | Q(status=CaseStatus.CLAIMED, lease_expires_at__lt=now)
-    )
-
-
-def _claim_fields(user, now):
-    return {
-        "status": CaseStatus.CLAIMED,
-        "assigned_to": user,
-        "lease_expires_at": now + timedelta(seconds=settings.CASE_LEASE_SECONDS),
-        "version": F("version") + 1,
-        "updated_at": now,
-    }
-
-
-def claim_next_case(user, *, queue=None, ip=None):
-    """Claim the most urgent claimable case for this reviewer, or return None when none waits.
-
-    A reviewer who already holds a live claim gets that case back rather than a second one.
-    """
-    now = timezone.now()
-    held = Case.objects.filter(assigned_to=user, status=CaseStatus.CLAIMED, lease_expires_at__gt=now,
-                               closed_at__isnull=True).order_by("-priority", "created_at").first()
-    if held:
-        return held
-    allowed = reviewable_queues(user)
-    if queue is not None:
-        allowed = allowed.filter(pk=queue.pk)
-    candidates = Case.objects.filter(_claimable(now), queue__in=list(allowed.values_list("pk", flat=True)))
-    candidates = candidates.order_by("-priority", "created_at")
-    if connection.vendor == "postgresql":
-        with transaction.atomic():
-            case = candidates.select_for_update(skip_locked=True).first()
-            if case is None:
-                return None
-            Case.objects.filter(pk=case.pk).update(**_claim_fields(user, now))
-            case.refresh_from_db()
-            audit(user, "case.claimed", case=case, ip=ip)
-            return case
-    # SQLite: no row locks; the conditional UPDATE lets exactly one claimer win each case.
-    for pk in list(candidates.values_list("pk", flat=True)[:25]):
-        with transaction.atomic():
-            if Case.objects.filter(_claimable(now), pk=pk).update(**_claim_fields(user, now)):
-                case = Case.objects.get(pk=pk)
-                audit(user, "case.claimed", case=case, ip=ip)
-                return case
-    return None
-
-
-def claim_case(user, case_id, *, ip=None):
-    now = timezone.now()
-    with transaction.atomic():
-        case = Case.objects.select_related("queue").get(pk=case_id)
-        if case.queue not in reviewable_queues(user):
-            raise ActionError("This case is in a queue you do not review.")
-        if case.assigned_to_id == user.pk and case.status == CaseStatus.CLAIMED:
-            return case
-        if not Case.objects.filter(_claimable(now), pk=case_id).update(**_claim_fields(user, now)):
-            holder = case.assigned_to.get_username() if case.assigned_to else "nobody"
-            raise ActionError("This case is closed." if case.closed_at else f"This case is claimed by {holder}.")
-        audit(user, "case.claimed", case=case, ip=ip)
-    case.refresh_from_db()
-    return case
-
-
-def release_case(user, case_id, *, ip=None):
-    with transaction.atomic():
-        released = Case.objects.filter(pk=case_id, assigned_to=user, status=CaseStatus.CLAIMED).update(
-            status=CaseStatus.OPEN, assigned_to=None, lease_expires_at=None, version=F("version") + 1,
-            updated_at=timezone.now(),
-        )
-        if released:
-            audit(user, "case.released", case=Case.objects.get(pk=case_id), ip=ip)
-    return bool(released)
-
-
-# Deciding -----------------------------------------------------------------------------------
 
 BAN_DAYS = {None: "permanent", 1: "1 day", 7: "7 days", 30: "30 days", 90: "90 days"}
 
@@ -258,32 +98,6 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
         audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
     return decision, True
-
-
-_qa_random = random.SystemRandom()
-
-
-def sample_for_qa(decision):
-    if decision.action != Action.ESCALATE and _qa_random.random() < settings.QA_SAMPLE_RATE:
-        QAReview.objects.get_or_create(decision=decision)
-
-
-def record_qa(user, qa_id, *, action, note=""):
-    """A senior's blind judgement of a sampled decision; the first one stands."""
-    if action not in Action.values or action == Action.ESCALATE:
-        raise ActionError("Choose what you would have decided.")
-    with transaction.atomic():
-        qa = QAReview.objects.select_for_update().select_related("decision").filter(pk=qa_id).first()
-        if qa is None or qa.reviewed_at:
-            raise ActionError("This sample was already reviewed.")
-        if qa.decision.decided_by_id == user.pk:
-            raise ActionError("Your own decisions go to someone else for QA.")
-        qa.reviewer, qa.action, qa.note, qa.reviewed_at = user, action, note, timezone.now()
-        qa.agrees = action == qa.decision.action
-        qa.save()
-        audit(user, "qa.reviewed", case=qa.decision.case, object_type="qareview", object_id=qa.pk,
-              details={"agrees": qa.agrees})
-    return qa
 
 
 def needs_second_reviewer(action, case):
@@ -445,8 +259,6 @@ def do_report(case, decision, now):
     )
     items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
     CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for item in items])
-    from cases.preservation import hold_for_report  # noqa: PLC0415 - preservation builds on actions
-
     hold_for_report(report, start=now)  # held from the decision; extended when submitted
     if queued:
         enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch", delay=settings.UNDO_SECONDS)
@@ -527,12 +339,3 @@ EFFECTS = {
     Action.ESCALATE: do_escalate,
     Action.DISMISS: do_dismiss,
 }
-
-
-# Evidence -----------------------------------------------------------------------------------
-
-def record_evidence_view(user, item, *, revealed, ip=None):
-    """The audit row that must exist before any evidence byte leaves the server."""
-    return audit(user, "evidence.revealed" if revealed else "evidence.viewed_blurred", item=item,
-                 object_type="item", object_id=item.pk, ip=ip)
-

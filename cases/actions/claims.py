@@ -1,0 +1,96 @@
+"""Claims: a reviewer takes the next case, or a given one, and gives it back."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from cases.actions import ActionError
+from cases.models import Case, CaseStatus, ReviewQueue
+from reviewconsole.audit.recorder import audit
+
+
+def reviewable_queues(user):
+    queryset = ReviewQueue.objects.all()
+    if not user.has_perm("cases.review_escalated"):
+        queryset = queryset.filter(senior_only=False)
+    return queryset
+
+
+def _claimable(now):
+    return Q(closed_at__isnull=True) & (
+        Q(status=CaseStatus.OPEN) | Q(status=CaseStatus.CLAIMED, lease_expires_at__lt=now)
+    )
+
+
+def _claim_fields(user, now):
+    return {
+        "status": CaseStatus.CLAIMED,
+        "assigned_to": user,
+        "lease_expires_at": now + timedelta(seconds=settings.CASE_LEASE_SECONDS),
+        "version": F("version") + 1,
+        "updated_at": now,
+    }
+
+
+def claim_next_case(user, *, queue=None, ip=None):
+    """Claim the most urgent claimable case for this reviewer, or return None when none waits.
+
+    A reviewer who already holds a live claim gets that case back rather than a second one.
+    """
+    now = timezone.now()
+    held = Case.objects.filter(assigned_to=user, status=CaseStatus.CLAIMED, lease_expires_at__gt=now,
+                               closed_at__isnull=True).order_by("-priority", "created_at").first()
+    if held:
+        return held
+    allowed = reviewable_queues(user)
+    if queue is not None:
+        allowed = allowed.filter(pk=queue.pk)
+    candidates = Case.objects.filter(_claimable(now), queue__in=list(allowed.values_list("pk", flat=True)))
+    candidates = candidates.order_by("-priority", "created_at")
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            case = candidates.select_for_update(skip_locked=True).first()
+            if case is None:
+                return None
+            Case.objects.filter(pk=case.pk).update(**_claim_fields(user, now))
+            case.refresh_from_db()
+            audit(user, "case.claimed", case=case, ip=ip)
+            return case
+    # SQLite: no row locks; the conditional UPDATE lets exactly one claimer win each case.
+    for pk in list(candidates.values_list("pk", flat=True)[:25]):
+        with transaction.atomic():
+            if Case.objects.filter(_claimable(now), pk=pk).update(**_claim_fields(user, now)):
+                case = Case.objects.get(pk=pk)
+                audit(user, "case.claimed", case=case, ip=ip)
+                return case
+    return None
+
+
+def claim_case(user, case_id, *, ip=None):
+    now = timezone.now()
+    with transaction.atomic():
+        case = Case.objects.select_related("queue").get(pk=case_id)
+        if case.queue not in reviewable_queues(user):
+            raise ActionError("This case is in a queue you do not review.")
+        if case.assigned_to_id == user.pk and case.status == CaseStatus.CLAIMED:
+            return case
+        if not Case.objects.filter(_claimable(now), pk=case_id).update(**_claim_fields(user, now)):
+            holder = case.assigned_to.get_username() if case.assigned_to else "nobody"
+            raise ActionError("This case is closed." if case.closed_at else f"This case is claimed by {holder}.")
+        audit(user, "case.claimed", case=case, ip=ip)
+    case.refresh_from_db()
+    return case
+
+
+def release_case(user, case_id, *, ip=None):
+    with transaction.atomic():
+        released = Case.objects.filter(pk=case_id, assigned_to=user, status=CaseStatus.CLAIMED).update(
+            status=CaseStatus.OPEN, assigned_to=None, lease_expires_at=None, version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
+        if released:
+            audit(user, "case.released", case=Case.objects.get(pk=case_id), ip=ip)
+    return bool(released)

@@ -1,0 +1,56 @@
+"""Triage: untriaged signals into the open case of their subject, ranked and routed."""
+
+from collections import defaultdict
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cases import queues
+from cases.models import Case
+from detection.models import Signal
+from reviewconsole.audit.recorder import audit
+
+
+def attach_signals(signal_ids):
+    """Put untriaged signals into the open case of their subject, opening one if needed."""
+    with transaction.atomic():
+        signals = list(
+            Signal.objects.select_for_update().filter(pk__in=signal_ids, triaged_at__isnull=True).order_by("pk")
+        )
+        by_subject = defaultdict(list)
+        for signal in signals:
+            key = ("account", signal.account_id) if signal.account_id else ("group", signal.group_id)
+            by_subject[key].append(signal)
+        cases = []
+        for (kind, subject_id), subject_signals in by_subject.items():
+            case, opened = _open_case_for(kind, subject_id)
+            Signal.objects.filter(pk__in=[s.pk for s in subject_signals]).update(case=case, triaged_at=timezone.now())
+            _rerank(case)
+            audit(None, "case.opened" if opened else "case.signals_added", case=case,
+                  details={"signals": [s.pk for s in subject_signals]})
+            cases.append(case)
+        return cases
+
+
+def _open_case_for(kind, subject_id):
+    lookup = {f"{kind}_id": subject_id, "closed_at__isnull": True}
+    case = Case.objects.select_for_update().filter(**lookup).first()
+    if case:
+        return case, False
+    queue = queues.get_queue(queues.USER_REPORTS)
+    try:
+        with transaction.atomic():
+            return Case.objects.create(queue=queue, **{f"{kind}_id": subject_id}), True
+    except IntegrityError:  # another triage opened it a moment ago
+        return Case.objects.select_for_update().get(**lookup), False
+
+
+def _rerank(case):
+    signals = list(case.signals.all())
+    case.base_priority = queues.priority(signals)
+    case.priority = queues.aged(case.base_priority, case.created_at, timezone.now())
+    if case.queue.slug != queues.ESCALATIONS:
+        case.queue = queues.route_signals(signals)
+    top = max(signals, key=lambda s: s.severity * s.score, default=None)
+    case.summary = top.label[:255] if top else ""
+    case.save(update_fields=["priority", "base_priority", "queue", "summary", "updated_at"])

@@ -1,0 +1,28 @@
+"""Cases and everything that follows from them: review, decisions, enforcement, CyberTipline reports,
+preservation, legal requests, metrics."""
+
+from cases.models.api import ApiToken
+from cases.models.cybertip import INCIDENT_TYPES, CyberTipExchange, CyberTipFile, CyberTipReport
+from cases.models.decisions import Action, Decision, QAReview, ReasonCode
+from cases.models.enforcement import Enforcement, EnforcementStatus, Platform, generate_secret
+from cases.models.legal import (
+    Agency,
+    AgencyMember,
+    LegalDocument,
+    LegalMessage,
+    LegalRequest,
+    LegalRequestKind,
+    LegalRequestStatus,
+)
+from cases.models.metrics import DailyMetric
+from cases.models.preferences import ViewingPreference
+from cases.models.preservation import IntegrityAlert, LegalHold
+from cases.models.review import Case, CaseStatus, CaseView, ReviewQueue, RoutingRule, SubjectNote
+
+__all__ = [
+    "INCIDENT_TYPES", "Action", "Agency", "AgencyMember", "ApiToken", "Case", "CaseStatus", "CaseView",
+    "CyberTipExchange", "CyberTipFile", "CyberTipReport", "DailyMetric", "Decision", "Enforcement",
+    "EnforcementStatus", "IntegrityAlert", "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest",
+    "LegalRequestKind", "LegalRequestStatus", "Platform", "QAReview", "ReasonCode", "ReviewQueue", "RoutingRule",
+    "SubjectNote", "ViewingPreference", "generate_secret",
+]

@@ -1,0 +1,106 @@
+"""Items: the photos, videos and texts the platform sent, and their scan state."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from detection.models.subjects import Account, Group
+
+
+class ItemKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    VIDEO = "video", "Video"
+    TEXT = "text", "Text"
+
+
+class ItemStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SCANNED = "scanned", "Scanned"
+    REJECTED = "rejected", "Rejected"
+
+
+class EvidenceOnHold(Exception):
+    """Evidence under legal hold cannot be deleted or purged until the hold is lifted."""
+
+
+def held_now():
+    """Items with a legal hold in force. Holds are placed by preservation (cases.models.LegalHold,
+    related_name "holds"); the item only asks, through the relation, so that no layer below cases
+    imports it."""
+    return Q(holds__lifted_at__isnull=True, holds__until__gt=timezone.now())
+
+
+class ItemQuerySet(models.QuerySet):
+    def delete(self):
+        held = self.filter(held_now()).values_list("pk", flat=True).distinct()
+        if held.exists():
+            raise EvidenceOnHold(f"items under legal hold: {', '.join(map(str, held[:20]))}")
+        return super().delete()
+
+
+class Item(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="items")
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="items")
+    kind = models.CharField(max_length=16, choices=ItemKind, default=ItemKind.IMAGE)
+    external_id = models.CharField(max_length=255, blank=True)
+    original_name = models.CharField(max_length=255, blank=True)
+    declared_type = models.CharField(max_length=127, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    storage_path = models.CharField(max_length=512, blank=True, help_text="Relative to EVIDENCE_ROOT")
+    text = models.TextField(blank=True)
+    uploaded_at = models.DateTimeField(null=True, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    md5 = models.CharField(max_length=32, db_index=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    # Filled by the scan.
+    detected_format = models.CharField(max_length=16, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    pdq = models.CharField(max_length=64, blank=True)
+    pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    phash = models.CharField(max_length=16, blank=True)
+    dhash = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16, choices=ItemStatus, default=ItemStatus.QUEUED)
+    reject_reason = models.CharField(max_length=500, blank=True)
+    scan_attempts = models.PositiveSmallIntegerField(default=0)
+    # A scan claims the item by writing its token and start time; the claim lapses after
+    # SCAN_LEASE_SECONDS so that a scan whose worker died is taken up again.
+    scan_token = models.CharField(max_length=32, blank=True)
+    scan_started_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    scanned_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True, help_text="Evidence bytes destroyed")
+    verified_at = models.DateTimeField(null=True, blank=True, help_text="Last SHA-256 check of the stored bytes")
+    frame_hashes = models.JSONField(default=list, blank=True,
+                                    help_text="Video/animation: [{t, pdq, quality}] per sampled frame")
+    classified_at = models.DateTimeField(null=True, blank=True, help_text="Classifiers ran (new-content detection)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ItemQuerySet.as_manager()
+
+    class Meta:
+        db_table = "cases_item"  # the table keeps the name it had in the cases app
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["enqueued_at"], name="item_pending_idx", condition=Q(status="queued")),
+            # For the daily metrics rollup: each day's rows are read by range.
+            models.Index(fields=["created_at"], name="item_created_idx"),
+            models.Index(fields=["scanned_at"], name="item_scanned_idx"),
+        ]
+
+    def __str__(self):
+        return f"item {self.pk} ({self.kind}, {self.status})"
+
+    def delete(self, *args, **kwargs):
+        if self.on_hold:
+            raise EvidenceOnHold(f"item {self.pk} is under legal hold")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def on_hold(self):
+        return Item.objects.filter(held_now(), pk=self.pk).exists()
+
+    @property
+    def is_visual(self):
+        return self.kind in (ItemKind.IMAGE, ItemKind.VIDEO) and self.status == ItemStatus.SCANNED

@@ -1,0 +1,90 @@
+"""Every kind of audit row, by name. An action records one of these, never a free string."""
+
+from django.db import models
+
+
+class Event(models.TextChoices):
+    ACCOUNT_TWO_FACTOR_ENROLLED = "account.two_factor_enrolled"
+    ACCOUNT_TWO_FACTOR_FAILED = "account.two_factor_failed"
+    ACCOUNT_TWO_FACTOR_VERIFIED = "account.two_factor_verified"
+    ACCOUNT_VIEWING_PREFERENCES = "account.viewing_preferences"
+
+    BANK_CHANGED = "bank.changed"
+    BANK_CREATED = "bank.created"
+    BANK_DELETED = "bank.deleted"
+    BANK_ENTRIES_ADDED = "bank.entries_added"
+    BANK_ENTRY_ADDED = "bank.entry_added"
+    BANK_ENTRY_CHANGED = "bank.entry_changed"
+    BANK_ENTRY_REMOVED = "bank.entry_removed"
+    BANK_EXPORTED = "bank.exported"
+    BANK_IMPORTED = "bank.imported"
+
+    CASE_BAN = "case.ban"
+    CASE_BAN_PROPOSED = "case.ban.proposed"
+    CASE_BAN_REJECTED = "case.ban.rejected"
+    CASE_CLAIMED = "case.claimed"
+    CASE_DISMISS = "case.dismiss"
+    CASE_DISMISS_PROPOSED = "case.dismiss.proposed"
+    CASE_DISMISS_REJECTED = "case.dismiss.rejected"
+    CASE_ESCALATE = "case.escalate"
+    CASE_ESCALATE_PROPOSED = "case.escalate.proposed"
+    CASE_ESCALATE_REJECTED = "case.escalate.rejected"
+    CASE_OPENED = "case.opened"
+    CASE_RELEASED = "case.released"
+    CASE_REMOVE = "case.remove"
+    CASE_REMOVE_PROPOSED = "case.remove.proposed"
+    CASE_REMOVE_REJECTED = "case.remove.rejected"
+    CASE_REPORT = "case.report"
+    CASE_REPORT_PROPOSED = "case.report.proposed"
+    CASE_REPORT_REJECTED = "case.report.rejected"
+    CASE_SIGNALS_ADDED = "case.signals_added"
+    CASE_UNDO = "case.undo"
+
+    CYBERTIP_APPROVED = "cybertip.approved"
+    CYBERTIP_EDITED = "cybertip.edited"
+    CYBERTIP_FAILED = "cybertip.failed"
+    CYBERTIP_FILED = "cybertip.filed"
+    CYBERTIP_RETRACT = "cybertip.retract"
+    CYBERTIP_RETRIED = "cybertip.retried"
+    CYBERTIP_SUBMITTED = "cybertip.submitted"
+    CYBERTIP_VIEWED = "cybertip.viewed"
+
+    ENFORCEMENT_CONFIRMED = "enforcement.confirmed"
+
+    EVIDENCE_DESTRUCTION_REQUESTED = "evidence.destruction_requested"
+    EVIDENCE_HOLD_CHANGED = "evidence.hold_changed"
+    EVIDENCE_HOLD_PLACED = "evidence.hold_placed"
+    EVIDENCE_INTEGRITY_ALERT = "evidence.integrity_alert"
+    EVIDENCE_PURGED = "evidence.purged"
+    EVIDENCE_REVEALED = "evidence.revealed"
+    EVIDENCE_VIEWED_BLURRED = "evidence.viewed_blurred"
+
+    ITEM_RECEIVED = "item.received"
+
+    LEGAL_AGENCY_MESSAGE = "legal.agency_message"
+    LEGAL_CLOSED = "legal.closed"
+    LEGAL_DOCUMENT_DOWNLOADED = "legal.document_downloaded"
+    LEGAL_HOLDS_PLACED = "legal.holds_placed"
+    LEGAL_PORTAL_VIEWED = "legal.portal_viewed"
+    LEGAL_QUEUE_VIEWED = "legal.queue_viewed"
+    LEGAL_REJECTED = "legal.rejected"
+    LEGAL_REQUEST_SUBMITTED = "legal.request_submitted"
+    LEGAL_REQUEST_VERIFIED = "legal.request_verified"
+    LEGAL_REQUEST_VIEWED = "legal.request_viewed"
+    LEGAL_RESPONDED = "legal.responded"
+    LEGAL_SUBJECTS_LINKED = "legal.subjects_linked"
+
+    MATCH_SUPPRESSED = "match.suppressed"
+
+    METRICS_TRANSPARENCY_EXPORTED = "metrics.transparency_exported"
+
+    QA_REVIEWED = "qa.reviewed"
+
+    REPORT_RECEIVED = "report.received"
+
+    SUBJECT_NOTE_ADDED = "subject.note_added"
+
+    @classmethod
+    def decision(cls, action, stage=""):
+        """The event of a decision: `case.ban`, or `case.ban.proposed` / `case.ban.rejected` under dual control."""
+        return cls(f"case.{action}" + (f".{stage}" if stage else ""))
