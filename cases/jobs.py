@@ -28,4 +28,4 @@ def restale_groups_of_matched_members(signal_ids):
     with transaction.atomic():
         Group.objects.filter(pk__in=groups).update(updated_at=timezone.now())
         for pk in groups:
-            enqueue("detection.analysis.analyse_subject", "group", pk, queue="default")
+            enqueue("detection.jobs.analysis.analyse_subject", "group", pk, queue="default")

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from cases import dispatch
 from cases.cybertip import filing
-from detection import classify
-from detection.analysis import analyse_pending
+from detection.jobs import classify
+from detection.jobs.analysis import analyse_pending
 from detection.models import Item, ItemStatus, Signal
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
@@ -35,7 +35,7 @@ def sweep(older_than=None, progress=None):
         # Scan jobs claim their items from the database, so waking every slot is enough.
         for slot in range(settings.SCAN_SLOTS):
             kicked(f"scan:{slot}", queue="scan")  # a marker whose job was lost must not block this
-            kick(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")
+            kick(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")
         counts["items"] = stale_items
         if progress:
             progress(stale_items)

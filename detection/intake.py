@@ -30,7 +30,7 @@ REPORT_REASONS = {
 def request_scan(item_id):
     """Once the item's row commits, make sure a scan job (one of SCAN_SLOTS) will pick it up."""
     slot = item_id % settings.SCAN_SLOTS
-    kick_after_commit(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")
+    kick_after_commit(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Rejection(Exception):
 
 def request_analysis(kind, pk):
     """Once the subject's row commits, score its risk and text surfaces (the sweep covers a lost job)."""
-    enqueue("detection.analysis.analyse_subject", kind, pk, queue="default")
+    enqueue("detection.jobs.analysis.analyse_subject", kind, pk, queue="default")
 
 
 def upsert_account(external_id, fields):

@@ -5,7 +5,7 @@ from rq import cron
 
 from cases.actions.preservation import purge_job, verify_job
 from cases.metrics import rollup_recent
-from cases.queues import age_priorities
+from cases.routing import age_priorities
 from cases.sweep import sweep_job
 
 cron.register(sweep_job, queue_name="default", interval=settings.SWEEP_INTERVAL_SECONDS, job_timeout=300)

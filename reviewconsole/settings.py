@@ -5,32 +5,18 @@ from pathlib import Path
 
 import dj_database_url
 
+from reviewconsole.env import envbool, envint, envlist
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def envbool(name, default=False):
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def envint(name, default):
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
-
-
-def envlist(name, default=""):
-    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
 DEBUG = envbool("DEBUG", False)
 TESTING = envbool("TESTING", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and not TESTING and not envbool("DEMO", False):
+    if not DEBUG and not TESTING and not envbool("DEMO"):
         raise RuntimeError("SECRET_KEY must be set when DEBUG, DEMO and TESTING are all off")
     SECRET_KEY = "insecure-local-only-key-" + "x" * 40
 
@@ -55,6 +41,9 @@ INSTALLED_APPS = [
     "detection",
     "cases",
 ]
+DEMO = envbool("DEMO", False)
+if DEBUG or TESTING or DEMO:
+    INSTALLED_APPS.append("reviewconsole.devtools")  # synthetic images, demo data, benchmarks
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -65,7 +54,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "reviewconsole.middleware.SessionPolicyMiddleware",
+    "cases.web.middleware.SessionPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -83,7 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "reviewconsole.context.undo_offer",
+                "cases.web.context.undo_offer",
             ],
         },
     },

@@ -5,8 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
-from cases import views as case_views
-from reviewconsole import twofactor
+from cases.web import review as case_views
+from cases.web import twofactor
 
 # Admin requires a verified second factor (django-otp), not only a staff password.
 admin.site.__class__ = OTPAdminSite
@@ -18,9 +18,9 @@ urlpatterns = [
     path("account/two-factor/", twofactor.setup, name="two_factor_setup"),
     path("account/verify/", twofactor.verify, name="two_factor_verify"),
     path("account/viewing/", case_views.viewing_preferences, name="viewing_preferences"),
-    path("", include("cases.urls")),
-    path("banks/", include("detection.urls")),
-    path("api/v1/", include("cases.api_urls")),
+    path("", include("cases.web.urls")),
+    path("banks/", include("cases.web.bank_urls")),
+    path("api/v1/", include("cases.web.api_urls")),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
 ]

@@ -19,7 +19,7 @@ from rq.worker import SimpleWorker
 
 # Preload what every job needs, so the first job does not pay for the imports.
 import cases.jobs  # noqa: F401
-import detection.jobs  # noqa: F401
+import detection.jobs.scan  # noqa: F401
 from detection.detectors.hashing import open_image, pdq_dihedral, pdq_square
 
 

@@ -13,7 +13,8 @@ from django.contrib.auth.models import Group as Role
 from django.db import connection
 
 from cases.models import ApiToken
-from detection import matching, synthetic
+from detection import matching
+from reviewconsole.devtools import synthetic
 from reviewconsole.redis_server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parent.parent

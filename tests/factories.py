@@ -4,11 +4,12 @@ import io
 from functools import lru_cache
 
 from cases.actions.triage import attach_signals
-from detection import intake, matching, synthetic
+from detection import intake, matching
 from detection.banks import import_hashes
 from detection.detectors.hashing import digests, hash_image
-from detection.jobs import scan_item
+from detection.jobs.scan import scan_item
 from detection.models import Signal
+from reviewconsole.devtools import synthetic
 
 
 @lru_cache(maxsize=256)

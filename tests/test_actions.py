@@ -7,9 +7,10 @@ from cases.actions.claims import claim_case, claim_next_case, release_case
 from cases.actions.decisions import decide
 from cases.actions.triage import attach_signals
 from cases.models import Case, CaseStatus, CyberTipReport, Decision, Enforcement, ReviewQueue
-from detection import intake, synthetic
+from detection import intake
 from detection.models import Signal, SubjectStatus
 from reviewconsole.audit.models import AuditEvent
+from reviewconsole.devtools import synthetic
 from tests.factories import case_with_match, known_bank, scanned_item, triage_all
 
 pytestmark = pytest.mark.django_db

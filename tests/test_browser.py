@@ -101,7 +101,7 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     revealed = [r for r in responses if "/reveal/" in r.url]
     assert len(revealed) == 1 and revealed[0].status == 200
     # Pixel proof: every image served before the reveal was far blurrier than the unblurred rendition.
-    from cases.evidence import revealed as unblurred
+    from cases.renditions import revealed as unblurred
     shown = Case.objects.get(pk=claimed).signals.exclude(item=None).first().item
     full = sharpness(image_of(unblurred(shown)))
     assert all(sharpness(img) * 5 < full for img in before), (full, [sharpness(i) for i in before])

@@ -20,10 +20,12 @@ from rq.timeouts import JobTimeoutException
 
 from cases.models import Case, CaseStatus, Decision, Enforcement
 from cases.sweep import sweep
-from detection import classifiers, classify, intake, synthetic
+from detection import classifiers, intake
 from detection.detectors.classifier import Detection, DetectorError, ImageClassifier
 from detection.detectors.nudity import NudeNetDetector, model_path
+from detection.jobs import classify
 from detection.models import Item, ItemKind, Signal, SignalKind
+from reviewconsole.devtools import synthetic
 from reviewconsole.storage import root
 from tests.conftest import drain
 from tests.factories import encoded, known_bank, scanned_item, triage_all

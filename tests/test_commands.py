@@ -107,7 +107,7 @@ def test_sweep_reports_what_it_re_enqueued(image_bytes, redis_conn, settings):
 
 
 def test_load_demo_loads_once_with_users_bank_items_and_reports(monkeypatch):
-    from cases import demo
+    from reviewconsole.devtools import demo
     monkeypatch.setattr(demo, "KNOWN_SEEDS", range(1, 4))
     monkeypatch.setattr(demo, "SHARED_KNOWN", range(1, 3))
     monkeypatch.setattr(demo, "EXACT_COPIES", range(3, 4))

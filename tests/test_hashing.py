@@ -7,8 +7,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from detection import synthetic
 from detection.detectors.hashing import DIHEDRAL, RejectedFile, hamming_hex, hash_image
+from reviewconsole.devtools import synthetic
 
 LIMITS = {"max_pixels": 50_000_000, "max_frames": 500}
 

@@ -7,11 +7,12 @@ from datetime import UTC, timedelta
 import pytest
 from django.utils import timezone
 
-from cases import charts, metrics
+from cases import metrics
 from cases.actions.claims import claim_case
 from cases.actions.decisions import decide
 from cases.actions.qa import record_qa
 from cases.models import Case, DailyMetric, Decision, QAReview
+from cases.web import charts
 from detection import intake
 from detection.models import Signal
 from reviewconsole.audit.models import AuditEvent

@@ -13,8 +13,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
 from cases.models import Case
-from detection import intake, synthetic
+from detection import intake
 from detection.models import Item, ItemStatus, Signal
+from reviewconsole.devtools import synthetic
 from tests.conftest import PYTHON, ROOT, drain, worker_env
 from tests.factories import known_bank
 
@@ -62,7 +63,7 @@ def test_a_scan_run_twice_stores_its_findings_once():
     item = intake.submit_file(altered(12), account_id="acct-1")
     drain()
     from django_rq import get_queue
-    get_queue("scan").enqueue("detection.jobs.scan_item", item.pk)
+    get_queue("scan").enqueue("detection.jobs.scan.scan_item", item.pk)
     drain()
     assert Signal.objects.filter(item=item).count() == 1
     assert Case.objects.count() == 1
@@ -115,7 +116,7 @@ def slow(*a, **k):
     time.sleep(60)
     return real(*a, **k)
 hashing.hash_image = slow
-import detection.jobs
+import detection.jobs.scan
 detection.jobs.hash_image = slow
 from django.conf import settings
 import django_rq

@@ -63,8 +63,8 @@ class TestHolds:
         _, item = reported(users)
         client.force_login(users["admin"])
         verify_2fa(client, users["admin"])
-        assert client.get(f"/admin/cases/item/{item.pk}/delete/").status_code == 403
-        response = client.post("/admin/cases/item/", {"action": "delete_selected", "_selected_action": [item.pk],
+        assert client.get(f"/admin/detection/item/{item.pk}/delete/").status_code == 403
+        response = client.post("/admin/detection/item/", {"action": "delete_selected", "_selected_action": [item.pk],
                                                       "post": "yes"}, follow=True)
         assert "legal hold" in response.content.decode()
         assert Item.objects.filter(pk=item.pk).exists()

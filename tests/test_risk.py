@@ -13,8 +13,9 @@ from django.utils import timezone
 from cases.actions.triage import attach_signals
 from cases.models import Case
 from cases.sweep import sweep
-from detection import analysis, intake
+from detection import intake
 from detection.detectors import risk
+from detection.jobs import analysis
 from detection.models import (
     Account,
     Group,

@@ -9,9 +9,11 @@ import pytest
 import skimage
 from PIL import Image
 
-from detection import intake, jobs, synthetic
+from detection import intake
 from detection.detectors.hashing import DIHEDRAL, UNTRIMMED, find_borders, hamming_hex, hash_image, pdq_of
+from detection.jobs import scan as jobs
 from detection.models import Item, Signal
+from reviewconsole.devtools import synthetic
 from tests.factories import known_bank, scanned_item
 
 PHOTOS = Path(skimage.__file__).parent / "data"

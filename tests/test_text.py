@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from cases.models import Case
-from cases.queues import TEXT
+from cases.routing import TEXT
 from detection import termlists
 from detection.admin import TextTermForm
 from detection.detectors.text import (
@@ -376,7 +376,7 @@ def test_a_text_item_without_hits_is_scanned_without_a_signal(api, redis_conn):
 
 @pytest.mark.django_db
 def test_subject_text_signals_render_escaped_highlights_on_the_case_page(client, users):
-    from cases.queues import get_queue
+    from cases.routing import get_queue
 
     TextTerm.objects.all().delete()
     TextTerm.objects.create(category="solicitation", term="send pics", match="word", weight=0.6)

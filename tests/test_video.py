@@ -12,13 +12,14 @@ from django.core.management.base import CommandError
 from PIL import Image
 
 from cases.actions.triage import attach_signals
-from detection import intake, matching, synthetic
+from detection import intake, matching
 from detection.banks import import_hashes, import_vpdq
 from detection.detectors.hashing import RejectedFile, digests
 from detection.detectors.video import Limits, contact_sheet, sample_animation, sample_frames, sample_video
 from detection.detectors.vpdq import parse_vpdq_lines, video_frame_entries
-from detection.jobs import scan_item
+from detection.jobs.scan import scan_item
 from detection.models import Bank, BankHash, BankKind, Item, ItemKind, ItemStatus, Signal
+from reviewconsole.devtools import synthetic
 from tests.conftest import drain, verify_2fa
 from tests.factories import known_bank, scanned_item
 

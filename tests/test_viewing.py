@@ -5,8 +5,8 @@ import io
 import pytest
 from PIL import Image, ImageFilter, ImageStat
 
-from cases.evidence import revealed
 from cases.models import ViewingPreference
+from cases.renditions import revealed
 from reviewconsole.audit.models import AuditEvent
 from tests.factories import case_with_match
 
@@ -63,8 +63,8 @@ def test_sepia_and_colour_tones(client, users, world):
 
 
 def test_reduced_detail_has_few_colours(client, users, world):
-    from cases.evidence import reduce_detail
-    from detection import synthetic
+    from cases.renditions import reduce_detail
+    from reviewconsole.devtools import synthetic
     original = synthetic.make_image(1).resize((320, 240))
     assert len(reduce_detail(original).getcolors(1 << 24)) <= 65 < len(original.getcolors(1 << 24))
     case, item = world

@@ -265,7 +265,7 @@ def test_if_the_audit_row_cannot_be_written_nothing_is_shown(client, users, worl
     def broken(*args, **kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr("cases.views.record_evidence_view", broken)
+    monkeypatch.setattr("cases.web.review.record_evidence_view", broken)
     client.raise_request_exception = False
     response = login(client, users, "specialist").post(f"/evidence/{world['item'].pk}/reveal/")
     assert response.status_code == 500
@@ -298,7 +298,7 @@ def test_admin_pages_open_for_every_model(client, users, world):
     for model in admin.site._registry:
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert client.get(url).status_code == 200, url
-    assert client.get("/admin/cases/auditevent/add/").status_code == 403
+    assert client.get("/admin/audit/auditevent/add/").status_code == 403
 
 
 def test_admin_rejects_a_malformed_bank_hash(client, users):
@@ -338,7 +338,7 @@ def test_the_case_page_query_count_does_not_grow_with_evidence(client, users):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from detection import synthetic
+    from reviewconsole.devtools import synthetic
     from tests.factories import known_bank, scanned_item, triage_all
     known_bank(range(1, 11))
     counts = []

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from cases import queues
+from cases import routing
 from cases.actions.claims import claim_case
 from cases.actions.decisions import decide
 from cases.models import Case
@@ -65,10 +65,10 @@ def test_waiting_cases_gain_priority_with_age(settings):
     base = case.base_priority
     assert case.priority == base
     Case.objects.filter(pk=case.pk).update(created_at=timezone.now() - timedelta(hours=3))
-    assert queues.age_priorities() == 1
+    assert routing.age_priorities() == 1
     case.refresh_from_db()
     assert case.priority == min(100, base + 15) and case.base_priority == base
-    assert queues.age_priorities() == 0  # nothing changed since
+    assert routing.age_priorities() == 0  # nothing changed since
 
 
 def test_an_old_low_case_overtakes_a_new_one(settings, users):
@@ -80,7 +80,7 @@ def test_an_old_low_case_overtakes_a_new_one(settings, users):
     Case.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=6))
     intake.submit_report(reporter="u", reason="grooming", account_id="new")
     triage_all()
-    queues.age_priorities()
+    routing.age_priorities()
     from cases.actions.claims import claim_next_case
     assert claim_next_case(users["reviewer"]).pk == old.pk
 
@@ -230,8 +230,9 @@ def test_admin_routing_rules_decide_the_queue():
 
 def test_a_group_case_bans_the_members_who_shared_matched_material(client, users):
     from cases.models import Enforcement
-    from detection import intake, synthetic
+    from detection import intake
     from detection.models import Account
+    from reviewconsole.devtools import synthetic
     from tests.factories import known_bank, scanned_item, triage_all
     known_bank([1, 2])
     for seed, account in ((1, "m-1"), (2, "m-2")):

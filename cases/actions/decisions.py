@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from cases import queues
+from cases import routing
 from cases.actions import ActionError
 from cases.actions.preservation import hold_for_report
 from cases.actions.qa import sample_for_qa
@@ -277,12 +277,12 @@ def do_escalate(case, decision, now):
     """To the escalations queue, or straight into a named senior's hands."""
     senior_id = decision.options.get("hand_off_to")
     senior = get_user_model().objects.filter(pk=senior_id).first() if senior_id else None
-    case.queue = queues.get_queue(queues.ESCALATIONS)
+    case.queue = routing.get_queue(routing.ESCALATIONS)
     case.status = CaseStatus.CLAIMED if senior else CaseStatus.OPEN
     case.assigned_to = senior
     case.lease_expires_at = now + timedelta(seconds=settings.CASE_LEASE_SECONDS) if senior else None
     case.save(update_fields=["queue", "status", "assigned_to", "lease_expires_at", "updated_at"])
-    return {"queue": queues.ESCALATIONS, "handed_to": senior.get_username() if senior else None}
+    return {"queue": routing.ESCALATIONS, "handed_to": senior.get_username() if senior else None}
 
 
 def do_dismiss(case, decision, now):
@@ -319,7 +319,7 @@ def undo(user, decision_id, *, ip=None):
                                                                lift_reason="decision undone")
         if decision.action == Action.ESCALATE:
             signals = list(case.signals.all())
-            case.queue = queues.route_signals(signals)
+            case.queue = routing.route_signals(signals)
         case.status, case.assigned_to, case.closed_at, case.resolution = CaseStatus.CLAIMED, user, None, ""
         case.lease_expires_at = now + timedelta(seconds=settings.CASE_LEASE_SECONDS)
         case.version += 1

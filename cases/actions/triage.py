@@ -5,7 +5,7 @@ from collections import defaultdict
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cases import queues
+from cases import routing
 from cases.models import Case
 from detection.models import Signal
 from reviewconsole.audit.recorder import audit
@@ -37,7 +37,7 @@ def _open_case_for(kind, subject_id):
     case = Case.objects.select_for_update().filter(**lookup).first()
     if case:
         return case, False
-    queue = queues.get_queue(queues.USER_REPORTS)
+    queue = routing.get_queue(routing.USER_REPORTS)
     try:
         with transaction.atomic():
             return Case.objects.create(queue=queue, **{f"{kind}_id": subject_id}), True
@@ -47,10 +47,10 @@ def _open_case_for(kind, subject_id):
 
 def _rerank(case):
     signals = list(case.signals.all())
-    case.base_priority = queues.priority(signals)
-    case.priority = queues.aged(case.base_priority, case.created_at, timezone.now())
-    if case.queue.slug != queues.ESCALATIONS:
-        case.queue = queues.route_signals(signals)
+    case.base_priority = routing.priority(signals)
+    case.priority = routing.aged(case.base_priority, case.created_at, timezone.now())
+    if case.queue.slug != routing.ESCALATIONS:
+        case.queue = routing.route_signals(signals)
     top = max(signals, key=lambda s: s.severity * s.score, default=None)
     case.summary = top.label[:255] if top else ""
     case.save(update_fields=["priority", "base_priority", "queue", "summary", "updated_at"])

@@ -2,7 +2,7 @@
 
 from django import template
 
-from cases.charts import duration as _duration
+from cases.web.charts import duration as _duration
 
 register = template.Library()
 

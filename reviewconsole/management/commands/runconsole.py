@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         try:
             call_command("migrate", interactive=False, verbosity=0)
-            if not no_demo:
+            if not no_demo and apps.is_installed("reviewconsole.devtools"):  # DEBUG, DEMO or TESTING
                 call_command("load_demo")
             manage = [sys.executable, os.path.join(settings.BASE_DIR, "manage.py")]
             worker = [*manage, "rqworker", *settings.WORKER_QUEUES, "--max-jobs", "5000", "--with-scheduler", "-v", "0"]

@@ -17,10 +17,11 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from cases.models import Case
-from detection import intake, matching, synthetic
+from detection import intake, matching
 from detection.banks import import_hashes
 from detection.detectors.hashing import hash_image
 from detection.models import Item, ItemStatus, Signal
+from reviewconsole.devtools import synthetic
 
 # Classification and the rest run on their own queues and are not part of the scan path measured.
 QUEUES = ("triage", "scan")

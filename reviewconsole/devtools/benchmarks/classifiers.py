@@ -10,9 +10,9 @@ import time
 
 from tqdm import tqdm
 
-from detection import synthetic
-from detection.classify import image_frames
 from detection.detectors.nudity import NudeNetDetector
+from detection.jobs.classify import image_frames
+from reviewconsole.devtools import synthetic
 
 
 def run(out, images=50, **options):

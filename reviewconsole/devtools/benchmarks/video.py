@@ -12,8 +12,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from detection import synthetic
 from detection.detectors.video import Limits, frame_hashes, sample_video
+from reviewconsole.devtools import synthetic
 
 SCENE_SECONDS = 3
 

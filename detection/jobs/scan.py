@@ -91,7 +91,7 @@ def scan_pending(slot=0):
     finally:
         if untriaged:
             enqueue_now("cases.jobs.triage_signals", untriaged, queue="triage")
-    kick(f"scan:{slot}", "detection.jobs.scan_pending", slot, queue="scan")  # out of time, work remains
+    kick(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")  # out of time, work remains
     return counts
 
 
@@ -174,7 +174,7 @@ def scan_claimed(items, token, deadline=None):
         outcomes.update(dict.fromkeys(released, "skipped"))
     if "scanned" in outcomes.values():  # scanned imagery waits for the classifiers (detection.classify)
         slot = int(token[:8], 16) % settings.CLASSIFY_SLOTS
-        kick(f"classify:{slot}", "detection.classify.classify_pending", slot, queue="classify")
+        kick(f"classify:{slot}", "detection.jobs.classify.classify_pending", slot, queue="classify")
     return [outcomes[item.pk] for item in items], [s.pk for s in created]
 
 

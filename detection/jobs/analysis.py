@@ -118,7 +118,7 @@ def analyse_pending(cutoff, limit=None):
                    .values_list("pk", flat=True)[:limit])
         for start in range(0, len(pks), SWEEP_BATCH):
             batch = pks[start:start + SWEEP_BATCH]
-            if enqueue_now("detection.analysis.analyse_subjects", kind, batch, queue="default"):
+            if enqueue_now("detection.jobs.analysis.analyse_subjects", kind, batch, queue="default"):
                 handed += len(batch)
     return handed
 

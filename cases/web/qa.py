@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -10,17 +9,13 @@ from django.views.decorators.http import require_GET, require_POST
 from cases.actions import ActionError
 from cases.actions.qa import record_qa
 from cases.models import Action, QAReview
-
-
-def _require_senior(user):
-    if not user.has_perm("cases.review_escalated"):
-        raise PermissionDenied
+from cases.web.permissions import require_senior
 
 
 @login_required
 @require_GET
 def qa_next(request):
-    _require_senior(request.user)
+    require_senior(request.user)
     qa = (QAReview.objects.filter(reviewed_at__isnull=True).exclude(decision__decided_by=request.user)
           .select_related("decision__case__account", "decision__case__group", "decision__case__queue").first())
     context = {"qa": qa, "pending": QAReview.objects.filter(reviewed_at__isnull=True).count()}
@@ -38,7 +33,7 @@ def qa_next(request):
 @login_required
 @require_POST
 def qa_review(request, pk):
-    _require_senior(request.user)
+    require_senior(request.user)
     qa = get_object_or_404(QAReview, pk=pk)
     try:
         qa = record_qa(request.user, qa.pk, action=request.POST.get("action", ""),
@@ -54,7 +49,7 @@ def qa_review(request, pk):
 @login_required
 @require_GET
 def qa_agreement(request):
-    _require_senior(request.user)
+    require_senior(request.user)
     reviewed = QAReview.objects.filter(reviewed_at__isnull=False)
     by_reviewer = (reviewed.values("decision__decided_by__username")
                    .annotate(n=Count("pk"), agreed=Count("pk", filter=Q(agrees=True))).order_by("-n"))

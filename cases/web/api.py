@@ -11,9 +11,10 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from cases.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
-from cases.models import ApiToken, Case, CaseStatus, Enforcement
-from cases.openapi import document
+from cases.models import Case, CaseStatus, Enforcement
+from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
+from cases.web.openapi import document
+from cases.web.permissions import api_token_for
 from detection import intake
 from detection.models import Item, ItemKind, Signal
 from reviewconsole.audit.recorder import audit
@@ -34,14 +35,11 @@ def api_view(methods):
                 response = error(405, f"method not allowed; use {', '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
-            header = request.META.get("HTTP_AUTHORIZATION", "")
-            if not header.startswith("Bearer "):
-                return _unauthorised("missing `Authorization: Bearer <token>` header")
-            token = ApiToken.objects.filter(key_hash=ApiToken.hash_key(header[7:].strip()),
-                                            revoked_at__isnull=True).first()
+            token = api_token_for(request)
             if token is None:
-                return _unauthorised("invalid or revoked token")
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+                header = request.META.get("HTTP_AUTHORIZATION", "")
+                return _unauthorised("invalid or revoked token" if header.startswith("Bearer ")
+                                     else "missing `Authorization: Bearer <token>` header")
             request.api_token = token
             return view(request, *args, **kwargs)
 

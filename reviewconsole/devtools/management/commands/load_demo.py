@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from cases import demo
+from reviewconsole.devtools import demo
 
 
 class Command(BaseCommand):

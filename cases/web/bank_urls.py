@@ -1,6 +1,6 @@
 from django.urls import path
 
-from detection import views
+from cases.web import banks as views
 
 app_name = "banks"
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from cases import api
+from cases.web import api
 
 app_name = "api"
 

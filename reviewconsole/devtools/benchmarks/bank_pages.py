@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import RequestFactory
 from tqdm import tqdm
 
-from detection import views
+from cases.web import banks as views
 from detection.banks import SYNC_COUNT_LIMIT, count_bank
 from detection.models import Bank, BankHash
 

@@ -1,6 +1,10 @@
 from django.urls import path
 
-from cases import legal_views, metrics_views, qa_views, report_views, views
+from cases.web import legal as legal_views
+from cases.web import metrics as metrics_views
+from cases.web import qa as qa_views
+from cases.web import reports as report_views
+from cases.web import review as views
 
 app_name = "cases"
 

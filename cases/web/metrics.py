@@ -4,21 +4,17 @@ import csv
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from cases import charts, metrics
+from cases import metrics
 from cases.models import DailyMetric
+from cases.web import charts
+from cases.web.permissions import require_senior
 from reviewconsole.audit.recorder import audit
-
-
-def _require_senior(user):
-    if not (user.has_perm("cases.review_escalated") or user.is_superuser):
-        raise PermissionDenied
 
 
 def _year(request):
@@ -33,7 +29,7 @@ def _year(request):
 @login_required
 @require_GET
 def dashboard(request):
-    _require_senior(request.user)
+    require_senior(request.user)
     period = request.GET.get("period", "day")
     if period not in metrics.PERIODS:
         period = "day"
@@ -74,7 +70,7 @@ def dashboard(request):
 @login_required
 @require_GET
 def transparency(request):
-    _require_senior(request.user)
+    require_senior(request.user)
     year = _year(request)
     months = metrics.transparency(year)
     return render(request, "cases/transparency.html", {
@@ -92,7 +88,7 @@ CSV_COLUMNS = ["month", "items_scanned", "cases_opened", "accounts_actioned", "g
 @login_required
 @require_GET
 def transparency_csv(request):
-    _require_senior(request.user)
+    require_senior(request.user)
     year = _year(request)
     audit(request.user, "metrics.transparency_exported", details={"year": year})
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -108,7 +104,7 @@ def transparency_csv(request):
 @login_required
 @require_GET
 def reviewers(request):
-    _require_senior(request.user)
+    require_senior(request.user)
     try:
         days = min(max(int(request.GET.get("days", 30)), 1), 365)
     except ValueError:

@@ -101,7 +101,7 @@ def classify_pending(slot=0):
             counts[outcome] += 1
         if signal_ids:
             enqueue_now("cases.jobs.triage_signals", signal_ids, queue="triage")
-    kick(f"classify:{slot}", "detection.classify.classify_pending", slot, queue="classify")  # work remains
+    kick(f"classify:{slot}", "detection.jobs.classify.classify_pending", slot, queue="classify")  # work remains
     return counts
 
 
@@ -251,4 +251,4 @@ def wake_all():
     """Kick every classification slot; the jobs claim their items from the database."""
     for slot in range(settings.CLASSIFY_SLOTS):
         kicked(f"classify:{slot}", queue="classify")  # a marker whose job was lost must not block this
-        kick(f"classify:{slot}", "detection.classify.classify_pending", slot, queue="classify")
+        kick(f"classify:{slot}", "detection.jobs.classify.classify_pending", slot, queue="classify")

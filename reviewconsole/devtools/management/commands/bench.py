@@ -41,35 +41,35 @@ class Command(BaseCommand):
         self.stdout.write(line)
 
     def bench_throughput(self, out, images, **options):
-        from detection.benchmarks import throughput
+        from reviewconsole.devtools.benchmarks import throughput
         throughput.run(out, images=images)
 
     def bench_robustness(self, out, **options):
-        from detection.benchmarks import robustness
+        from reviewconsole.devtools.benchmarks import robustness
         robustness.run(out)
 
     def bench_matching(self, out, bank_sizes, **options):
-        from detection.benchmarks import matching
+        from reviewconsole.devtools.benchmarks import matching
         matching.run(out, sizes=tuple(int(s) for s in bank_sizes.split(",") if s))
 
     def bench_classifiers(self, out, **options):
-        from detection.benchmarks import classifiers
+        from reviewconsole.devtools.benchmarks import classifiers
         classifiers.run(out)
 
     def bench_video(self, out, **options):
-        from detection.benchmarks import video
+        from reviewconsole.devtools.benchmarks import video
         video.run(out)
 
     def bench_text(self, out, **options):
-        from detection.benchmarks import text
+        from reviewconsole.devtools.benchmarks import text
         text.run(out)
 
     def bench_banks(self, out, bank_entries, **options):
-        from detection.benchmarks import bank_pages
+        from reviewconsole.devtools.benchmarks import bank_pages
         bank_pages.run(out, entries=bank_entries)
 
     def bench_metrics(self, out, metrics_items, metrics_cases, **options):
-        from cases import benchmarks
+        from reviewconsole.devtools.benchmarks import metrics as benchmarks
         benchmarks.run(out, items=metrics_items, cases=metrics_cases)
 
     def bench_pages(self, out, cases, **options):

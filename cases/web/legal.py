@@ -19,23 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cases.actions import ActionError, legal
 from cases.models import LegalDocument, LegalHold, LegalRequest, LegalRequestKind
+from cases.web.permissions import access_officer, client_ip, require_liaison
 from reviewconsole.audit.recorder import audit
-
-
-def _ip(request):
-    return request.META.get("REMOTE_ADDR")
-
-
-def _officer(user):
-    member = getattr(user, "agency_member", None)
-    if member is None or not member.agency.active:
-        raise PermissionDenied
-    return member
-
-
-def _liaison(user):
-    if not user.has_perm("cases.handle_legal_requests"):
-        raise PermissionDenied
 
 
 def _too_big():
@@ -78,16 +63,16 @@ class RequestForm(forms.Form):
 @login_required
 @require_GET
 def portal(request):
-    member = _officer(request.user)
+    member = access_officer(request.user)
     requests = legal.requests_for_agency_user(request.user).select_related("submitted_by")
-    audit(request.user, "legal.portal_viewed", object_type="agency", object_id=member.agency_id, ip=_ip(request))
+    audit(request.user, "legal.portal_viewed", object_type="agency", object_id=member.agency_id, ip=client_ip(request))
     return render(request, "legal/portal.html", {"agency": member.agency, "requests": requests})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def portal_new(request):
-    member = _officer(request.user)
+    member = access_officer(request.user)
     form = RequestForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -97,7 +82,7 @@ def portal_new(request):
             created = legal.submit_request(
                 request.user, kind=data["kind"], reference=data["reference"],
                 identifiers=legal.parse_identifiers(data["identifiers"]), description=data["description"],
-                due_at=due_at, document=document, document_name=name, ip=_ip(request))
+                due_at=due_at, document=document, document_name=name, ip=client_ip(request))
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:
@@ -109,9 +94,9 @@ def portal_new(request):
 @login_required
 @require_GET
 def portal_request(request, pk):
-    _officer(request.user)
+    access_officer(request.user)
     request_obj = get_object_or_404(legal.requests_for_agency_user(request.user), pk=pk)
-    audit(request.user, "legal.request_viewed", object_type="legalrequest", object_id=pk, ip=_ip(request))
+    audit(request.user, "legal.request_viewed", object_type="legalrequest", object_id=pk, ip=client_ip(request))
     return render(request, "legal/portal_request.html", {
         "req": request_obj, "documents": request_obj.documents.all(),
         "messages_": request_obj.messages.select_related("author"),
@@ -122,12 +107,12 @@ def portal_request(request, pk):
 @login_required
 @require_POST
 def portal_message(request, pk):
-    _officer(request.user)
+    access_officer(request.user)
     request_obj = get_object_or_404(legal.requests_for_agency_user(request.user), pk=pk)
     try:
         document, name = _upload(request, "document")
         legal.add_agency_message(request.user, request_obj, text=request.POST.get("text", "")[:20_000],
-                                 document=document, document_name=name, ip=_ip(request))
+                                 document=document, document_name=name, ip=client_ip(request))
     except ActionError as exc:
         messages.error(request, str(exc))
     else:
@@ -138,11 +123,11 @@ def portal_message(request, pk):
 @login_required
 @require_GET
 def portal_document(request, pk, doc_id):
-    _officer(request.user)
+    access_officer(request.user)
     request_obj = get_object_or_404(legal.requests_for_agency_user(request.user), pk=pk)
     doc = get_object_or_404(LegalDocument, pk=doc_id, request=request_obj)
     try:
-        data = legal.read_document(request.user, doc, ip=_ip(request))
+        data = legal.read_document(request.user, doc, ip=client_ip(request))
     except ActionError as exc:
         messages.error(request, str(exc))
         return redirect("cases:portal_request", pk=pk)
@@ -154,13 +139,13 @@ def portal_document(request, pk, doc_id):
 @login_required
 @require_GET
 def legal_queue(request):
-    _liaison(request.user)
+    require_liaison(request.user)
     queue = list(legal.staff_queue())
     now = timezone.now()
     for request_obj in queue:
         request_obj.deadline = legal.sla_deadline(request_obj)
         request_obj.overdue = request_obj.deadline < now
-    audit(request.user, "legal.queue_viewed", ip=_ip(request))
+    audit(request.user, "legal.queue_viewed", ip=client_ip(request))
     closed = LegalRequest.objects.exclude(pk__in=[r.pk for r in queue]).select_related("agency")[:20]
     return render(request, "legal/queue.html", {"queue": queue, "closed": closed})
 
@@ -168,9 +153,9 @@ def legal_queue(request):
 @login_required
 @require_GET
 def legal_request(request, pk):
-    _liaison(request.user)
+    require_liaison(request.user)
     request_obj = get_object_or_404(LegalRequest.objects.select_related("agency", "submitted_by", "verified_by"), pk=pk)
-    audit(request.user, "legal.request_viewed", object_type="legalrequest", object_id=pk, ip=_ip(request))
+    audit(request.user, "legal.request_viewed", object_type="legalrequest", object_id=pk, ip=client_ip(request))
     return render(request, "legal/request.html", {
         "req": request_obj, "deadline": legal.sla_deadline(request_obj),
         "documents": request_obj.documents.select_related("uploaded_by"),
@@ -185,9 +170,9 @@ def legal_request(request, pk):
 @login_required
 @require_POST
 def legal_action(request, pk, verb):
-    _liaison(request.user)
+    require_liaison(request.user)
     request_obj = get_object_or_404(LegalRequest, pk=pk)
-    post, ip = request.POST, _ip(request)
+    post, ip = request.POST, client_ip(request)
     try:
         if verb == "verify":
             legal.verify(request.user, request_obj, note=post.get("note", ""), ip=ip)
@@ -224,10 +209,10 @@ def legal_action(request, pk, verb):
 @login_required
 @require_GET
 def legal_document(request, pk, doc_id):
-    _liaison(request.user)
+    require_liaison(request.user)
     doc = get_object_or_404(LegalDocument, pk=doc_id, request_id=pk)
     try:
-        data = legal.read_document(request.user, doc, ip=_ip(request))
+        data = legal.read_document(request.user, doc, ip=client_ip(request))
     except ActionError as exc:
         messages.error(request, str(exc))
         return redirect("cases:legal_request", pk=pk)

@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -10,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cases.actions import preservation
 from cases.cybertip import documents, filing
 from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, LegalHold
-from cases.views import client_ip
+from cases.web.permissions import client_ip, require_report_access
 from detection.models import Item
 from reviewconsole.audit.recorder import audit
 
@@ -18,16 +17,10 @@ Status = CyberTipReport.Status
 EDITABLE = (Status.AWAITING_APPROVAL, Status.QUEUED, Status.FAILED)
 
 
-def _require(user, perm="cases.reveal_evidence"):
-    # Reports hold the most sensitive record there is: as few people as possible see them.
-    if not user.has_perm(perm):
-        raise PermissionDenied
-
-
 @login_required
 @require_GET
 def report_list(request):
-    _require(request.user)
+    require_report_access(request.user)
     reports = CyberTipReport.objects.select_related("case__account", "case__group", "created_by")[:200]
     return render(request, "cases/report_list.html", {"reports": reports})
 
@@ -35,7 +28,7 @@ def report_list(request):
 @login_required
 @require_GET
 def report_detail(request, pk):
-    _require(request.user)
+    require_report_access(request.user)
     report = get_object_or_404(CyberTipReport.objects.select_related("case", "created_by", "approved_by"), pk=pk)
     audit(request.user, "cybertip.viewed", case=report.case, object_type="cybertipreport", object_id=pk,
           ip=client_ip(request))
@@ -55,7 +48,7 @@ def report_detail(request, pk):
 @login_required
 @require_POST
 def report_edit(request, pk):
-    _require(request.user)
+    require_report_access(request.user)
     with transaction.atomic():
         report = get_object_or_404(CyberTipReport.objects.select_for_update(), pk=pk)
         if report.status not in EDITABLE or report.ncmec_report_id:
@@ -87,7 +80,7 @@ def report_edit(request, pk):
 @login_required
 @require_POST
 def report_action(request, pk, verb):
-    _require(request.user, "cases.file_cybertip")
+    require_report_access(request.user, "cases.file_cybertip")
     report = get_object_or_404(CyberTipReport, pk=pk)
     ip = client_ip(request)
     if verb == "approve":
@@ -109,7 +102,7 @@ def report_action(request, pk, verb):
 @require_POST
 def destroy_evidence(request, item_id):
     """A law-enforcement destruction request: lift the holds with the reason and destroy the bytes."""
-    _require(request.user, "cases.file_cybertip")
+    require_report_access(request.user, "cases.file_cybertip")
     item = get_object_or_404(Item, pk=item_id)
     reason = request.POST.get("reason", "").strip()
     if not reason:

@@ -8,10 +8,11 @@ from django.contrib.auth.models import Group as Role
 from django.db import transaction
 
 from cases.models import Agency, AgencyMember
-from detection import intake, synthetic
+from detection import intake
 from detection.banks import import_hashes
 from detection.detectors.hashing import digests, hash_image
 from detection.models import Account
+from reviewconsole.devtools import synthetic
 
 BANK = "demo-known"
 DEMO_USERS = [

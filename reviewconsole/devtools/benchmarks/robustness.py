@@ -14,8 +14,8 @@ from django.conf import settings
 from PIL import Image
 from tqdm import tqdm
 
-from detection import synthetic
 from detection.detectors.hashing import hash_image, open_image, pdq_of
+from reviewconsole.devtools import synthetic
 
 PHOTOS = [
     "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "color.png",

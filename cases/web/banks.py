@@ -6,33 +6,22 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cases.views import client_ip
+from cases.web.bank_forms import LIMITS, BankSettingsForm, ImportForm, NewBankForm
+from cases.web.permissions import client_ip, require_bank_access
 from detection import matching
 from detection.banks import current_counts, export_lines, import_hashes
-from detection.forms import LIMITS, BankSettingsForm, ImportForm, NewBankForm
 from detection.models import Bank, BankHash, HashType
 from reviewconsole.audit.recorder import audit
 
 PAGE = 50
 COUNT_CAP = 10_000  # past this a filtered count says "10,000+" rather than scan a 10M-row bank
 HEX_PREFIX = re.compile(r"^(0x)?[0-9a-f]{1,64}$")
-
-
-def _require(request, perm):
-    """Banks hold the hashes of known abuse material: seniors and admins only, with a second factor."""
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
-    if not request.user.is_verified():
-        return redirect(f"{reverse('two_factor_verify')}?{urlencode({'next': request.get_full_path()})}")
-    return None
 
 
 def with_counts(bank):
@@ -44,7 +33,7 @@ def with_counts(bank):
 @login_required
 @require_GET
 def bank_list(request):
-    if denied := _require(request, "detection.view_bank"):
+    if denied := require_bank_access(request, "detection.view_bank"):
         return denied
     banks = list(Bank.objects.select_related("exchange").order_by("kind", "name"))
     for bank in banks:
@@ -79,7 +68,7 @@ def search(entries, query):
 @login_required
 @require_GET
 def bank_detail(request, pk):
-    if denied := _require(request, "detection.view_bank"):
+    if denied := require_bank_access(request, "detection.view_bank"):
         return denied
     bank = get_object_or_404(Bank.objects.select_related("exchange"), pk=pk)
     query = request.GET.get("q", "")[:255]
@@ -131,7 +120,7 @@ def _page_url(base, **cursor):
 
 @login_required
 def bank_new(request):
-    if denied := _require(request, "detection.add_bank"):
+    if denied := require_bank_access(request, "detection.add_bank"):
         return denied
     form = NewBankForm(request.POST or None, initial={"source": "file"})
     if request.method == "POST" and form.is_valid():
@@ -147,7 +136,7 @@ def bank_new(request):
 
 @login_required
 def bank_edit(request, pk):
-    if denied := _require(request, "detection.change_bank"):
+    if denied := require_bank_access(request, "detection.change_bank"):
         return denied
     bank = get_object_or_404(Bank, pk=pk)
     before = {name: getattr(bank, name) for name in BankSettingsForm.Meta.fields}
@@ -166,7 +155,7 @@ def bank_edit(request, pk):
 
 @login_required
 def bank_import(request, pk):
-    if denied := _require(request, "detection.change_bank"):
+    if denied := require_bank_access(request, "detection.change_bank"):
         return denied
     bank = get_object_or_404(Bank, pk=pk)
     form = ImportForm(request.POST or None, request.FILES or None)
@@ -187,7 +176,7 @@ def bank_import(request, pk):
 @login_required
 @require_GET
 def bank_export(request, pk):
-    if denied := _require(request, "detection.view_bank"):
+    if denied := require_bank_access(request, "detection.view_bank"):
         return denied
     bank = get_object_or_404(Bank, pk=pk)
     # Audited before the first byte leaves, like evidence.
@@ -203,7 +192,7 @@ def bank_export(request, pk):
 @login_required
 @require_POST
 def entry_delete(request, pk, entry_id):
-    if denied := _require(request, "detection.change_bank"):
+    if denied := require_bank_access(request, "detection.change_bank"):
         return denied
     entry = get_object_or_404(BankHash.objects.select_related("bank"), pk=entry_id, bank_id=pk)
     with transaction.atomic():

@@ -13,8 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cases import evidence
-from cases.access import access_case, access_item, require_reviewer
+from cases import renditions
 from cases.actions import ActionError
 from cases.actions.claims import claim_case, claim_next_case, release_case, reviewable_queues
 from cases.actions.decisions import BAN_DAYS, decide, matched_members, reasons_for, second_review, undo
@@ -32,6 +31,7 @@ from cases.models import (
     SubjectNote,
     ViewingPreference,
 )
+from cases.web.permissions import access_case, access_item, client_ip, require_reviewer
 from cases.wellness import exposure_today
 from detection.detectors.risk import DETECTORS as RISK_DETECTORS
 from detection.models import Item, Signal, UserReport
@@ -42,10 +42,6 @@ VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s
 ACTION_KEYS = OrderedDict([
     (Action.BAN, "b"), (Action.REMOVE, "r"), (Action.ESCALATE, "e"), (Action.REPORT, "t"), (Action.DISMISS, "d"),
 ])
-
-
-def client_ip(request):
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @login_required
@@ -365,7 +361,7 @@ def evidence_blurred(request, item_id):
     if pref.problem_for(request.user):
         pref = ViewingPreference()
     record_evidence_view(request.user, item, revealed=False, ip=client_ip(request))
-    return _image_response(evidence.blurred(item, pref, caption_for(item) if pref.warning_screen else ()))
+    return _image_response(renditions.blurred(item, pref, caption_for(item) if pref.warning_screen else ()))
 
 
 @login_required
@@ -417,4 +413,4 @@ def evidence_reveal(request, item_id):
     # The audit row commits before any byte is produced; if it cannot be written, nothing is shown.
     with transaction.atomic():
         record_evidence_view(request.user, item, revealed=True, ip=client_ip(request))
-    return _image_response(evidence.revealed(item))
+    return _image_response(renditions.revealed(item))

@@ -1,0 +1,103 @@
+"""Who may see and do what: every page, portal and API endpoint asks here.
+
+Each helper either returns what the caller may use (a case, an item, an officer's membership, an
+API token) or raises PermissionDenied / Http404, as healthchecks' `_get_check_for_user` does. Roles
+are Django groups with these permissions (see cases.roles); an active superuser has every one.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from cases.models import ApiToken, Case
+from detection.models import Item
+
+REVIEW = "cases.review_case"
+REVIEW_ESCALATED = "cases.review_escalated"
+REVEAL = "cases.reveal_evidence"
+FILE_CYBERTIP = "cases.file_cybertip"
+HANDLE_LEGAL = "cases.handle_legal_requests"
+
+
+def require_reviewer(user):
+    if not user.is_authenticated or not user.has_perm(REVIEW):
+        raise PermissionDenied
+
+
+def require_senior(user):
+    """Escalations, QA, metrics and reviewer workload: senior reviewers (and admins)."""
+    if not user.is_authenticated or not user.has_perm(REVIEW_ESCALATED):
+        raise PermissionDenied
+
+
+def require_report_access(user, perm=REVEAL):
+    """CyberTipline reports hold the most sensitive record there is: as few people as possible see them."""
+    if not user.is_authenticated or not user.has_perm(perm):
+        raise PermissionDenied
+
+
+def require_liaison(user):
+    if not user.is_authenticated or not user.has_perm(HANDLE_LEGAL):
+        raise PermissionDenied
+
+
+def access_officer(user):
+    """The agency membership of a law-enforcement officer whose agency is active."""
+    member = getattr(user, "agency_member", None)
+    if member is None or not member.agency.active:
+        raise PermissionDenied
+    return member
+
+
+def require_bank_access(request, perm):
+    """Banks hold the hashes of known abuse material: seniors and admins only, with a second factor.
+
+    Returns None when the request may go on, or the redirect to the second-factor page."""
+    if not request.user.has_perm(perm):
+        raise PermissionDenied
+    if not request.user.is_verified():
+        return redirect(f"{reverse('two_factor_verify')}?{urlencode({'next': request.get_full_path()})}")
+    return None
+
+
+def can_view_case(user, case):
+    if not user.has_perm(REVIEW):
+        return False
+    return not case.queue.senior_only or user.has_perm(REVIEW_ESCALATED)
+
+
+def access_case(user, case_id):
+    require_reviewer(user)
+    case = get_object_or_404(Case.objects.select_related("queue", "account", "group", "assigned_to"), pk=case_id)
+    if not can_view_case(user, case):
+        raise PermissionDenied
+    return case
+
+
+def access_item(user, item_id, *, reveal=False):
+    """An item is visible to a reviewer who may view at least one case it is evidence in."""
+    require_reviewer(user)
+    if reveal and not user.has_perm(REVEAL):
+        raise PermissionDenied
+    item = get_object_or_404(Item, pk=item_id)
+    cases = Case.objects.filter(signals__item=item).select_related("queue").distinct()
+    if not any(can_view_case(user, case) for case in cases):
+        raise PermissionDenied
+    return item
+
+
+def api_token_for(request):
+    """The live platform token in `Authorization: Bearer ...`, or None; marks it used."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header.startswith("Bearer "):
+        return None
+    token = ApiToken.objects.filter(key_hash=ApiToken.hash_key(header[7:].strip()), revoked_at__isnull=True).first()
+    if token is not None:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+def client_ip(request):
+    return request.META.get("REMOTE_ADDR") or None
