@@ -16,7 +16,6 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from cases.models import Action, Decision
 from detection import termlists
 from detection.detectors import risk
 from detection.models import (
@@ -40,7 +39,8 @@ JOIN_WINDOW = timedelta(days=7)
 SEVERITY = {risk.GROUP_RISK: 70, risk.ACCOUNT_RISK: 60, risk.TEEN_CONTACT: 85}
 TITLES = {risk.GROUP_RISK: "Group risk", risk.ACCOUNT_RISK: "Account risk",
           risk.TEEN_CONTACT: "Adult contacting teens"}
-ENFORCING = [Action.BAN, Action.REMOVE, Action.REPORT]
+ENFORCING = ["ban", "remove", "report"]  # cases.models.Action values that act on the account
+CARRIED_OUT = ["", "approved"]  # not waiting for, nor refused by, a second reviewer
 # At most this many linked accounts are counted (enough to saturate the features many times over).
 LINKED_LIMIT = 200
 SWEEP_BATCH = 50
@@ -216,9 +216,11 @@ def account_facts(account, now=None):
         "flagged_groups": groups.filter(
             Q(status=SubjectStatus.BANNED) | Q(signals__kind=SignalKind.HASH_MATCH)
             | Q(signals__detector=risk.GROUP_RISK)).distinct().count(),
-        "prior_enforcement": Decision.objects.filter(case__account=account, action__in=ENFORCING,
-                                                     undone_at__isnull=True)
-        .exclude(approval__in=["pending", "rejected"]).count(),
+        # Decisions live in the cases app above this one: asked through the account's cases
+        # (Case.account, related_name "cases") rather than imported.
+        "prior_enforcement": account.cases.aggregate(n=Count("decisions", filter=Q(
+            decisions__action__in=ENFORCING, decisions__undone_at__isnull=True,
+            decisions__approval__in=CARRIED_OUT)))["n"],
         "banned": account.status == SubjectStatus.BANNED,
         "linked_accounts": len(linked),
         "linked_enforced": Account.objects.filter(pk__in=linked).filter(
