@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
@@ -12,7 +13,6 @@ class Command(BaseCommand):
                             help="default: SWEEP_AFTER_SECONDS")
 
     def handle(self, *args, older_than, **options):
-        from django.conf import settings
 
         age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
         with tqdm(total=pending_count(age), unit="job", disable=options["verbosity"] == 0) as bar:

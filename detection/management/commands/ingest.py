@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -18,7 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--group")
 
     def handle(self, *args, files, account, group, **options):
-        from django.conf import settings
 
         missing = [f for f in files if not Path(f).is_file()]
         if missing:
