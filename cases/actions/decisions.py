@@ -27,6 +27,7 @@ from cases.models import (
 )
 from detection import banks as hash_banks
 from detection.models import Account, Group, Item, SubjectStatus
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
 
@@ -88,14 +89,14 @@ def decide(user, case_id, *, action, reason_code, version, note="", ban_days=Non
             Decision.objects.filter(pk=decision.pk).update(approval="pending")
             case.status, case.assigned_to, case.lease_expires_at = CaseStatus.AWAITING_SECOND, None, None
             case.save(update_fields=["status", "assigned_to", "lease_expires_at", "updated_at"])
-            audit(user, f"case.{action}.proposed", case=case, ip=ip, object_type="decision", object_id=decision.pk,
-                  details={"reason": reason.code, "note": note})
+            audit(user, Event.decision(action, "proposed"), case=case, ip=ip, object_type="decision",
+                  object_id=decision.pk, details={"reason": reason.code, "note": note})
             decision.refresh_from_db()
             return decision, True
         effects = EFFECTS[action](case, decision, now)
         effects.update(bank_decision(case, decision, ip=ip))
         sample_for_qa(decision)
-        audit(user, f"case.{action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
+        audit(user, Event.decision(action), case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"reason": reason.code, "note": note, **effects})
     return decision, True
 
@@ -127,13 +128,13 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
             effects = EFFECTS[decision.action](case, decision, now)
             effects.update(bank_decision(case, decision, ip=ip))
             sample_for_qa(decision)
-            audit(user, f"case.{decision.action}", case=case, ip=ip, object_type="decision", object_id=decision.pk,
-                  details={"reason": decision.reason.code, "second_reviewer_of": decision.decided_by_id,
-                           "note": note, **effects})
+            audit(user, Event.decision(decision.action), case=case, ip=ip, object_type="decision",
+                  object_id=decision.pk, details={"reason": decision.reason.code, "note": note,
+                                                  "second_reviewer_of": decision.decided_by_id, **effects})
         else:
             Case.objects.filter(pk=case.pk).update(status=CaseStatus.OPEN, version=F("version") + 1,
                                                    updated_at=now)
-            audit(user, f"case.{decision.action}.rejected", case=case, ip=ip, object_type="decision",
+            audit(user, Event.decision(decision.action, "rejected"), case=case, ip=ip, object_type="decision",
                   object_id=decision.pk, details={"note": note})
     decision.refresh_from_db()
     return decision
