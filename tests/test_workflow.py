@@ -125,6 +125,7 @@ def test_reviewers_see_who_else_has_the_case_open(client, users):
     case, _ = case_with_match()
     client.force_login(users["specialist"])
     client.get(f"/cases/{case.pk}/")
+    client.post(f"/cases/{case.pk}/viewing/")  # what console.js sends as the page loads: a GET writes nothing
     client.force_login(users["reviewer"])
     page = client.get(f"/cases/{case.pk}/").content.decode()
     assert "Also viewing: sam" in page

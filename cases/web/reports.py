@@ -2,19 +2,17 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from cases.actions import preservation
+from cases.actions import ActionError, preservation
+from cases.actions.cybertip import edit_report, is_editable, record_report_view
 from cases.cybertip import documents, filing
 from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport, LegalHold
 from cases.web.permissions import client_ip, require_report_access
 from detection.models import Item
-from reviewconsole.audit.recorder import audit
 
 Status = CyberTipReport.Status
-EDITABLE = (Status.AWAITING_APPROVAL, Status.QUEUED, Status.FAILED)
 
 
 @login_required
@@ -30,9 +28,8 @@ def report_list(request):
 def report_detail(request, pk):
     require_report_access(request.user)
     report = get_object_or_404(CyberTipReport.objects.select_related("case", "created_by", "approved_by"), pk=pk)
-    audit(request.user, "cybertip.viewed", case=report.case, object_type="cybertipreport", object_id=pk,
-          ip=client_ip(request))
-    editable = report.status in EDITABLE and not report.ncmec_report_id
+    record_report_view(request.user, report, ip=client_ip(request))
+    editable = is_editable(report)
     files = list(report.files.select_related("item"))
     holds = {h.item_id: h for h in LegalHold.active().filter(item__in=[f.item_id for f in files]).order_by("until")}
     for report_file in files:
@@ -49,31 +46,28 @@ def report_detail(request, pk):
 @require_POST
 def report_edit(request, pk):
     require_report_access(request.user)
-    with transaction.atomic():
-        report = get_object_or_404(CyberTipReport.objects.select_for_update(), pk=pk)
-        if report.status not in EDITABLE or report.ncmec_report_id:
-            messages.error(request, "This report was already submitted; it can no longer be changed.")
-            return redirect("cases:report", pk=pk)
-        incident_type = request.POST.get("incident_type", "")
-        if incident_type not in INCIDENT_TYPES:
-            messages.error(request, "Choose one of NCMEC's incident types.")
-            return redirect("cases:report", pk=pk)
-        report.incident_type = incident_type
-        report.annotations = [a for a in request.POST.getlist("annotations") if a in documents.REPORT_ANNOTATIONS]
-        report.escalate_reason = request.POST.get("escalate_reason", "")[:500]
-        report.save(update_fields=["incident_type", "annotations", "escalate_reason"])
-        for report_file in report.files.all():
-            prefix = f"file-{report_file.pk}-"
-            classification = request.POST.get(prefix + "classification", "")
-            report_file.classification = classification if classification in documents.CLASSIFICATIONS else ""
-            report_file.annotations = [a for a in request.POST.getlist(prefix + "annotations")
-                                       if a in documents.FILE_ANNOTATIONS]
-            public = request.POST.get(prefix + "public", "")
-            report_file.publicly_available = {"yes": True, "no": False}.get(public)
-            report_file.save(update_fields=["classification", "annotations", "publicly_available"])
-        audit(request.user, "cybertip.edited", case=report.case, object_type="cybertipreport", object_id=pk,
-              ip=client_ip(request))
-    messages.success(request, "Report details saved.")
+    report = get_object_or_404(CyberTipReport, pk=pk)
+    post = request.POST
+    details = {
+        "incident_type": post.get("incident_type", ""),
+        "annotations": [a for a in post.getlist("annotations") if a in documents.REPORT_ANNOTATIONS],
+        "escalate_reason": post.get("escalate_reason", "")[:500],
+    }
+    file_changes = {}
+    for report_file in report.files.all():
+        prefix = f"file-{report_file.pk}-"
+        classification = post.get(prefix + "classification", "")
+        file_changes[report_file.pk] = {
+            "classification": classification if classification in documents.CLASSIFICATIONS else "",
+            "annotations": [a for a in post.getlist(prefix + "annotations") if a in documents.FILE_ANNOTATIONS],
+            "publicly_available": {"yes": True, "no": False}.get(post.get(prefix + "public", "")),
+        }
+    try:
+        edit_report(request.user, report, details, file_changes, ip=client_ip(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Report details saved.")
     return redirect("cases:report", pk=pk)
 
 

@@ -15,9 +15,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases import renditions
 from cases.actions import ActionError
+from cases.actions import notes as subject_notes
 from cases.actions.claims import claim_case, claim_next_case, release_case, reviewable_queues
 from cases.actions.decisions import BAN_DAYS, decide, matched_members, reasons_for, second_review, undo
 from cases.actions.evidence import record_evidence_view
+from cases.actions.preferences import save_viewing_preferences
 from cases.models import (
     Action,
     Case,
@@ -35,7 +37,6 @@ from cases.web.permissions import access_case, access_item, client_ip, require_r
 from cases.wellness import exposure_today
 from detection.detectors.risk import DETECTORS as RISK_DETECTORS
 from detection.models import Item, Signal, UserReport
-from reviewconsole.audit.recorder import audit
 
 QUEUE_PAGE = 50
 VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s
@@ -152,8 +153,7 @@ def case_detail(request, pk):
         facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count(),
                  "matched_members": list(matched_members(case.group)[:200])}
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
-    now = timezone.now()
-    CaseView.objects.update_or_create(case=case, user=request.user, defaults={"seen_at": now})
+    now = timezone.now()  # a GET changes nothing: the page reports its presence by POST to `viewing`
     reports = UserReport.objects.filter(
         Q(account=case.account_id) if case.account_id else Q(group=case.group_id)).order_by("-created_at")[:20]
     notes = SubjectNote.objects.filter(
@@ -224,14 +224,10 @@ def viewing(request, pk):
 @require_POST
 def add_note(request, pk):
     case = access_case(request.user, pk)
-    text = request.POST.get("text", "").strip()
-    if not text or len(text) > 4000:
-        messages.error(request, "A note needs some text (at most 4000 characters).")
-    else:
-        note = SubjectNote.objects.create(account=case.account, group=case.group, case=case, author=request.user,
-                                          text=text)
-        audit(request.user, "subject.note_added", case=case, object_type="subjectnote", object_id=note.pk,
-              ip=client_ip(request))
+    try:
+        subject_notes.add_note(request.user, case, request.POST.get("text", ""), ip=client_ip(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
     return redirect("cases:detail", pk=case.pk)
 
 
@@ -370,28 +366,23 @@ def viewing_preferences(request):
     require_reviewer(request.user)
     categories = [("", "All categories")] + [(q.slug, q.name) for q in reviewable_queues(request.user)]
     if request.method == "POST":
+        choices = {}
         for slug, _ in categories:
             prefix = f"{slug or 'all'}-"
             if request.POST.get(prefix + "mode") == "inherit" and slug:
-                ViewingPreference.objects.filter(user=request.user, category=slug).delete()
+                choices[slug] = None
                 continue
-            values = {
+            choices[slug] = {
                 "blur": request.POST.get(prefix + "blur"), "tone": request.POST.get(prefix + "tone"),
                 "detail": request.POST.get(prefix + "detail"),
                 "warning_screen": request.POST.get(prefix + "warning") == "on",
             }
-            choices = (("blur", ViewingPreference.Blur), ("tone", ViewingPreference.Tone),
-                       ("detail", ViewingPreference.Detail))
-            if any(values[name] not in kind.values for name, kind in choices):
-                messages.error(request, "Choose a value from each list.")
-                return redirect("viewing_preferences")
-            problem = ViewingPreference(**values).problem_for(request.user)
-            if problem:
-                messages.error(request, problem)
-                return redirect("viewing_preferences")
-            ViewingPreference.objects.update_or_create(user=request.user, category=slug, defaults=values)
-        audit(request.user, "account.viewing_preferences", object_type="user", object_id=request.user.pk)
-        messages.success(request, "Viewing preferences saved.")
+        try:
+            save_viewing_preferences(request.user, choices, ip=client_ip(request))
+        except ActionError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Viewing preferences saved.")
         return redirect("viewing_preferences")
     rows = []
     for slug, name in categories:

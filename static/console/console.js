@@ -99,16 +99,19 @@
     }, 1000);
   }
 
-  // Presence: tell the server this case is open, and show who else has it open.
+  // Presence: tell the server this case is open, and show who else has it open. Loading the page
+  // (a GET) records nothing, so the first report goes out at once, then every 30 s.
   const viewers = document.getElementById("viewers");
   if (viewers) {
-    setInterval(async () => {
+    const reportPresence = async () => {
       try {
         const response = await fetch(viewers.dataset.viewing, { method: "POST", headers: { "X-CSRFToken": csrfToken() } });
         const body = await response.json();
         viewers.textContent = body.others.length ? "Also viewing: " + body.others.join(", ") : "";
       } catch (err) { /* presence is a courtesy; never block review on it */ }
-    }, 30000);
+    };
+    reportPresence();
+    setInterval(reportPresence, 30000);
   }
 
   document.addEventListener("keydown", (event) => {
