@@ -8,15 +8,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cases.actions import ActionError
-from cases.models import Case, CaseStatus, ReviewQueue
+from cases.models import Case, CaseStatus
+from cases.selectors import reviewable_queues
 from reviewconsole.audit.recorder import audit
-
-
-def reviewable_queues(user):
-    queryset = ReviewQueue.objects.all()
-    if not user.has_perm("cases.review_escalated"):
-        queryset = queryset.filter(senior_only=False)
-    return queryset
 
 
 def _claimable(now):

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from cases import routing
@@ -25,6 +25,7 @@ from cases.models import (
     Platform,
     ReasonCode,
 )
+from cases.selectors import matched_members
 from detection import banks as hash_banks
 from detection.models import Account, Group, Item, SubjectStatus
 from reviewconsole.audit.events import Event
@@ -32,18 +33,6 @@ from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
 
 BAN_DAYS = {None: "permanent", 1: "1 day", 7: "7 days", 30: "30 days", 90: "90 days"}
-
-
-def reasons_for(action):
-    return [r for r in ReasonCode.objects.filter(active=True) if action in r.actions]
-
-
-def matched_members(group):
-    """Members of a group who shared known material in it, with how many such items each."""
-    return (Account.objects.filter(items__group=group, items__signals__kind="hash_match").distinct()
-            .annotate(matched=Count("items", filter=Q(items__group=group, items__signals__kind="hash_match"),
-                                    distinct=True))
-            .order_by("-matched", "external_id"))
 
 
 def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, escalate_to=None,

@@ -3,8 +3,8 @@
 from django.db import transaction
 
 from cases.actions import ActionError
-from cases.actions.claims import reviewable_queues
 from cases.models import ViewingPreference
+from cases.selectors import reviewable_queues
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 

@@ -1,23 +1,21 @@
 """Reviewer pages: the queue, the case, decisions, and evidence renditions."""
 
 from collections import OrderedDict
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count, Min, Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cases import renditions
+from cases import renditions, selectors
 from cases.actions import ActionError
 from cases.actions import notes as subject_notes
-from cases.actions.claims import claim_case, claim_next_case, release_case, reviewable_queues
-from cases.actions.decisions import BAN_DAYS, decide, matched_members, reasons_for, second_review, undo
+from cases.actions.claims import claim_case, claim_next_case, release_case
+from cases.actions.decisions import BAN_DAYS, decide, second_review, undo
 from cases.actions.evidence import record_evidence_view
 from cases.actions.preferences import save_viewing_preferences
 from cases.models import (
@@ -27,19 +25,13 @@ from cases.models import (
     CaseView,
     Decision,
     Enforcement,
-    IntegrityAlert,
-    LegalHold,
     ReviewQueue,
-    SubjectNote,
     ViewingPreference,
 )
+from cases.selectors import reviewable_queues
 from cases.web.permissions import access_case, access_item, client_ip, require_reviewer
 from cases.wellness import exposure_today
-from detection.detectors.risk import DETECTORS as RISK_DETECTORS
-from detection.models import Item, Signal, UserReport
 
-QUEUE_PAGE = 50
-VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s
 ACTION_KEYS = OrderedDict([
     (Action.BAN, "b"), (Action.REMOVE, "r"), (Action.ESCALATE, "e"), (Action.REPORT, "t"), (Action.DISMISS, "d"),
 ])
@@ -64,47 +56,9 @@ def queue(request):
     queues = list(reviewable_queues(request.user))
     slug = request.GET.get("queue", "")
     selected = next((q for q in queues if q.slug == slug), None)
-    open_cases = Case.objects.filter(closed_at__isnull=True)
-    if not request.user.has_perm("cases.review_escalated"):
-        # A join on the queue flag, not a list of queue ids, so the ranked index stays usable.
-        open_cases = open_cases.filter(queue__senior_only=False)
-    now = timezone.now()
-    stats = {q.pk: {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None} for q in queues}
-    # Grouped by (queue, status) and one ranged count per queue: each served by an index on open cases.
-    for row in (Case.objects.filter(closed_at__isnull=True, queue__in=list(stats)).values("queue", "status")
-                .annotate(n=Count("pk"), oldest=Min("created_at"))):
-        entry = stats[row["queue"]]
-        entry["pending" if row["status"] == CaseStatus.OPEN else "claimed"] += row["n"]
-        if entry["oldest"] is None or row["oldest"] < entry["oldest"]:
-            entry["oldest"] = row["oldest"]
-    for q in queues:
-        if stats[q.pk]["oldest"] and stats[q.pk]["oldest"] < now - timedelta(minutes=q.sla_minutes):
-            stats[q.pk]["breaches"] = Case.objects.filter(
-                closed_at__isnull=True, queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes)).count()
-    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    handled = dict(Decision.objects.filter(created_at__gte=start_of_day).values("case__queue")
-                   .annotate(n=Count("pk")).values_list("case__queue", "n"))
-    for q in queues:
-        q.stats = stats[q.pk]
-        q.stats["handled_today"] = handled.get(q.pk, 0)
-    listed = open_cases.filter(queue=selected) if selected else open_cases
-    # The page first, then its signal counts: counting before the LIMIT would group every open case.
-    cases = list(listed.select_related("queue", "account", "group", "assigned_to")
-                 .order_by("-priority", "created_at")[:QUEUE_PAGE])
-    signal_counts = dict(Signal.objects.filter(case__in=[c.pk for c in cases]).values("case")
-                         .annotate(n=Count("pk")).values_list("case", "n"))
-    for case in cases:
-        case.signal_count = signal_counts.get(case.pk, 0)
-    for case in cases:
-        case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
-        case.breached = case.due_at < now
-    mine = Case.objects.filter(assigned_to=request.user, status=CaseStatus.CLAIMED, closed_at__isnull=True).first()
-    awaiting_second = list(
-        Decision.objects.filter(approval="pending", case__queue__in=queues).exclude(decided_by=request.user)
-        .select_related("case", "decided_by", "reason")[:20])
+    page = selectors.queue_page(request.user, queues, selected)
     return render(request, "cases/queue.html", {
-        "queues": queues, "selected": selected, "cases": cases, "mine": mine, "now": now,
-        "exposure": exposure_today(request.user), "awaiting_second": awaiting_second,
+        "queues": queues, "selected": selected, **page, "exposure": exposure_today(request.user),
         "total_open": sum(q.stats["pending"] + q.stats["claimed"] for q in queues),
     })
 
@@ -125,89 +79,29 @@ def claim_next(request):
 @require_GET
 def case_detail(request, pk):
     case = access_case(request.user, pk)
-    signals = list(case.signals.select_related("item").order_by("-severity", "-score", "pk"))
-    items = OrderedDict()
-    for signal in signals:
-        if signal.item_id:
-            items.setdefault(signal.item_id, {"item": signal.item, "signals": []})["signals"].append(signal)
-    subject_signals = [s for s in signals if not s.item_id]
-    alerts = IntegrityAlert.objects.filter(item__in=list(items), resolved_at__isnull=True)
-    for entry in items.values():
-        entry["alerts"] = [a for a in alerts if a.item_id == entry["item"].pk]
-    held = set(LegalHold.active().filter(item__in=list(items)).values_list("item_id", flat=True))
-    for entry in items.values():
-        entry["held"] = entry["item"].pk in held
-    subject = case.subject
-    history = Case.objects.filter(
-        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)
-    ).exclude(pk=case.pk).order_by("-created_at")[:20]
-    decisions = Decision.objects.filter(case__in=[case.pk, *[c.pk for c in history]]).select_related(
-        "reason", "decided_by", "case"
-    )[:50]
-    if case.account_id:
-        facts = {
-            "items": Item.objects.filter(account=case.account_id).count(),
-            "groups": list(case.account.groups.all()[:20]),
-        }
-    else:
-        facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count(),
-                 "matched_members": list(matched_members(case.group)[:200])}
+    page = selectors.case_page(case)
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
     now = timezone.now()  # a GET changes nothing: the page reports its presence by POST to `viewing`
-    reports = UserReport.objects.filter(
-        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)).order_by("-created_at")[:20]
-    notes = SubjectNote.objects.filter(
-        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)).select_related("author")[:50]
     pref = ViewingPreference.for_user(request.user, case.queue.slug)
     actions = [
-        {"value": a.value, "label": a.label, "key": ACTION_KEYS[a], "reasons": reasons_for(a.value)}
+        {"value": a.value, "label": a.label, "key": ACTION_KEYS[a], "reasons": selectors.reasons_for(a.value)}
         for a in ACTION_KEYS
         if a != Action.REPORT or request.user.has_perm("cases.reveal_evidence")
     ]
     return render(request, "cases/case_detail.html", {
-        "case": case, "subject": subject, "items": list(items.values()), "subject_signals": subject_signals,
-        "history": history, "decisions": decisions, "facts": facts, "holds_claim": holds_claim,
+        "case": case, **page, "holds_claim": holds_claim,
         "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
-        "pref": pref, "exposure": exposure_today(request.user), "notes": notes, "user_reports": reports,
+        "pref": pref, "exposure": exposure_today(request.user),
         "reveal_seconds": settings.REVEAL_SECONDS,
-        "viewers": other_viewers(case, request.user, now), "seniors": seniors(),
+        "viewers": selectors.other_viewers(case, request.user, now), "seniors": selectors.seniors(),
         "pending": case.decisions.filter(approval="pending").select_related("decided_by", "reason").first(),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
         "cybertip_reports": case.cybertip_reports.all(),
         "can_allow_list": request.user.has_perm("detection.change_bank"),
-        "risk_panels": risk_panels(case),
+        "risk_panels": selectors.risk_panels(case),
     })
-
-
-def risk_panels(case):
-    """The latest risk assessment of each kind about the case's subject, as its signal stored it."""
-    about = Q(account=case.account_id) if case.account_id else Q(group=case.group_id, account__isnull=True)
-    panels = []
-    for detector in RISK_DETECTORS:
-        signal = Signal.objects.filter(about, detector=detector).order_by("-created_at", "-pk").first()
-        if signal is None:
-            continue
-        details = signal.details if isinstance(signal.details, dict) else {}
-        features = [f for f in details.get("features", []) if isinstance(f, dict)]
-        features.sort(key=lambda f: -(f.get("contribution") or 0))
-        panels.append({"signal": signal, "features": features, "threshold": details.get("threshold"),
-                       "summary": details.get("summary") or {}, "in_case": signal.case_id == case.pk})
-    return panels
-
-
-def other_viewers(case, user, now):
-    recent = now - timedelta(seconds=VIEWING_SECONDS)
-    return [v.user.get_username() for v in CaseView.objects.filter(case=case, seen_at__gte=recent)
-            .exclude(user=user).select_related("user")]
-
-
-def seniors():
-    from django.contrib.auth import get_user_model  # noqa: PLC0415
-
-    perm = Q(groups__permissions__codename="review_escalated") | Q(user_permissions__codename="review_escalated")
-    return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
 
 
 @login_required
@@ -217,7 +111,7 @@ def viewing(request, pk):
     case = access_case(request.user, pk)
     now = timezone.now()
     CaseView.objects.update_or_create(case=case, user=request.user, defaults={"seen_at": now})
-    return JsonResponse({"others": other_viewers(case, request.user, now)})
+    return JsonResponse({"others": selectors.other_viewers(case, request.user, now)})
 
 
 @login_required

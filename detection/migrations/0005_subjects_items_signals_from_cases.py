@@ -10,11 +10,19 @@ from django.db import migrations, models
 MOVED = ['account', 'accountlink', 'group', 'membership', 'item', 'signal', 'userreport']
 
 
-def move_content_types(apps, schema_editor):
+def relabel(apps, old, new):
     ContentType = apps.get_model("contenttypes", "ContentType")
     for model in MOVED:
-        if not ContentType.objects.filter(app_label="detection", model=model).exists():
-            ContentType.objects.filter(app_label="cases", model=model).update(app_label="detection")
+        if not ContentType.objects.filter(app_label=new, model=model).exists():
+            ContentType.objects.filter(app_label=old, model=model).update(app_label=new)
+
+
+def move_content_types(apps, schema_editor):
+    relabel(apps, "cases", "detection")
+
+
+def move_content_types_back(apps, schema_editor):
+    relabel(apps, "detection", "cases")
 
 
 class Migration(migrations.Migration):
@@ -218,5 +226,5 @@ class Migration(migrations.Migration):
                 constraint=models.UniqueConstraint(fields=('dedupe_key',), name='unique_signal_dedupe_key'),
             ),
             ]),
-        migrations.RunPython(move_content_types, migrations.RunPython.noop),
+        migrations.RunPython(move_content_types, move_content_types_back),
     ]

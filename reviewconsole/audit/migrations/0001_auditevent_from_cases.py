@@ -10,11 +10,19 @@ from django.db import migrations, models
 MOVED = ['auditevent']
 
 
-def move_content_types(apps, schema_editor):
+def relabel(apps, old, new):
     ContentType = apps.get_model("contenttypes", "ContentType")
     for model in MOVED:
-        if not ContentType.objects.filter(app_label="audit", model=model).exists():
-            ContentType.objects.filter(app_label="cases", model=model).update(app_label="audit")
+        if not ContentType.objects.filter(app_label=new, model=model).exists():
+            ContentType.objects.filter(app_label=old, model=model).update(app_label=new)
+
+
+def move_content_types(apps, schema_editor):
+    relabel(apps, "cases", "audit")
+
+
+def move_content_types_back(apps, schema_editor):
+    relabel(apps, "audit", "cases")
 
 
 class Migration(migrations.Migration):
@@ -49,5 +57,5 @@ class Migration(migrations.Migration):
                 },
             ),
             ]),
-        migrations.RunPython(move_content_types, migrations.RunPython.noop),
+        migrations.RunPython(move_content_types, move_content_types_back),
     ]

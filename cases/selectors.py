@@ -1,0 +1,157 @@
+"""Read queries behind the reviewer pages and the actions that need the same lists.
+
+Views call these instead of querying; each returns plain lists and dicts for a template.
+"""
+
+from collections import OrderedDict
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from cases.models import (
+    Case,
+    CaseStatus,
+    CaseView,
+    Decision,
+    IntegrityAlert,
+    LegalHold,
+    ReasonCode,
+    ReviewQueue,
+    SubjectNote,
+)
+from detection.detectors.risk import DETECTORS as RISK_DETECTORS
+from detection.models import Account, Item, Signal, UserReport
+
+QUEUE_PAGE = 50
+VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s
+
+
+def reviewable_queues(user):
+    queryset = ReviewQueue.objects.all()
+    if not user.has_perm("cases.review_escalated"):
+        queryset = queryset.filter(senior_only=False)
+    return queryset
+
+
+def reasons_for(action):
+    return [r for r in ReasonCode.objects.filter(active=True) if action in r.actions]
+
+
+def matched_members(group):
+    """Members of a group who shared known material in it, with how many such items each."""
+    return (Account.objects.filter(items__group=group, items__signals__kind="hash_match").distinct()
+            .annotate(matched=Count("items", filter=Q(items__group=group, items__signals__kind="hash_match"),
+                                    distinct=True))
+            .order_by("-matched", "external_id"))
+
+
+def queue_page(user, queues, selected):
+    """The queue page: per-queue counts, SLA breaches, decisions today, and the first page of cases.
+
+    Sets `stats` on each queue; returns the cases, the reviewer's own claim, decisions waiting for a
+    second reviewer and the time the page was computed at."""
+    open_cases = Case.objects.filter(closed_at__isnull=True)
+    if not user.has_perm("cases.review_escalated"):
+        # A join on the queue flag, not a list of queue ids, so the ranked index stays usable.
+        open_cases = open_cases.filter(queue__senior_only=False)
+    now = timezone.now()
+    stats = {q.pk: {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None} for q in queues}
+    # Grouped by (queue, status) and one ranged count per queue: each served by an index on open cases.
+    for row in (Case.objects.filter(closed_at__isnull=True, queue__in=list(stats)).values("queue", "status")
+                .annotate(n=Count("pk"), oldest=Min("created_at"))):
+        entry = stats[row["queue"]]
+        entry["pending" if row["status"] == CaseStatus.OPEN else "claimed"] += row["n"]
+        if entry["oldest"] is None or row["oldest"] < entry["oldest"]:
+            entry["oldest"] = row["oldest"]
+    for q in queues:
+        if stats[q.pk]["oldest"] and stats[q.pk]["oldest"] < now - timedelta(minutes=q.sla_minutes):
+            stats[q.pk]["breaches"] = Case.objects.filter(
+                closed_at__isnull=True, queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes)).count()
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    handled = dict(Decision.objects.filter(created_at__gte=start_of_day).values("case__queue")
+                   .annotate(n=Count("pk")).values_list("case__queue", "n"))
+    for q in queues:
+        q.stats = stats[q.pk]
+        q.stats["handled_today"] = handled.get(q.pk, 0)
+    listed = open_cases.filter(queue=selected) if selected else open_cases
+    # The page first, then its signal counts: counting before the LIMIT would group every open case.
+    cases = list(listed.select_related("queue", "account", "group", "assigned_to")
+                 .order_by("-priority", "created_at")[:QUEUE_PAGE])
+    signal_counts = dict(Signal.objects.filter(case__in=[c.pk for c in cases]).values("case")
+                         .annotate(n=Count("pk")).values_list("case", "n"))
+    for case in cases:
+        case.signal_count = signal_counts.get(case.pk, 0)
+    for case in cases:
+        case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
+        case.breached = case.due_at < now
+    mine = Case.objects.filter(assigned_to=user, status=CaseStatus.CLAIMED, closed_at__isnull=True).first()
+    awaiting_second = list(
+        Decision.objects.filter(approval="pending", case__queue__in=queues).exclude(decided_by=user)
+        .select_related("case", "decided_by", "reason")[:20])
+    return {"cases": cases, "mine": mine, "awaiting_second": awaiting_second, "now": now}
+
+
+def case_page(case):
+    """Everything the case page shows about the case and its subject, read in a fixed number of queries."""
+    signals = list(case.signals.select_related("item").order_by("-severity", "-score", "pk"))
+    items = OrderedDict()
+    for signal in signals:
+        if signal.item_id:
+            items.setdefault(signal.item_id, {"item": signal.item, "signals": []})["signals"].append(signal)
+    subject_signals = [s for s in signals if not s.item_id]
+    alerts = IntegrityAlert.objects.filter(item__in=list(items), resolved_at__isnull=True)
+    for entry in items.values():
+        entry["alerts"] = [a for a in alerts if a.item_id == entry["item"].pk]
+    held = set(LegalHold.active().filter(item__in=list(items)).values_list("item_id", flat=True))
+    for entry in items.values():
+        entry["held"] = entry["item"].pk in held
+    history = Case.objects.filter(
+        Q(account=case.account_id) if case.account_id else Q(group=case.group_id)
+    ).exclude(pk=case.pk).order_by("-created_at")[:20]
+    decisions = Decision.objects.filter(case__in=[case.pk, *[c.pk for c in history]]).select_related(
+        "reason", "decided_by", "case"
+    )[:50]
+    if case.account_id:
+        facts = {
+            "items": Item.objects.filter(account=case.account_id).count(),
+            "groups": list(case.account.groups.all()[:20]),
+        }
+    else:
+        facts = {"items": Item.objects.filter(group=case.group_id).count(), "members": case.group.members.count(),
+                 "matched_members": list(matched_members(case.group)[:200])}
+    about = Q(account=case.account_id) if case.account_id else Q(group=case.group_id)
+    return {
+        "subject": case.subject, "items": list(items.values()), "subject_signals": subject_signals,
+        "history": history, "decisions": decisions, "facts": facts,
+        "user_reports": UserReport.objects.filter(about).order_by("-created_at")[:20],
+        "notes": SubjectNote.objects.filter(about).select_related("author")[:50],
+    }
+
+
+def risk_panels(case):
+    """The latest risk assessment of each kind about the case's subject, as its signal stored it."""
+    about = Q(account=case.account_id) if case.account_id else Q(group=case.group_id, account__isnull=True)
+    panels = []
+    for detector in RISK_DETECTORS:
+        signal = Signal.objects.filter(about, detector=detector).order_by("-created_at", "-pk").first()
+        if signal is None:
+            continue
+        details = signal.details if isinstance(signal.details, dict) else {}
+        features = [f for f in details.get("features", []) if isinstance(f, dict)]
+        features.sort(key=lambda f: -(f.get("contribution") or 0))
+        panels.append({"signal": signal, "features": features, "threshold": details.get("threshold"),
+                       "summary": details.get("summary") or {}, "in_case": signal.case_id == case.pk})
+    return panels
+
+
+def other_viewers(case, user, now):
+    recent = now - timedelta(seconds=VIEWING_SECONDS)
+    return [v.user.get_username() for v in CaseView.objects.filter(case=case, seen_at__gte=recent)
+            .exclude(user=user).select_related("user")]
+
+
+def seniors():
+    perm = Q(groups__permissions__codename="review_escalated") | Q(user_permissions__codename="review_escalated")
+    return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
