@@ -8,15 +8,10 @@ class SubjectStatus(models.TextChoices):
     BANNED = "banned", "Banned"
 
 
-class Account(models.Model):
+class Subject(models.Model):
+    """What accounts and groups share: the platform's id, its behaviour facts, enforcement and analysis."""
+
     external_id = models.CharField(max_length=255, unique=True)
-    screen_name = models.CharField(max_length=255, blank=True)
-    display_name = models.CharField(max_length=255, blank=True)
-    bio = models.TextField(blank=True)
-    email = models.CharField(max_length=320, blank=True)
-    phone = models.CharField(max_length=64, blank=True)
-    age_band = models.CharField(max_length=16, blank=True, help_text="e.g. 13-15, 16-17, 18+")
-    registered_at = models.DateTimeField(null=True, blank=True)
     facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
     status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
     banned_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -26,8 +21,21 @@ class Account(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        db_table = "cases_account"  # the table keeps the name it had in the cases app
+        abstract = True
         ordering = ["external_id"]
+
+
+class Account(Subject):
+    screen_name = models.CharField(max_length=255, blank=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    bio = models.TextField(blank=True)
+    email = models.CharField(max_length=320, blank=True)
+    phone = models.CharField(max_length=64, blank=True)
+    age_band = models.CharField(max_length=16, blank=True, help_text="e.g. 13-15, 16-17, 18+")
+    registered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Subject.Meta):
+        db_table = "cases_account"  # the table keeps the name it had in the cases app
 
     def __str__(self):
         return f"account {self.external_id}" + (f" ({self.screen_name})" if self.screen_name else "")
@@ -57,23 +65,14 @@ class AccountLink(models.Model):
         return f"{self.account} {self.kind} {self.value[:12]}"
 
 
-class Group(models.Model):
-    external_id = models.CharField(max_length=255, unique=True)
+class Group(Subject):
     name = models.CharField(max_length=255, blank=True)
     description = models.TextField(blank=True)
     member_count = models.PositiveIntegerField(default=0)
-    facts = models.JSONField(default=dict, blank=True, help_text="Behaviour facts sent by the platform")
     members = models.ManyToManyField(Account, through="Membership", related_name="groups")
-    status = models.CharField(max_length=16, choices=SubjectStatus, default=SubjectStatus.ACTIVE)
-    banned_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    analysed_at = models.DateTimeField(null=True, blank=True,
-                                       help_text="Text surfaces and risk last scored (pending while null or stale)")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
+    class Meta(Subject.Meta):
         db_table = "cases_group"  # the table keeps the name it had in the cases app
-        ordering = ["external_id"]
 
     def __str__(self):
         return f"group {self.external_id}" + (f" ({self.name})" if self.name else "")

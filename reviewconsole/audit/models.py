@@ -4,15 +4,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from reviewconsole.audit.events import Event
-
 
 class AuditEvent(models.Model):
     """Append-only: who did what to which object, when and from where."""
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
     actor_label = models.CharField(max_length=150, help_text="User name, API token name or 'system'")
-    action = models.CharField(max_length=64, db_index=True, choices=Event.choices)
+    action = models.CharField(max_length=64, db_index=True,
+                              help_text="An event name from reviewconsole.audit.events.Event")
     case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
     item = models.ForeignKey("detection.Item", on_delete=models.PROTECT, null=True, blank=True,
                              related_name="audit_events")
