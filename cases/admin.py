@@ -1,5 +1,9 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 
+from cases.actions.enforcement import retry_delivery
 from cases.models import (
     Agency,
     AgencyMember,
@@ -12,7 +16,6 @@ from cases.models import (
     DailyMetric,
     Decision,
     Enforcement,
-    EnforcementStatus,
     IntegrityAlert,
     LegalDocument,
     LegalHold,
@@ -26,9 +29,29 @@ from cases.models import (
     SubjectNote,
     ViewingPreference,
 )
+from cases.web.permissions import client_ip
 from detection.models import Account, AccountLink, EvidenceOnHold, Group, Item, Membership, Signal, UserReport
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
 from reviewconsole.audit.recorder import audit
+
+
+def delete_items(user, item_ids, *, ip=None):
+    """Delete items and everything that hangs on them, one audit row per item, all or nothing.
+
+    Refused as a whole (EvidenceOnHold, nothing deleted) when any of them is under legal hold.
+    The audit rows name the item by id: a row pointing at the item would forbid its deletion.
+    """
+    with transaction.atomic():
+        items = list(Item.objects.select_for_update().filter(pk__in=list(item_ids)).order_by("pk"))
+        Item.objects.filter(pk__in=[item.pk for item in items]).delete()  # EvidenceOnHold if any is held
+        for item in items:
+            audit(user, Event.ITEM_DELETED, object_type="item", object_id=item.pk, ip=ip,
+                  details={"via": "admin", "kind": item.kind, "status": item.status, "account": item.account_id,
+                           "group": item.group_id, "external_id": item.external_id, "sha256": item.sha256,
+                           "md5": item.md5, "size": item.size, "storage_path": item.storage_path,
+                           "received_at": item.created_at.isoformat()})
+    return len(items)
 
 
 class MembershipInline(admin.TabularInline):
@@ -66,9 +89,15 @@ class ItemAdmin(admin.ModelAdmin):
         # Held evidence cannot be deleted here (nor through the ORM: Item.delete refuses too).
         return super().has_delete_permission(request, obj) and not (obj and obj.on_hold)
 
+    def delete_model(self, request, obj):
+        try:
+            delete_items(request.user, [obj.pk], ip=client_ip(request))
+        except EvidenceOnHold as exc:  # held since the page checked: the admin's 403, nothing written
+            raise PermissionDenied(str(exc))
+
     def delete_queryset(self, request, queryset):
         try:
-            super().delete_queryset(request, queryset)
+            delete_items(request.user, queryset.values_list("pk", flat=True), ip=client_ip(request))
         except EvidenceOnHold as exc:
             self.message_user(request, f"Nothing deleted: {exc}", level="error")
 
@@ -162,14 +191,9 @@ class EnforcementAdmin(admin.ModelAdmin):
                        "dispatched_at", "confirmed_at", "confirmation", "created_at"]
     actions = ["retry_now"]
 
-    @admin.action(description="Retry delivery now")
+    @admin.action(description="Retry delivery now", permissions=["change"])
     def retry_now(self, request, queryset):
-        from reviewconsole.queueing import enqueue_now
-
-        ids = list(queryset.exclude(status=EnforcementStatus.DELIVERED).values_list("pk", flat=True))
-        Enforcement.objects.filter(pk__in=ids).update(status=EnforcementStatus.PENDING, next_attempt_at=None)
-        for pk in ids:
-            enqueue_now("cases.dispatch.dispatch_enforcement", pk, queue="dispatch")
+        ids = retry_delivery(request.user, queryset.values_list("pk", flat=True), ip=client_ip(request))
         self.message_user(request, f"{len(ids)} deliveries queued again.")
 
     def has_delete_permission(self, request, obj=None):
@@ -216,24 +240,65 @@ class UserReportAdmin(admin.ModelAdmin):
     raw_id_fields = ["account", "group", "item"]
 
 
+class LegalHoldForm(forms.ModelForm):
+    """A hold may be extended, never shortened: it ends early only by being lifted with a reason."""
+
+    class Meta:
+        model = LegalHold
+        fields = ["item", "reason", "report", "legal_request", "note", "placed_by", "placed_at", "until"]
+
+    def clean_until(self):
+        until = self.cleaned_data["until"]
+        current = (LegalHold.objects.filter(pk=self.instance.pk).values_list("until", flat=True).first()
+                   if self.instance.pk else None)
+        if current and until < current:
+            raise forms.ValidationError(
+                f"A hold can be extended, never shortened: it runs until {current:%Y-%m-%d %H:%M} at least. "
+                "To end it early, lift it with a reason (evidence destruction).")
+        return until
+
+
 @admin.register(LegalHold)
 class LegalHoldAdmin(admin.ModelAdmin):
+    form = LegalHoldForm
     list_display = ["item", "reason", "until", "placed_by", "placed_at", "lifted_at"]
     list_filter = ["reason", ("lifted_at", admin.EmptyFieldListFilter)]
     search_fields = ["item__sha256", "note"]
     raw_id_fields = ["item", "report", "placed_by", "lifted_by"]
     readonly_fields = ["lifted_by", "lifted_at", "lift_reason"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a hold to another item would release the one it protects.
+        return [*super().get_readonly_fields(request, obj), *(["item"] if obj else [])]
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.placed_by = request.user
-        super().save_model(request, obj, form, change)
-        audit(request.user, "evidence.hold_changed" if change else "evidence.hold_placed", item=obj.item,
-              object_type="legalhold", object_id=obj.pk,
-              details={"reason": obj.reason, "until": obj.until.isoformat(), "note": obj.note})
+        with transaction.atomic():
+            if change:  # checked again under a lock: a concurrent edit cannot slip a shorter date past the form
+                current = LegalHold.objects.select_for_update().values_list("until", flat=True).get(pk=obj.pk)
+                if obj.until < current:
+                    raise PermissionDenied("a legal hold can be extended, never shortened")
+            super().save_model(request, obj, form, change)
+            details = {"reason": obj.reason, "until": obj.until.isoformat(), "note": obj.note}
+            if change:
+                details["changes"] = {
+                    name: [_json_value(form.initial.get(name)), _json_value(form.cleaned_data.get(name))]
+                    for name in form.changed_data}
+            event = Event.EVIDENCE_HOLD_CHANGED if change else Event.EVIDENCE_HOLD_PLACED
+            audit(request.user, event, item=obj.item, object_type="legalhold", object_id=obj.pk,
+                  ip=client_ip(request), details=details)
 
     def has_delete_permission(self, request, obj=None):
         return False  # lifted with a reason (evidence destruction), never deleted
+
+
+def _json_value(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "pk"):
+        return value.pk
+    return value
 
 
 @admin.register(IntegrityAlert)

@@ -1,26 +1,59 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
 from detection import matching
+from detection.banks import delete_bank, remove_entry
 from detection.detectors.text import MAX_CHARS, check_term, highlight_pieces, match_terms, normalise, score
 from detection.models import Bank, BankHash, HashExchange, TextTerm
 from detection.termlists import active_terms
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 
-def _audited(request, action, obj, **details):
-    audit(request.user, action, object_type=obj._meta.model_name, object_id=obj.pk,
-          ip=request.META.get("REMOTE_ADDR") or None, details={"via": "admin", **details})
+def _ip(request):
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _audited(request, event, obj, **details):
+    audit(request.user, event, object_type=obj._meta.model_name, object_id=obj.pk, ip=_ip(request),
+          details={"via": "admin", **details})
 
 
 def _touch(bank_ids):
     # Workers reload a bank when its updated_at moves; a deleted entry moves no id, so say so here.
     Bank.objects.filter(pk__in=set(bank_ids)).update(updated_at=timezone.now())
     matching.invalidate()
+
+
+def _plain(value):
+    """A form value as it can stand in an audit row's JSON."""
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _term_details(term, **more):
+    return {"via": "admin", "category": term.category, "term": term.term, "match": term.match, **more}
+
+
+def set_terms_enabled(user, term_ids, enabled, *, ip=None):
+    """Switch text terms on or off, one audit row per term that changed, all or nothing.
+
+    Each row is saved (not updated in bulk) so that its updated_at moves: that is what tells the
+    workers' term caches to reload. Returns how many terms changed.
+    """
+    with transaction.atomic():
+        terms = list(TextTerm.objects.select_for_update().filter(pk__in=list(term_ids)).exclude(enabled=enabled)
+                     .order_by("pk"))
+        for term in terms:
+            term.enabled = enabled
+            term.save(update_fields=["enabled", "updated_at"])
+            audit(user, Event.TEXT_TERM_CHANGED, object_type="textterm", object_id=term.pk, ip=ip,
+                  details=_term_details(term, changes={"enabled": [not enabled, enabled]}))
+    return len(terms)
 
 
 class HashExchangeInline(admin.StackedInline):
@@ -39,21 +72,19 @@ class BankAdmin(admin.ModelAdmin):
     inlines = [HashExchangeInline]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        _audited(request, "bank.changed" if change else "bank.created", obj, name=obj.name,
-                 changes={name: form.cleaned_data.get(name) for name in form.changed_data})
+        with transaction.atomic():  # inside the admin's own transaction: the bank and its row together
+            super().save_model(request, obj, form, change)
+            _audited(request, Event.BANK_CHANGED if change else Event.BANK_CREATED, obj, name=obj.name,
+                     changes={name: _plain(form.cleaned_data.get(name)) for name in form.changed_data})
         matching.invalidate()
 
     def delete_model(self, request, obj):
-        _audited(request, "bank.deleted", obj, name=obj.name)
-        super().delete_model(request, obj)
-        matching.invalidate()
+        delete_bank(request.user, obj, ip=_ip(request), via="admin")
 
     def delete_queryset(self, request, queryset):
-        for bank in queryset:
-            _audited(request, "bank.deleted", bank, name=bank.name)
-        super().delete_queryset(request, queryset)
-        matching.invalidate()
+        with transaction.atomic():  # the bulk action has no transaction of its own: all banks or none
+            for bank in queryset:
+                delete_bank(request.user, bank, ip=_ip(request), via="admin")
 
 
 @admin.register(BankHash)
@@ -67,23 +98,24 @@ class BankHashAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        _audited(request, "bank.entry_changed" if change else "bank.entry_added", obj.bank, entry=obj.pk,
-                 type=obj.hash_type, value=obj.value)
-        _touch([obj.bank_id])
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            _audited(request, Event.BANK_ENTRY_CHANGED if change else Event.BANK_ENTRY_ADDED, obj.bank,
+                     entry=obj.pk, type=obj.hash_type, value=obj.value)
+            _touch([obj.bank_id])
 
     def delete_model(self, request, obj):
-        _audited(request, "bank.entry_removed", obj.bank, entry=obj.pk, type=obj.hash_type, value=obj.value)
-        super().delete_model(request, obj)
-        _touch([obj.bank_id])
+        remove_entry(request.user, obj, ip=_ip(request), via="admin")
 
     def delete_queryset(self, request, queryset):
-        rows = list(queryset.values_list("pk", "bank_id", "hash_type", "value"))
-        for pk, bank_id, hash_type, value in rows:
-            audit(request.user, "bank.entry_removed", object_type="bank", object_id=bank_id,
-                  details={"via": "admin", "entry": pk, "type": hash_type, "value": value})
-        super().delete_queryset(request, queryset)
-        _touch([bank_id for _, bank_id, _, _ in rows])
+        rows = list(queryset.values_list("pk", "bank_id", "bank__name", "hash_type", "value", "label"))
+        with transaction.atomic():  # the bulk action has no transaction of its own: all entries or none
+            for pk, bank_id, name, hash_type, value, label in rows:
+                audit(request.user, Event.BANK_ENTRY_REMOVED, object_type="bank", object_id=bank_id, ip=_ip(request),
+                      details={"via": "admin", "name": name, "entry": pk, "type": hash_type, "value": value,
+                               "label": label})
+            BankHash.objects.filter(pk__in=[row[0] for row in rows]).delete()
+            _touch([row[1] for row in rows])
 
 
 class TextTermForm(forms.ModelForm):
@@ -126,15 +158,40 @@ class TextTermAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected terms", permissions=["change"])
     def enable_terms(self, request, queryset):
-        for term in queryset:  # save() per row bumps updated_at, which tells workers to reload
-            term.enabled = True
-            term.save(update_fields=["enabled", "updated_at"])
+        changed = set_terms_enabled(request.user, queryset.values_list("pk", flat=True), True, ip=_ip(request))
+        self.message_user(request, f"{changed} term(s) enabled.")
 
     @admin.action(description="Disable selected terms", permissions=["change"])
     def disable_terms(self, request, queryset):
-        for term in queryset:
-            term.enabled = False
-            term.save(update_fields=["enabled", "updated_at"])
+        changed = set_terms_enabled(request.user, queryset.values_list("pk", flat=True), False, ip=_ip(request))
+        self.message_user(request, f"{changed} term(s) disabled.")
+
+    # The form and the list's "enabled" column both save through here, inside the admin's own
+    # transaction; the savepoint keeps the term and its audit row together whoever calls.
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if change:
+                changes = {name: [_plain(form.initial.get(name)), _plain(form.cleaned_data.get(name))]
+                           for name in form.changed_data}
+                audit(request.user, Event.TEXT_TERM_CHANGED, object_type="textterm", object_id=obj.pk,
+                      ip=_ip(request), details=_term_details(obj, changes=changes))
+            else:
+                audit(request.user, Event.TEXT_TERM_CREATED, object_type="textterm", object_id=obj.pk,
+                      ip=_ip(request), details=_term_details(obj, weight=obj.weight, enabled=obj.enabled))
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            audit(request.user, Event.TEXT_TERM_DELETED, object_type="textterm", object_id=obj.pk,
+                  ip=_ip(request), details=_term_details(obj))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # the bulk action has no transaction of its own
+            for term in queryset.select_for_update():
+                audit(request.user, Event.TEXT_TERM_DELETED, object_type="textterm", object_id=term.pk,
+                      ip=_ip(request), details=_term_details(term))
+            super().delete_queryset(request, queryset)
 
     def get_urls(self):
         return [

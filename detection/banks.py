@@ -1,4 +1,4 @@
-"""Reading hash lists from files and adding them to banks."""
+"""Banks: creating and changing them (audited actions), reading hash lists from files into them."""
 
 import csv
 import io
@@ -11,6 +11,8 @@ from django.utils import timezone
 from detection import matching
 from detection.detectors.vpdq import parse_vpdq_lines
 from detection.models import Bank, BankHash, BankKind, HashType, normalise_hash
+from reviewconsole.audit.events import Event
+from reviewconsole.audit.recorder import audit
 
 MAX_LINE_CHARS = 4096
 BATCH = 5000
@@ -129,6 +131,80 @@ def import_hashes(bank_name, stream, *, fmt="txt", hash_type=None, progress=None
     summary.setdefault("error_count", 0)
     Bank.objects.filter(pk=bank.pk).update(updated_at=timezone.now())
     return summary
+
+
+# Actions: every change of a bank's settings or entries by a person, atomic with its audit row ----
+#
+# Workers reload a bank when its updated_at moves; this process drops its index at once.
+
+# What a person may set on a bank (its counts and timestamps are the console's own).
+BANK_SETTINGS = ["name", "description", "kind", "source", "enabled", "severity", "pdq_threshold", "phash_threshold",
+                 "dhash_threshold", "video_match_percent"]
+
+
+def _via(details, via):
+    return {**details, "via": via} if via else details
+
+
+def create_bank(user, *, ip=None, via=None, **fields):
+    """Create a bank from validated settings (name, kind, thresholds...) and record who did."""
+    unknown = set(fields) - set(BANK_SETTINGS)
+    if unknown:
+        raise ValueError(f"not bank settings: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        bank = Bank.objects.create(**fields)
+        audit(user, Event.BANK_CREATED, object_type="bank", object_id=bank.pk, ip=ip,
+              details=_via({"name": bank.name, "kind": bank.kind, "enabled": bank.enabled}, via))
+    matching.invalidate()
+    return bank
+
+
+def change_bank(user, bank, changes, *, ip=None, via=None):
+    """Apply `changes` ({setting: new value}) to a bank; the audit row holds each [before, after].
+
+    The values before are read from the locked row, not from `bank` (a bound form may already
+    have written the new values onto it). Changes to what the bank already holds are dropped; when
+    none are left nothing is written. Returns the bank as saved.
+    """
+    unknown = set(changes) - set(BANK_SETTINGS)
+    if unknown:
+        raise ValueError(f"not bank settings: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        current = Bank.objects.select_for_update().get(pk=bank.pk)
+        diff = {name: [getattr(current, name), value] for name, value in changes.items()
+                if getattr(current, name) != value}
+        if diff:
+            for name, (_, value) in diff.items():
+                setattr(current, name, value)
+            current.save(update_fields=[*diff, "updated_at"])
+            audit(user, Event.BANK_CHANGED, object_type="bank", object_id=current.pk, ip=ip,
+                  details=_via({"name": current.name, "changes": diff}, via))
+    matching.invalidate()  # this process at once; workers notice within seconds
+    return current
+
+
+def delete_bank(user, bank, *, ip=None, via=None):
+    """Delete a bank and its entries, recording its name and how many entries went with it."""
+    with transaction.atomic():
+        bank = Bank.objects.select_for_update().get(pk=bank.pk)
+        entries = BankHash.objects.filter(bank=bank).count()
+        audit(user, Event.BANK_DELETED, object_type="bank", object_id=bank.pk, ip=ip,
+              details=_via({"name": bank.name, "kind": bank.kind, "entries": entries}, via))
+        bank.delete()
+    matching.invalidate()
+
+
+def remove_entry(user, entry, *, ip=None, via=None):
+    """Remove one entry from its bank (which then reloads everywhere), recording what it held."""
+    with transaction.atomic():
+        entry = BankHash.objects.select_related("bank").get(pk=entry.pk)
+        audit(user, Event.BANK_ENTRY_REMOVED, object_type="bank", object_id=entry.bank_id, ip=ip,
+              details=_via({"name": entry.bank.name, "entry": entry.pk, "type": entry.hash_type,
+                            "value": entry.value, "label": entry.label}, via))
+        entry.delete()
+        # A deleted entry moves no id, so the bank's updated_at tells the workers.
+        Bank.objects.filter(pk=entry.bank_id).update(updated_at=timezone.now())
+    matching.invalidate()
 
 
 # Banks the console keeps itself ---------------------------------------------------------------

@@ -5,19 +5,17 @@ from functools import wraps
 
 from django import forms
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count
 from django.http import JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from cases.actions import enforcement as enforcement_actions
 from cases.models import Case, CaseStatus, Enforcement
 from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
 from cases.web.openapi import document
-from cases.web.permissions import api_token_for
+from cases.web.permissions import api_token_for, client_ip
 from detection import intake
 from detection.models import Item, ItemKind, Signal
-from reviewconsole.audit.recorder import audit
 
 
 def error(status, message, **extra):
@@ -277,16 +275,10 @@ def confirm_enforcement(request, pk):
     result = body.get("result")
     if result not in ("applied", "failed"):
         return error(400, "invalid confirmation", fields={"result": ["must be applied or failed"]})
-    detail = str(body.get("detail", ""))[:2000]
-    enforcement = Enforcement.objects.filter(pk=pk).first()
-    if enforcement is None:
-        return error(404, "no such enforcement")
-    with transaction.atomic():
+    try:
         # The first confirmation stands; a repeat is answered with it.
-        if Enforcement.objects.filter(pk=pk, confirmed_at__isnull=True).update(
-                confirmed_at=timezone.now(), confirmation={"result": result, "detail": detail}):
-            audit(None, "enforcement.confirmed", case=enforcement.decision.case,
-                  actor_label=f"api:{request.api_token.name}", object_type="enforcement", object_id=pk,
-                  details={"result": result, "detail": detail})
-    enforcement.refresh_from_db()
+        enforcement = enforcement_actions.confirm_enforcement(
+            request.api_token, pk, result=result, detail=body.get("detail", ""), ip=client_ip(request))
+    except Enforcement.DoesNotExist:
+        return error(404, "no such enforcement")
     return JsonResponse(_enforcement_json(enforcement))

@@ -6,16 +6,14 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from cases.web.bank_forms import LIMITS, BankSettingsForm, ImportForm, NewBankForm
 from cases.web.permissions import client_ip, require_bank_access
 from detection import matching
-from detection.banks import current_counts, export_lines, import_hashes
+from detection.banks import change_bank, create_bank, current_counts, export_lines, import_hashes, remove_entry
 from detection.models import Bank, BankHash, HashType
 from reviewconsole.audit.recorder import audit
 
@@ -124,11 +122,8 @@ def bank_new(request):
         return denied
     form = NewBankForm(request.POST or None, initial={"source": "file"})
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            bank = form.save()
-            audit(request.user, "bank.created", object_type="bank", object_id=bank.pk, ip=client_ip(request),
-                  details={"name": bank.name, "kind": bank.kind, "enabled": bank.enabled})
-        matching.invalidate()
+        bank = create_bank(request.user, ip=client_ip(request),
+                           **{name: form.cleaned_data[name] for name in NewBankForm.Meta.fields})
         messages.success(request, f"Bank {bank.name} created.")
         return redirect("banks:detail", pk=bank.pk)
     return render(request, "detection/bank_form.html", {"form": form, "limits": LIMITS, "bank": None})
@@ -139,15 +134,10 @@ def bank_edit(request, pk):
     if denied := require_bank_access(request, "detection.change_bank"):
         return denied
     bank = get_object_or_404(Bank, pk=pk)
-    before = {name: getattr(bank, name) for name in BankSettingsForm.Meta.fields}
     form = BankSettingsForm(request.POST or None, instance=bank)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            form.save()
-            changes = {name: [before[name], form.cleaned_data[name]] for name in form.changed_data}
-            audit(request.user, "bank.changed", object_type="bank", object_id=bank.pk, ip=client_ip(request),
-                  details={"name": bank.name, "changes": changes})
-        matching.invalidate()  # this process at once; workers notice within seconds
+        bank = change_bank(request.user, bank, {name: form.cleaned_data[name] for name in form.changed_data},
+                           ip=client_ip(request))
         messages.success(request, f"Bank {bank.name} saved." if form.changed_data else "Nothing changed.")
         return redirect("banks:detail", pk=bank.pk)
     return render(request, "detection/bank_form.html", {"form": form, "limits": LIMITS, "bank": bank})
@@ -195,12 +185,6 @@ def entry_delete(request, pk, entry_id):
     if denied := require_bank_access(request, "detection.change_bank"):
         return denied
     entry = get_object_or_404(BankHash.objects.select_related("bank"), pk=entry_id, bank_id=pk)
-    with transaction.atomic():
-        audit(request.user, "bank.entry_removed", object_type="bank", object_id=pk, ip=client_ip(request),
-              details={"name": entry.bank.name, "entry": entry.pk, "type": entry.hash_type, "value": entry.value,
-                       "label": entry.label})
-        entry.delete()
-        Bank.objects.filter(pk=pk).update(updated_at=timezone.now())
-    matching.invalidate()
+    remove_entry(request.user, entry, ip=client_ip(request))
     messages.success(request, f"Entry #{entry_id} removed from {entry.bank.name}.")
     return redirect("banks:detail", pk=pk)

@@ -22,7 +22,8 @@ from detection.detectors.hashing import UNTRIMMED, RejectedFile, hash_image
 from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
 from detection.models import BankHash, BankKind, HashType, Item, ItemKind, ItemStatus, Signal, SignalKind
 from detection.termlists import item_text_signals
-from reviewconsole.audit.models import AuditEvent
+from reviewconsole.audit.events import Event
+from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue_now, kick, kicked
 from reviewconsole.storage import read_original
 
@@ -306,11 +307,11 @@ def apply_allow_list(item, matches, banks):
     if suppressed:
         names = sorted({banks[m.bank_id].name for m in allowing})
         log.info("item %s: %d match(es) suppressed by allow-list %s", item.pk, len(suppressed), ", ".join(names))
-        AuditEvent.objects.create(
-            actor_label="system", action="match.suppressed", item=item, object_type="item", object_id=str(item.pk),
-            details={"allow_lists": names, "allow_entries": sorted({m.bank_hash_id for m in allowing}),
-                     "suppressed": [{"bank": banks[m.bank_id].name, "entry_id": m.bank_hash_id, "type": m.hash_type,
-                                     "distance": m.distance} for m in suppressed]})
+        # Called inside the scan's transaction: the trace is stored with the findings, or not at all.
+        audit(None, Event.MATCH_SUPPRESSED, item=item, object_type="item", object_id=item.pk,
+              details={"allow_lists": names, "allow_entries": sorted({m.bank_hash_id for m in allowing}),
+                       "suppressed": [{"bank": banks[m.bank_id].name, "entry_id": m.bank_hash_id,
+                                       "type": m.hash_type, "distance": m.distance} for m in suppressed]})
     return kept
 
 

@@ -50,6 +50,7 @@ class Event(models.TextChoices):
     CYBERTIP_VIEWED = "cybertip.viewed"
 
     ENFORCEMENT_CONFIRMED = "enforcement.confirmed"
+    ENFORCEMENT_RETRIED = "enforcement.retried"
 
     EVIDENCE_DESTRUCTION_REQUESTED = "evidence.destruction_requested"
     EVIDENCE_HOLD_CHANGED = "evidence.hold_changed"
@@ -59,6 +60,7 @@ class Event(models.TextChoices):
     EVIDENCE_REVEALED = "evidence.revealed"
     EVIDENCE_VIEWED_BLURRED = "evidence.viewed_blurred"
 
+    ITEM_DELETED = "item.deleted"
     ITEM_RECEIVED = "item.received"
 
     LEGAL_AGENCY_MESSAGE = "legal.agency_message"
@@ -83,6 +85,10 @@ class Event(models.TextChoices):
     REPORT_RECEIVED = "report.received"
 
     SUBJECT_NOTE_ADDED = "subject.note_added"
+
+    TEXT_TERM_CHANGED = "text_term.changed"
+    TEXT_TERM_CREATED = "text_term.created"
+    TEXT_TERM_DELETED = "text_term.deleted"
 
     @classmethod
     def decision(cls, action, stage=""):
