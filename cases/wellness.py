@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
 
 
@@ -24,14 +25,14 @@ def exposure_today(user, now=None):
     now = now or timezone.now()
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     events = AuditEvent.objects.filter(actor=user, created_at__gte=start).filter(
-        action__in=["evidence.revealed", "case.claimed", "case.released", "case.ban", "case.remove",
-                    "case.escalate", "case.report", "case.dismiss"]
+        action__in=[Event.EVIDENCE_REVEALED, Event.CASE_CLAIMED, Event.CASE_RELEASED, Event.CASE_BAN, Event.CASE_REMOVE,
+                    Event.CASE_ESCALATE, Event.CASE_REPORT, Event.CASE_DISMISS]
     ).order_by("created_at").values_list("action", "case_id", "created_at")
     reveals, seconds, claimed = 0, 0.0, {}
     for action, case_id, at in events:
-        if action == "evidence.revealed":
+        if action == Event.EVIDENCE_REVEALED:
             reveals += 1
-        elif action == "case.claimed":
+        elif action == Event.CASE_CLAIMED:
             claimed[case_id] = at
         elif case_id in claimed:
             seconds += (at - claimed.pop(case_id)).total_seconds()

@@ -12,6 +12,7 @@ from django.db import transaction
 from detection.detectors.hashing import digests
 from detection.models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
 from reviewconsole import storage
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue, kick_after_commit
 
@@ -117,7 +118,7 @@ def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, externa
                 original_name=original_name[:255], declared_type=declared_type[:127], size=len(data),
                 storage_path=relative, uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
             )
-            audit(None, "item.received", item=item, actor_label=actor_label,
+            audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label,
                   details={"sha256": sha256, "size": len(data), "kind": kind})
             request_scan(item.pk)
     except Exception:
@@ -134,7 +135,7 @@ def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=
             account=account, group=group, kind=ItemKind.TEXT, external_id=external_id, text=text,
             size=len(text.encode()), uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
         )
-        audit(None, "item.received", item=item, actor_label=actor_label, details={"kind": "text"})
+        audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label, details={"kind": "text"})
         request_scan(item.pk)
     return item
 
@@ -171,7 +172,7 @@ def submit_report(*, reporter, reason, comment="", account_id=None, group_id=Non
             details={"report_id": report.pk, "reason": reason, "reporter": reporter},
             dedupe_key=f"report:{report.pk}",
         )
-        audit(None, "report.received", item=item, actor_label=actor_label, object_type="userreport",
+        audit(None, Event.REPORT_RECEIVED, item=item, actor_label=actor_label, object_type="userreport",
               object_id=str(report.pk), details={"reason": reason, "target": target})
         enqueue("cases.jobs.triage_signals", [signal.pk], queue="triage")
     return report

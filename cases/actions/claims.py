@@ -10,6 +10,7 @@ from django.utils import timezone
 from cases.actions import ActionError
 from cases.models import Case, CaseStatus
 from cases.selectors import reviewable_queues
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 
@@ -51,14 +52,14 @@ def claim_next_case(user, *, queue=None, ip=None):
                 return None
             Case.objects.filter(pk=case.pk).update(**_claim_fields(user, now))
             case.refresh_from_db()
-            audit(user, "case.claimed", case=case, ip=ip)
+            audit(user, Event.CASE_CLAIMED, case=case, ip=ip)
             return case
     # SQLite: no row locks; the conditional UPDATE lets exactly one claimer win each case.
     for pk in list(candidates.values_list("pk", flat=True)[:25]):
         with transaction.atomic():
             if Case.objects.filter(_claimable(now), pk=pk).update(**_claim_fields(user, now)):
                 case = Case.objects.get(pk=pk)
-                audit(user, "case.claimed", case=case, ip=ip)
+                audit(user, Event.CASE_CLAIMED, case=case, ip=ip)
                 return case
     return None
 
@@ -74,7 +75,7 @@ def claim_case(user, case_id, *, ip=None):
         if not Case.objects.filter(_claimable(now), pk=case_id).update(**_claim_fields(user, now)):
             holder = case.assigned_to.get_username() if case.assigned_to else "nobody"
             raise ActionError("This case is closed." if case.closed_at else f"This case is claimed by {holder}.")
-        audit(user, "case.claimed", case=case, ip=ip)
+        audit(user, Event.CASE_CLAIMED, case=case, ip=ip)
     case.refresh_from_db()
     return case
 
@@ -86,5 +87,5 @@ def release_case(user, case_id, *, ip=None):
             updated_at=timezone.now(),
         )
         if released:
-            audit(user, "case.released", case=Case.objects.get(pk=case_id), ip=ip)
+            audit(user, Event.CASE_RELEASED, case=Case.objects.get(pk=case_id), ip=ip)
     return bool(released)

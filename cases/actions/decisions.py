@@ -151,7 +151,7 @@ def bank_decision(case, decision, *, ip=None):
     decision.options = {**decision.options, "bank_entries": ids}
     Decision.objects.filter(pk=decision.pk).update(options=decision.options)
     summary = {"bank": bank.name, "entries_added": len(ids), "items": [item.pk for item in items]}
-    audit(decision.decided_by, "bank.entries_added", case=case, object_type="bank", object_id=bank.pk, ip=ip,
+    audit(decision.decided_by, Event.BANK_ENTRIES_ADDED, case=case, object_type="bank", object_id=bank.pk, ip=ip,
           details={**summary, "decision": decision.pk})
     return {"banked": summary}
 
@@ -316,7 +316,7 @@ def undo(user, decision_id, *, ip=None):
         case.save()
         Decision.objects.filter(pk=decision.pk).update(undone_at=now)
         unbanked = hash_banks.remove_entries(decision.options.get("bank_entries"))
-        audit(user, "case.undo", case=case, ip=ip, object_type="decision", object_id=decision.pk,
+        audit(user, Event.CASE_UNDO, case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"action": decision.action, "bank_entries_removed": unbanked})
     decision.refresh_from_db()
     return decision

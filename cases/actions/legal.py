@@ -27,6 +27,7 @@ from cases.models import (
 )
 from detection.models import Account, Group, Item
 from reviewconsole import storage
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 MAX_IDENTIFIERS = 50
@@ -130,7 +131,7 @@ def submit_request(user, *, kind, reference, identifiers, description, due_at, d
             agency=member.agency, submitted_by=user, kind=kind, reference=reference[:100],
             identifiers=identifiers, description=description, due_at=due_at)
         doc = _store(request_obj, document, document_name, user, LegalDocument.Side.AGENCY)
-        audit(user, "legal.request_submitted", object_type="legalrequest", object_id=request_obj.pk, ip=ip,
+        audit(user, Event.LEGAL_REQUEST_SUBMITTED, object_type="legalrequest", object_id=request_obj.pk, ip=ip,
               details={"agency": member.agency.name, "kind": kind, "reference": reference[:100],
                        "identifiers": len(identifiers), "document_sha256": doc.sha256})
     return request_obj
@@ -145,7 +146,7 @@ def add_agency_message(user, request_obj, *, text, document=None, document_name=
         message = LegalMessage.objects.create(request=request_obj, side=LegalDocument.Side.AGENCY, author=user,
                                               text=text.strip()) if text.strip() else None
         doc = _store(request_obj, document, document_name, user, LegalDocument.Side.AGENCY) if document else None
-        audit(user, "legal.agency_message", object_type="legalrequest", object_id=request_obj.pk, ip=ip,
+        audit(user, Event.LEGAL_AGENCY_MESSAGE, object_type="legalrequest", object_id=request_obj.pk, ip=ip,
               details={"document_sha256": doc.sha256 if doc else None})
     return message
 
@@ -185,7 +186,7 @@ def verify(user, request_obj, *, note, ip=None):
         request_obj.assigned_to = request_obj.assigned_to or user
         request_obj.save(update_fields=["status", "verified_by", "verified_at", "verification_note", "assigned_to",
                                         "updated_at"])
-        audit(user, "legal.request_verified", object_type="legalrequest", object_id=request_obj.pk, ip=ip,
+        audit(user, Event.LEGAL_REQUEST_VERIFIED, object_type="legalrequest", object_id=request_obj.pk, ip=ip,
               details={"note": note.strip()[:500]})
     return request_obj
 
@@ -206,7 +207,7 @@ def link_subjects(user, request_obj, ip=None):
         request_obj.cases.add(*cases)
         found = {a.external_id for a in accounts} | {g.external_id for g in groups}
         missing = [i["id"] for i in request_obj.identifiers if i["id"] not in found]
-        audit(user, "legal.subjects_linked", object_type="legalrequest", object_id=request_obj.pk, ip=ip,
+        audit(user, Event.LEGAL_SUBJECTS_LINKED, object_type="legalrequest", object_id=request_obj.pk, ip=ip,
               details={"accounts": len(accounts), "groups": len(groups), "cases": len(cases), "not_found": missing})
     return {"accounts": accounts, "groups": groups, "cases": cases, "missing": missing}
 
@@ -228,7 +229,7 @@ def place_holds(user, request_obj, *, days=None, ip=None):
                for item in items.exclude(pk__in=held)]
         LegalHold.objects.bulk_create(new)
         extended = LegalHold.active().filter(legal_request=request_obj, until__lt=until).update(until=until)
-        audit(user, "legal.holds_placed", object_type="legalrequest", object_id=request_obj.pk, ip=ip,
+        audit(user, Event.LEGAL_HOLDS_PLACED, object_type="legalrequest", object_id=request_obj.pk, ip=ip,
               details={"new": len(new), "extended": extended, "until": until.isoformat()})
     return len(new), extended
 
@@ -246,7 +247,7 @@ def respond(user, request_obj, *, text, documents=(), ip=None):
         docs = [_store(request_obj, data, name, user, LegalDocument.Side.RESPONSE) for name, data in documents]
         request_obj.status = LegalRequestStatus.RESPONDED
         request_obj.save(update_fields=["status", "updated_at"])
-        audit(user, "legal.responded", object_type="legalrequest", object_id=request_obj.pk, ip=ip,
+        audit(user, Event.LEGAL_RESPONDED, object_type="legalrequest", object_id=request_obj.pk, ip=ip,
               details={"documents": [d.sha256 for d in docs]})
     return request_obj
 
@@ -264,7 +265,7 @@ def close(user, request_obj, *, reject=False, note="", ip=None):
         request_obj.status = LegalRequestStatus.REJECTED if reject else LegalRequestStatus.CLOSED
         request_obj.closed_at = timezone.now()
         request_obj.save(update_fields=["status", "closed_at", "updated_at"])
-        audit(user, "legal.rejected" if reject else "legal.closed", object_type="legalrequest",
+        audit(user, Event.LEGAL_REJECTED if reject else Event.LEGAL_CLOSED, object_type="legalrequest",
               object_id=request_obj.pk, ip=ip, details={"note": note.strip()[:500]})
     return request_obj
 
@@ -278,7 +279,7 @@ def requests_for_agency_user(user):
 
 def read_document(user, doc, ip=None):
     """The bytes of a document, after the caller's access check; the download is audited first."""
-    audit(user, "legal.document_downloaded", object_type="legaldocument", object_id=doc.pk, ip=ip,
+    audit(user, Event.LEGAL_DOCUMENT_DOWNLOADED, object_type="legaldocument", object_id=doc.pk, ip=ip,
           details={"request": doc.request_id, "side": doc.side, "sha256": doc.sha256})
     data = storage.read_original(doc.storage_path)
     if hashlib.sha256(data).hexdigest() != doc.sha256:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from cases.models import IntegrityAlert, LegalHold
 from detection.models import EvidenceOnHold, Item
 from reviewconsole import storage
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def purge(item, *, actor=None, reason):
         if LegalHold.active().filter(item=item).exists():
             raise EvidenceOnHold(f"item {item.pk} is under legal hold")
         Item.objects.filter(pk=item.pk).update(purged_at=timezone.now())
-        audit(actor, "evidence.purged", item=item, object_type="item", object_id=item.pk,
+        audit(actor, Event.EVIDENCE_PURGED, item=item, object_type="item", object_id=item.pk,
               details={"reason": reason, "sha256": item.sha256, "md5": item.md5, "size": item.size})
         transaction.on_commit(lambda: _remove_bytes(item))
     return True
@@ -90,7 +91,7 @@ def raise_alert(item, problem, found=""):
         if IntegrityAlert.objects.filter(item=item, problem=problem, resolved_at__isnull=True).exists():
             return None
         alert = IntegrityAlert.objects.create(item=item, problem=problem, found_sha256=found)
-        audit(None, "evidence.integrity_alert", item=item, object_type="integrityalert", object_id=alert.pk,
+        audit(None, Event.EVIDENCE_INTEGRITY_ALERT, item=item, object_type="integrityalert", object_id=alert.pk,
               details={"problem": problem, "expected": item.sha256, "found": found})
     log.error("evidence integrity: item %s: %s", item.pk, problem)
     return alert
@@ -124,7 +125,7 @@ def destroy(user, item, *, reason, ip=None):
     with transaction.atomic():
         lifted = LegalHold.active().filter(item=item).update(lifted_by=user, lifted_at=timezone.now(),
                                                              lift_reason=reason[:500])
-        audit(user, "evidence.destruction_requested", item=item, object_type="item", object_id=item.pk, ip=ip,
+        audit(user, Event.EVIDENCE_DESTRUCTION_REQUESTED, item=item, object_type="item", object_id=item.pk, ip=ip,
               details={"reason": reason, "holds_lifted": lifted})
         purge(item, actor=user, reason=f"destroyed on request: {reason}")
 

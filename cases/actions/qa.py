@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from cases.actions import ActionError
 from cases.models import Action, QAReview
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 _qa_random = random.SystemRandom()
@@ -31,6 +32,6 @@ def record_qa(user, qa_id, *, action, note=""):
         qa.reviewer, qa.action, qa.note, qa.reviewed_at = user, action, note, timezone.now()
         qa.agrees = action == qa.decision.action
         qa.save()
-        audit(user, "qa.reviewed", case=qa.decision.case, object_type="qareview", object_id=qa.pk,
+        audit(user, Event.QA_REVIEWED, case=qa.decision.case, object_type="qareview", object_id=qa.pk,
               details={"agrees": qa.agrees})
     return qa

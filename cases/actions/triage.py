@@ -8,6 +8,7 @@ from django.utils import timezone
 from cases import routing
 from cases.models import Case
 from detection.models import Signal
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 
@@ -26,7 +27,7 @@ def attach_signals(signal_ids):
             case, opened = _open_case_for(kind, subject_id)
             Signal.objects.filter(pk__in=[s.pk for s in subject_signals]).update(case=case, triaged_at=timezone.now())
             _rerank(case)
-            audit(None, "case.opened" if opened else "case.signals_added", case=case,
+            audit(None, Event.CASE_OPENED if opened else Event.CASE_SIGNALS_ADDED, case=case,
                   details={"signals": [s.pk for s in subject_signals]})
             cases.append(case)
         return cases

@@ -21,6 +21,7 @@ from cases.cybertip import documents
 from cases.cybertip.client import CyberTipClient, Unreachable
 from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport
 from reviewconsole import storage
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
 from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
@@ -55,7 +56,7 @@ def approve(user, report_id, ip=None):
                 status=Status.QUEUED, approved_by=user, approved_at=timezone.now()):
             return False
         report = CyberTipReport.objects.get(pk=report_id)
-        audit(user, "cybertip.approved", case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip)
+        audit(user, Event.CYBERTIP_APPROVED, case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip)
         enqueue("cases.cybertip.filing.file_report", report_id, queue="dispatch")
     return True
 
@@ -69,7 +70,7 @@ def retry(user, report_id, ip=None):
                 pk=report_id, status__in=[Status.FAILED, Status.QUEUED, Status.SUBMITTED]).update(
                 status=status, next_attempt_at=None, attempts=0):
             return False
-        audit(user, "cybertip.retried", case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip,
+        audit(user, Event.CYBERTIP_RETRIED, case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip,
               details={"last_error": report.last_error})
         enqueue("cases.cybertip.filing.file_report", report_id, queue="dispatch")
     return True
@@ -94,7 +95,7 @@ def retract(user, report_id, client=None, ip=None):
             _save(report, last_error=str(exc))
     except (Retry, StartOver, Unreachable) as exc:
         _save(report, last_error=str(exc))
-    audit(user, "cybertip.retract", case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip,
+    audit(user, Event.CYBERTIP_RETRACT, case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip,
           details={"status": report.status})
     return report.status
 
@@ -136,7 +137,7 @@ def file_report(report_id, client=None, restarted=False):
         log.warning("CyberTipline report %s: %s; retrying in %s s", report.pk, exc, delay)
     except Stop as exc:
         _save(report, status=Status.FAILED, last_error=str(exc), next_attempt_at=None)
-        audit(None, "cybertip.failed", case=report.case, object_type="cybertipreport", object_id=report.pk,
+        audit(None, Event.CYBERTIP_FAILED, case=report.case, object_type="cybertipreport", object_id=report.pk,
               details={"error": str(exc)})
     return CyberTipReport.objects.get(pk=report.pk).status
 
@@ -184,7 +185,7 @@ def _advance(report, client):
         _save(report, ncmec_report_id=answer.report_id, xml_sent=document.decode(), submitted_at=timezone.now(),
               status=Status.SUBMITTED)
         hold_for_report(report, start=report.submitted_at)
-        audit(None, "cybertip.submitted", case=report.case, object_type="cybertipreport", object_id=report.pk,
+        audit(None, Event.CYBERTIP_SUBMITTED, case=report.case, object_type="cybertipreport", object_id=report.pk,
               details={"ncmec_report_id": answer.report_id, "request_id": answer.request_id})
     for report_file in report.files.select_related("item").filter(ncmec_file_id=""):
         _upload(report, report_file, client)
@@ -209,7 +210,7 @@ def _advance(report, client):
                   timezone.now().isoformat(timespec="seconds")
     _save(report, status=Status.FILED, finished_at=timezone.now(), receipt=receipt, last_error="",
           next_attempt_at=None)
-    audit(None, "cybertip.filed", case=report.case, object_type="cybertipreport", object_id=report.pk,
+    audit(None, Event.CYBERTIP_FILED, case=report.case, object_type="cybertipreport", object_id=report.pk,
           details={"ncmec_report_id": report.ncmec_report_id})
 
 
@@ -286,7 +287,7 @@ def gather_file(report, report_file):
         original_name=item.original_name,
         uploaded_at=item.uploaded_at or item.created_at,
         # True only if a person here actually looked at the unblurred file: the audit log says.
-        viewed=AuditEvent.objects.filter(item=item, action="evidence.revealed").exists(),
+        viewed=AuditEvent.objects.filter(item=item, action=Event.EVIDENCE_REVEALED).exists(),
         publicly_available=report_file.publicly_available,
         classification=report_file.classification,
         annotations=report_file.annotations,

@@ -15,6 +15,7 @@ from cases.web.permissions import client_ip, require_bank_access
 from detection import matching
 from detection.banks import change_bank, create_bank, current_counts, export_lines, import_hashes, remove_entry
 from detection.models import Bank, BankHash, HashType
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 PAGE = 50
@@ -155,7 +156,7 @@ def bank_import(request, pk):
         text = io.TextIOWrapper(upload.file, encoding="utf-8", errors="replace", newline="")
         summary = import_hashes(bank.name, text, fmt=form.cleaned_data["format"],
                                 hash_type=form.cleaned_data["hash_type"] or None)
-        audit(request.user, "bank.imported", object_type="bank", object_id=bank.pk, ip=client_ip(request),
+        audit(request.user, Event.BANK_IMPORTED, object_type="bank", object_id=bank.pk, ip=client_ip(request),
               details={"name": bank.name, "file": upload.name[:200], "size": upload.size,
                        **{k: summary[k] for k in ("read", "added", "duplicates", "error_count")}})
         matching.invalidate()
@@ -170,7 +171,7 @@ def bank_export(request, pk):
         return denied
     bank = get_object_or_404(Bank, pk=pk)
     # Audited before the first byte leaves, like evidence.
-    audit(request.user, "bank.exported", object_type="bank", object_id=bank.pk, ip=client_ip(request),
+    audit(request.user, Event.BANK_EXPORTED, object_type="bank", object_id=bank.pk, ip=client_ip(request),
           details={"name": bank.name, "entries": sum(current_counts(bank)[0].values())})
     response = StreamingHttpResponse(export_lines(bank), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{bank.name}.csv"'

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from cases.actions import ActionError, legal
 from cases.models import LegalDocument, LegalHold, LegalRequest, LegalRequestKind
 from cases.web.permissions import access_officer, client_ip, require_liaison
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 
@@ -65,7 +66,8 @@ class RequestForm(forms.Form):
 def portal(request):
     member = access_officer(request.user)
     requests = legal.requests_for_agency_user(request.user).select_related("submitted_by")
-    audit(request.user, "legal.portal_viewed", object_type="agency", object_id=member.agency_id, ip=client_ip(request))
+    audit(request.user, Event.LEGAL_PORTAL_VIEWED, object_type="agency", object_id=member.agency_id,
+          ip=client_ip(request))
     return render(request, "legal/portal.html", {"agency": member.agency, "requests": requests})
 
 
@@ -96,7 +98,7 @@ def portal_new(request):
 def portal_request(request, pk):
     access_officer(request.user)
     request_obj = get_object_or_404(legal.requests_for_agency_user(request.user), pk=pk)
-    audit(request.user, "legal.request_viewed", object_type="legalrequest", object_id=pk, ip=client_ip(request))
+    audit(request.user, Event.LEGAL_REQUEST_VIEWED, object_type="legalrequest", object_id=pk, ip=client_ip(request))
     return render(request, "legal/portal_request.html", {
         "req": request_obj, "documents": request_obj.documents.all(),
         "messages_": request_obj.messages.select_related("author"),
@@ -145,7 +147,7 @@ def legal_queue(request):
     for request_obj in queue:
         request_obj.deadline = legal.sla_deadline(request_obj)
         request_obj.overdue = request_obj.deadline < now
-    audit(request.user, "legal.queue_viewed", ip=client_ip(request))
+    audit(request.user, Event.LEGAL_QUEUE_VIEWED, ip=client_ip(request))
     closed = LegalRequest.objects.exclude(pk__in=[r.pk for r in queue]).select_related("agency")[:20]
     return render(request, "legal/queue.html", {"queue": queue, "closed": closed})
 
@@ -155,7 +157,7 @@ def legal_queue(request):
 def legal_request(request, pk):
     require_liaison(request.user)
     request_obj = get_object_or_404(LegalRequest.objects.select_related("agency", "submitted_by", "verified_by"), pk=pk)
-    audit(request.user, "legal.request_viewed", object_type="legalrequest", object_id=pk, ip=client_ip(request))
+    audit(request.user, Event.LEGAL_REQUEST_VIEWED, object_type="legalrequest", object_id=pk, ip=client_ip(request))
     return render(request, "legal/request.html", {
         "req": request_obj, "deadline": legal.sla_deadline(request_obj),
         "documents": request_obj.documents.select_related("uploaded_by"),

@@ -14,6 +14,7 @@ from cases import metrics
 from cases.models import DailyMetric
 from cases.web import charts
 from cases.web.permissions import require_senior
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 
@@ -90,7 +91,7 @@ CSV_COLUMNS = ["month", "items_scanned", "cases_opened", "accounts_actioned", "g
 def transparency_csv(request):
     require_senior(request.user)
     year = _year(request)
-    audit(request.user, "metrics.transparency_exported", details={"year": year})
+    audit(request.user, Event.METRICS_TRANSPARENCY_EXPORTED, details={"year": year})
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="transparency-{year}.csv"'
     writer = csv.writer(response)

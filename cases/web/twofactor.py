@@ -14,6 +14,7 @@ from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 
@@ -44,7 +45,7 @@ def setup(request):
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
-            audit(request.user, "account.two_factor_enrolled", object_type="user", object_id=request.user.pk)
+            audit(request.user, Event.ACCOUNT_TWO_FACTOR_ENROLLED, object_type="user", object_id=request.user.pk)
             messages.success(request, "Two-factor sign-in is on for your account.")
             return redirect(_next(request))
         messages.error(request, "That code did not match. Check the time on your phone and try again.")
@@ -64,8 +65,8 @@ def verify(request):
         for device in TOTPDevice.objects.filter(user=request.user, confirmed=True):
             if device.verify_token(token):
                 otp_login(request, device)
-                audit(request.user, "account.two_factor_verified", object_type="user", object_id=request.user.pk)
+                audit(request.user, Event.ACCOUNT_TWO_FACTOR_VERIFIED, object_type="user", object_id=request.user.pk)
                 return redirect(_next(request))
-        audit(request.user, "account.two_factor_failed", object_type="user", object_id=request.user.pk)
+        audit(request.user, Event.ACCOUNT_TWO_FACTOR_FAILED, object_type="user", object_id=request.user.pk)
         messages.error(request, "That code did not match.")
     return render(request, "registration/two_factor_verify.html", {"next": _next(request)})
