@@ -290,9 +290,8 @@ LEGAL_EMERGENCY_SLA_HOURS = envint("LEGAL_EMERGENCY_SLA_HOURS", 1)
 LEGAL_PRESERVATION_DAYS = envint("LEGAL_PRESERVATION_DAYS", 90)
 LEGAL_DOCUMENT_MAX_BYTES = envint("LEGAL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024)
 
-# Hash banks. Decisions with these reasons add the case's items to the local bank; uploads to a
-# bank page are capped (bigger lists go through `manage.py import_hashes`).
-BANK_CONFIRMING_REASONS = envlist("BANK_CONFIRMING_REASONS", "csam-known,csam-new,sexualised-minor")
+# Hash banks: uploads to a bank page are capped (bigger lists go through `manage.py import_hashes`).
+# Which decisions add the case's items to the local bank is a policy effect (admin: Policies).
 BANK_IMPORT_MAX_BYTES = envint("BANK_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 # NCMEC hash sharing (`manage.py fetch_ncmec_hashes`); fetched daily by the cron when credentials are set.
 NCMEC_HASH_API_URL = os.environ.get("NCMEC_HASH_API_URL", "https://report.cybertip.org/hashsharing")

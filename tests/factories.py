@@ -52,3 +52,21 @@ def case_with_match(seed=1, account="acct-1", edit="watermarked"):
     item = scanned_item(encoded(seed, edit), account=account)
     (case,) = triage_all()
     return case, item
+
+
+def policy(code, *, category="other_violation", ban="none", remove="none", **fields):
+    """A policy for a test: by default one that does nothing but what the test names."""
+    from cases.models import Policy
+
+    found, _ = Policy.objects.get_or_create(code=code, defaults={
+        "title": code.replace("-", " ").capitalize(), "category": category, "ban": ban, "remove": remove, **fields})
+    return found
+
+
+def ban_only():
+    """A platform-rule ban that neither removes nor reports (say, a spam account)."""
+    return policy("spam-account", ban="subject")
+
+
+def remove_only():
+    return policy("rule-breaking-content", remove="flagged")

@@ -1,10 +1,10 @@
 """A fake CyberTipline reporting service on loopback, behaving like the real one where tests need it.
 
-Basic auth (401 + code 2000 on bad credentials), schema-order checks on <report> and
-<fileDetails> (4100), hex file ids and the MD5 of received bytes, 5001/5101/5102 in the right
-states, a Request-ID on every answer, and fault injection: make the next call to a step answer
-500, hang past the client's timeout, drop the connection before or after doing its work, or answer
-a given responseCode.
+Basic auth (401 + code 2000 on bad credentials), schema-order checks and the rules NCMEC documents
+on <report> and <fileDetails> (4100; 4110 for a document that is not well-formed XML), hex file
+ids and the MD5 of received bytes, 5001/5101/5102 in the right states, a Request-ID on every
+answer, and fault injection: make the next call to a step answer 500, hang past the client's
+timeout, drop the connection before or after doing its work, or answer a given responseCode.
 """
 
 import base64
@@ -109,10 +109,19 @@ class FakeCyberTipline(LoopbackServer):
     def step_status(self, request, body):
         return 200, "reportResponse", 0, "", {}
 
-    def step_submit(self, request, body):
+    def refused(self, body):
+        """4110 for a document that is not XML; 4100 for one breaking a schema or documented rule."""
         problems = validate(body)
-        if problems:
-            return 400, "reportResponse", 4100, "Validation failed: " + problems[0], {}
+        if not problems:
+            return None
+        if problems[0].startswith("malformed XML"):
+            return 400, "reportResponse", 4110, "Malformed XML: " + problems[0], {}
+        return 400, "reportResponse", 4100, "Validation failed: " + problems[0], {}
+
+    def step_submit(self, request, body):
+        refusal = self.refused(body)
+        if refusal:
+            return refusal
         report_id = str(next(self.ids))
         self.reports[report_id] = {"state": "open", "files": {}, "xml": body}
         return 200, "reportResponse", 0, "", {"reportId": report_id}
@@ -140,9 +149,9 @@ class FakeCyberTipline(LoopbackServer):
                                                "hash": report["files"][file_id]}
 
     def step_fileinfo(self, request, body):
-        problems = validate(body)
-        if problems:
-            return 400, "reportResponse", 4100, "Validation failed: " + problems[0], {}
+        refusal = self.refused(body)
+        if refusal:
+            return refusal
         root = ET.fromstring(body)
         report, problem = self._report(root.findtext("reportId"))
         if problem:

@@ -11,7 +11,7 @@ from detection import intake
 from detection.models import Signal, SubjectStatus
 from reviewconsole.audit.models import AuditEvent
 from reviewconsole.devtools import synthetic
-from tests.factories import case_with_match, known_bank, scanned_item, triage_all
+from tests.factories import ban_only, case_with_match, known_bank, remove_only, scanned_item, triage_all
 
 pytestmark = pytest.mark.django_db
 
@@ -51,8 +51,8 @@ class TestTriage:
 
     def test_a_new_signal_after_closing_opens_a_new_case(self, users):
         case, _ = case_with_match()
-        claim_case(users["reviewer"], case.pk)
-        decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version + 1)
+        claim_case(users["specialist"], case.pk)
+        decide(users["specialist"], case.pk, action="dismiss", reason_code="benign", version=case.version + 1)
         intake.submit_report(reporter="u", reason="csam", account_id="acct-1")
         (new_case,) = triage_all()
         assert new_case.pk != case.pk
@@ -109,21 +109,34 @@ class TestClaiming:
 
 
 class TestDeciding:
-    def test_ban_bans_the_account_closes_the_case_and_queues_enforcement(self, users):
-        case, _ = claimed_case(users["reviewer"])
+    def test_confirming_known_material_with_the_ban_key_bans_removes_reports_and_preserves(self, users):
+        # The outside review's first finding: "b", "1" used to close the case with a ban alone.
+        case, item = claimed_case(users["reviewer"])
         decision, created = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
                                    version=case.version, ip="192.0.2.1")
-        assert created
+        assert created and decision.policy.code == "csam-known" and decision.policy_version == 1
+        case.refresh_from_db()
+        assert case.status == CaseStatus.CLOSED and case.resolution == "report"
+        assert case.account.status == SubjectStatus.BANNED
+        assert {e.action for e in Enforcement.objects.all()} == {"ban_account", "remove_content"}
+        report = CyberTipReport.objects.get(decision=decision)
+        assert [f.item for f in report.files.all()] == [item]
+        assert item.holds.filter(lifted_at__isnull=True).exists()
+        event = AuditEvent.objects.get(action="case.report")
+        assert event.actor == users["reviewer"] and str(event.ip) == "192.0.2.1"
+        assert event.details["policy"] == "csam-known" and event.details["policy_version"] == 1
+
+    def test_a_ban_only_policy_bans_and_closes(self, users):
+        case, _ = claimed_case(users["specialist"])
+        decide(users["specialist"], case.pk, policy=ban_only().code, version=case.version)
         case.refresh_from_db()
         assert case.status == CaseStatus.CLOSED and case.resolution == "ban"
-        assert case.account.status == SubjectStatus.BANNED
         assert Enforcement.objects.get().action == "ban_account"
-        event = AuditEvent.objects.get(action="case.ban")
-        assert event.actor == users["reviewer"] and str(event.ip) == "192.0.2.1"
+        assert not CyberTipReport.objects.exists()
 
     def test_remove_marks_the_flagged_items_removed(self, users):
-        case, item = claimed_case(users["reviewer"])
-        decide(users["reviewer"], case.pk, action="remove", reason_code="csam-known", version=case.version)
+        case, item = claimed_case(users["specialist"])
+        decide(users["specialist"], case.pk, policy=remove_only().code, version=case.version)
         item.refresh_from_db()
         assert item.removed_at is not None
         assert Enforcement.objects.get().target == f"item:{item.pk}"
@@ -135,10 +148,11 @@ class TestDeciding:
         assert report.status == "awaiting_approval" and [f.item for f in report.files.all()] == [item]
         assert {e.action for e in Enforcement.objects.all()} == {"ban_account", "remove_content"}
 
-    def test_a_plain_reviewer_may_not_report(self, users):
+    def test_a_plain_reviewers_report_always_waits_for_a_senior(self, users, settings):
+        settings.CYBERTIP_REQUIRE_APPROVAL = False
         case, _ = claimed_case(users["reviewer"])
-        with pytest.raises(ActionError, match="cleared"):
-            decide(users["reviewer"], case.pk, action="report", reason_code="csam-known", version=case.version)
+        decide(users["reviewer"], case.pk, policy="csam-known", version=case.version)
+        assert CyberTipReport.objects.get().status == "awaiting_approval"
 
     def test_escalation_needs_a_note_and_moves_the_case(self, users):
         case, _ = claimed_case(users["reviewer"])
@@ -150,13 +164,14 @@ class TestDeciding:
         assert case.queue == ReviewQueue.objects.get(slug="escalations") and case.status == CaseStatus.OPEN
 
     def test_dismiss_closes_without_enforcement(self, users):
-        case, _ = claimed_case(users["reviewer"])
-        decide(users["reviewer"], case.pk, action="dismiss", reason_code="false-positive", version=case.version)
+        case, _ = claimed_case(users["specialist"])
+        decide(users["specialist"], case.pk, action="dismiss", reason_code="false-positive", version=case.version)
         assert not Enforcement.objects.exists()
         assert Case.objects.get(pk=case.pk).resolution == "dismiss"
 
-    @pytest.mark.parametrize("action, reason", [("ban", "benign"), ("ban", "nope"), ("explode", "benign")])
-    def test_a_reason_must_fit_the_action(self, users, action, reason):
+    @pytest.mark.parametrize("action, reason", [("escalate", "benign"), ("ban", "nope"), ("explode", "benign"),
+                                                (None, "")])
+    def test_a_policy_or_escalation_reason_must_exist(self, users, action, reason):
         case, _ = claimed_case(users["reviewer"])
         with pytest.raises(ActionError):
             decide(users["reviewer"], case.pk, action=action, reason_code=reason, version=case.version)
@@ -169,7 +184,8 @@ class TestDeciding:
         again, created_again = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
                                       version=case.version)
         assert created and not created_again and first.pk == again.pk
-        assert Decision.objects.count() == 1 and Enforcement.objects.count() == 1
+        assert Decision.objects.count() == 1 and Enforcement.objects.count() == 2  # one ban, one removal
+        assert CyberTipReport.objects.count() == 1
 
     def test_a_different_second_action_is_refused(self, users):
         case, _ = claimed_case(users["reviewer"])

@@ -37,7 +37,7 @@ from detection.models import (
 )
 from reviewconsole.audit.models import AuditEvent
 from tests.conftest import verify_2fa
-from tests.factories import case_with_match, encoded, known_bank
+from tests.factories import ban_only, case_with_match, encoded, known_bank
 
 pytestmark = pytest.mark.django_db
 
@@ -89,8 +89,8 @@ def queued(monkeypatch):
 def banned(users):
     Platform.objects.create(name="chat", webhook_url="http://127.0.0.1:9/hook")
     case, _ = case_with_match()
-    case = claim_case(users["reviewer"], case.pk)
-    decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+    case = claim_case(users["specialist"], case.pk)
+    decision, _ = decide(users["specialist"], case.pk, policy=ban_only().code, version=case.version)
     return decision, Enforcement.objects.get(decision=decision, action="ban_account")
 
 

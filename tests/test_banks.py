@@ -453,7 +453,7 @@ def test_undo_takes_back_exactly_the_entries_the_decision_added(users, settings)
 
 
 def test_a_dual_control_decision_banks_only_when_approved(users, settings):
-    settings.DUAL_CONTROL_ACTIONS = ["ban"]
+    settings.DUAL_CONTROL_ACTIONS = ["report"]
     case, _ = case_with_match()
     decision = decided(users["reviewer"], case)
     assert not BankHash.objects.filter(bank__name=LOCAL_BANK).exists()
@@ -463,7 +463,7 @@ def test_a_dual_control_decision_banks_only_when_approved(users, settings):
 
 
 def test_a_rejected_dual_control_decision_banks_nothing(users, settings):
-    settings.DUAL_CONTROL_ACTIONS = ["ban"]
+    settings.DUAL_CONTROL_ACTIONS = ["report"]
     case, _ = case_with_match()
     decision = decided(users["reviewer"], case)
     second_review(users["senior"], decision.pk, approve=False)

@@ -66,7 +66,7 @@ def verify_second_factor(page, live_server, user):
     page.wait_for_url(f"{live_server.url}/queue/")
 
 
-def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
+def test_claim_reveal_and_confirm_known_material_by_keyboard(browser, live_server, users):
     from cases.models import Case, CaseStatus
     from reviewconsole.audit.models import AuditEvent
 
@@ -109,16 +109,21 @@ def test_claim_reveal_and_ban_by_keyboard(browser, live_server, users):
     assert AuditEvent.objects.filter(action="evidence.revealed", actor=users["specialist"]).count() == 1
     page.screenshot(path=str(SHOTS / "case-revealed.png"), full_page=True)
 
-    page.keyboard.press("b")  # ban: the dialog opens with numbered reasons
-    page.wait_for_selector("dialog#act-ban[open]")
-    page.screenshot(path=str(SHOTS / "ban-dialog.png"))
-    page.keyboard.press("1")  # first reason, submitted
+    page.keyboard.press("1")  # the first policy, known material: its dialog says what it does
+    page.wait_for_selector("dialog#policy-csam-known[open]")
+    assert "drafts a CyberTipline report" in page.inner_text("dialog#policy-csam-known")
+    page.screenshot(path=str(SHOTS / "policy-dialog.png"))
+    page.keyboard.press("Enter")  # confirm
     page.wait_for_url(lambda url: url.endswith("/") and f"/cases/{claimed}/" not in url)
 
+    from cases.models import CyberTipReport, Enforcement
     done = Case.objects.get(pk=claimed)
-    assert done.status == CaseStatus.CLOSED and done.resolution == "ban"
+    assert done.status == CaseStatus.CLOSED and done.resolution == "report"
     assert done.account.status == "banned"
-    assert "Recorded: Ban account" in page.content()
+    assert {e.action for e in Enforcement.objects.filter(decision__case=done)} == {"ban_account", "remove_content"}
+    report = CyberTipReport.objects.get(case=done)
+    assert report.status == "awaiting_approval" and report.files.get().item.holds.exists()
+    assert "Recorded: Known child sexual abuse material" in page.content()
     # ...and the next case is already open and claimed.
     assert Case.objects.filter(status=CaseStatus.CLAIMED, assigned_to=users["specialist"]).count() == 1
 
@@ -141,9 +146,9 @@ def test_report_to_ncmec_by_keyboard_then_review_the_report(browser, live_server
     sign_in(page, live_server, "sam", "pw-sam")
     page.keyboard.press("n")
     page.wait_for_url(f"{live_server.url}/cases/{case.pk}/")
-    page.keyboard.press("t")
-    page.wait_for_selector("dialog#act-report[open]")
     page.keyboard.press("1")
+    page.wait_for_selector("dialog#policy-csam-known[open]")
+    page.keyboard.press("Enter")
     page.wait_for_url(f"{live_server.url}/queue/")
     report = CyberTipReport.objects.get(case=case)
     assert report.status == "awaiting_approval" and report.files.count() == 1

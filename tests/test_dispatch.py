@@ -13,15 +13,16 @@ from cases.dispatch import DELIVERY_HEADER, SIGNATURE_HEADER, dispatch_enforceme
 from cases.models import Enforcement, EnforcementStatus, Platform
 from reviewconsole.audit.models import AuditEvent
 from tests.conftest import drain
-from tests.factories import case_with_match
+from tests.factories import ban_only, case_with_match, remove_only
 from tests.webhook_server import WebhookServer
 
 
 def ban(users, days=None):
+    # A policy that only bans, so that one enforcement goes out; a specialist may decide a matched
+    # case without a second reviewer.
     case, item = case_with_match()
-    case = claim_case(users["reviewer"], case.pk)
-    decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known",
-                         version=case.version, ban_days=days)
+    case = claim_case(users["specialist"], case.pk)
+    decision, _ = decide(users["specialist"], case.pk, policy=ban_only().code, version=case.version, ban_days=days)
     return decision
 
 
@@ -53,7 +54,7 @@ def test_a_ban_is_delivered_signed_through_the_queue(users, platform, hook):
     drain()
     (request,) = hook.received
     body = json.loads(request["body"])
-    assert body["action"] == "ban_account" and body["target"] == "acct-1" and body["reason"] == "csam-known"
+    assert body["action"] == "ban_account" and body["target"] == "acct-1" and body["reason"] == "spam-account"
     assert body["expires_at"].startswith(str((decision.created_at + timedelta(days=7)).date()))
     assert verify(platform.signing_secret, request["headers"][SIGNATURE_HEADER], request["body"])
     assert request["headers"][DELIVERY_HEADER] == f"enforcement-{body['id']}"
@@ -119,8 +120,8 @@ def test_the_sweep_redelivers_after_the_queue_lost_the_job(users, platform, hook
 @pytest.mark.django_db
 def test_remove_sends_one_enforcement_per_item(users, platform):
     case, item = case_with_match()
-    case = claim_case(users["reviewer"], case.pk)
-    decide(users["reviewer"], case.pk, action="remove", reason_code="csam-known", version=case.version)
+    case = claim_case(users["specialist"], case.pk)
+    decide(users["specialist"], case.pk, policy=remove_only().code, version=case.version)
     (enforcement,) = Enforcement.objects.all()
     assert enforcement.action == "remove_content" and enforcement.payload["item_id"] == item.pk
     assert enforcement.platform == platform

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from cases import metrics
 from cases.actions.claims import claim_case
-from cases.actions.decisions import decide
+from cases.actions.decisions import decide, second_review
 from cases.actions.qa import record_qa
 from cases.models import Case, DailyMetric, Decision, QAReview
 from cases.web import charts
@@ -17,7 +17,7 @@ from detection import intake
 from detection.models import Signal
 from reviewconsole.audit.models import AuditEvent
 from tests.conftest import verify_2fa
-from tests.factories import case_with_match, triage_all
+from tests.factories import ban_only, case_with_match, triage_all
 
 pytestmark = pytest.mark.django_db
 
@@ -33,11 +33,13 @@ def activity(users):
     reported, _ = case_with_match(seed=2, account="acct-2")
     intake.submit_report(reporter="u-9", reason="csam", account_id="acct-3")
     (from_report,) = triage_all()
-    for subject_case, action, reason, user in ((banned, "ban", "csam-known", "reviewer"),
+    for subject_case, action, reason, user in ((banned, "ban", ban_only().code, "reviewer"),
                                        (reported, "report", "csam-known", "specialist"),
                                        (from_report, "dismiss", "false-positive", "reviewer")):
         case = claim_case(users[user], subject_case.pk)
-        decide(users[user], case.pk, action=action, reason_code=reason, version=case.version)
+        decision, _ = decide(users[user], case.pk, action=action, reason_code=reason, version=case.version)
+        if decision.approval == "pending":  # a known match not reported: a specialist confirms
+            second_review(users["specialist"], decision.pk, approve=True)
     return {"banned": banned, "reported": reported, "from_report": from_report}
 
 

@@ -28,6 +28,9 @@ from reviewconsole.audit.models import AuditEvent
 OLD_HEAD = [("cases", "0020_account_links"), ("detection", "0004_bank_labels_exchange"), ("audit", None)]
 MOVED = {"detection": ["account", "accountlink", "group", "membership", "item", "signal", "userreport"],
          "audit": ["auditevent"]}
+# The move itself; later migrations (with schema changes of their own) are run after it.
+MOVE_HEAD = [("cases", "0022_subjects_items_signals_audit_moved_out"),
+             ("detection", "0005_subjects_items_signals_from_cases"), ("audit", "0002_auditevent_links")]
 NEW_MIGRATIONS = {("cases", "0021_subjects_move_to_detection"),
                   ("cases", "0022_subjects_items_signals_audit_moved_out"),
                   ("detection", "0005_subjects_items_signals_from_cases"),
@@ -169,7 +172,10 @@ def test_moving_models_out_of_cases_keeps_rows_ids_links_and_content_types():
         leaves = executor.loader.graph.leaf_nodes()
         assert not executor.migration_plan(leaves), "the test database should start at the leaves"
 
-        # Back to the old head. Every step on the way is state only: no SQL but comments.
+        # Back to the old head, past the migrations that came after the move; every step of the move
+        # itself is state only: no SQL but comments.
+        executor.migrate(MOVE_HEAD)
+        executor = _executor()
         back = executor.migration_plan(OLD_HEAD)
         assert {(m.app_label, m.name) for m, backwards in back if backwards} == NEW_MIGRATIONS
         assert all(backwards for _, backwards in back)
@@ -191,9 +197,11 @@ def test_moving_models_out_of_cases_keeps_rows_ids_links_and_content_types():
         # Forward to the leaves, as `migrate` does, then what `migrate` does after: post_migrate
         # (content types and permissions for models that lack them, the role groups).
         executor = _executor()
-        forward = executor.migration_plan(leaves)
+        forward = executor.migration_plan(MOVE_HEAD)
         assert {(m.app_label, m.name) for m, _ in forward} == NEW_MIGRATIONS
         assert _schema_sql(executor, forward) == []
+        executor.migrate(MOVE_HEAD)
+        executor = _executor()
         executor.migrate(leaves)
         emit_post_migrate_signal(verbosity=0, interactive=False, db=connection.alias)
         ContentType.objects.clear_cache()
@@ -204,7 +212,10 @@ def test_moving_models_out_of_cases_keeps_rows_ids_links_and_content_types():
 
         # Every row, with the same ids and field values, read through the current models.
         for name, pks in tables.items():
-            assert _rows(CURRENT[name], pks) == snapshot[name], name
+            # Columns added by later migrations are left out: the rows keep every value they had.
+            rows = _rows(CURRENT[name], pks)
+            kept = [{key: row[key] for key in old} for row, old in zip(rows, snapshot[name], strict=True)]
+            assert kept == snapshot[name], name
         assert _rows(LogEntry, [ids["log"]]) == snapshot["logentry"]
 
         # The links, followed through the current models.

@@ -111,8 +111,8 @@ class TestRetention:
 
     def test_purged_evidence_shows_a_placeholder(self, users, client, settings):
         case, item = case_with_match()
-        claim_case(users["reviewer"], case.pk)
-        decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version + 1)
+        claim_case(users["specialist"], case.pk)
+        decide(users["specialist"], case.pk, action="dismiss", reason_code="benign", version=case.version + 1)
         age(item, settings.EVIDENCE_RETENTION_DAYS + 1)
         assert preservation.purge_expired() == 1
         client.force_login(users["senior"])

@@ -161,16 +161,20 @@ def test_a_ban_can_be_undone_within_the_window(users, undo_window):
     case, item = case_with_match()
     case = claim_case(users["reviewer"], case.pk)
     decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
-    enforcement = Enforcement.objects.get()
+    enforcement = Enforcement.objects.get(action="ban_account")
     assert dispatch_enforcement(enforcement.pk) == "skipped"  # nothing leaves inside the window
     undo(users["reviewer"], decision.pk)
     case.refresh_from_db()
     assert case.status == "claimed" and case.closed_at is None and case.assigned_to == users["reviewer"]
-    assert case.account.status == "active"
-    assert Enforcement.objects.get().status == "cancelled"
+    assert case.account.status == "active" and item.holds.filter(lifted_at__isnull=True).count() == 0
+    assert set(Enforcement.objects.values_list("status", flat=True)) == {"cancelled"}
+    from cases.models import CyberTipReport
+    assert CyberTipReport.objects.get(decision=decision).status == "cancelled"
     assert AuditEvent.objects.filter(action="case.undo").exists()
-    # The case can be decided again, differently.
-    decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version)
+    # The case can be decided again, differently (a known match dismissed by a reviewer not cleared to
+    # view it waits for a specialist).
+    again, _ = decide(users["reviewer"], case.pk, action="dismiss", reason_code="benign", version=case.version)
+    assert again.approval == "pending"
 
 
 def test_undo_after_the_window_is_refused(users, undo_window):
@@ -244,7 +248,9 @@ def test_a_group_case_bans_the_members_who_shared_matched_material(client, users
     group_case = claim_case(users["reviewer"], cases["g-1"].pk)
     client.force_login(users["reviewer"])
     page = client.get(f"/cases/{group_case.pk}/").content.decode()
-    assert "Also ban members who shared matched material" in page and "innocent" not in page
+    assert "Also ban these members of the group who shared matched material" in page and "innocent" not in page
+    members_box = page.split("Also ban these members")[1].split("</fieldset>")[0]
+    assert 'name="members" value' in members_box and "checked" not in members_box  # never pre-ticked
     members = list(Account.objects.filter(external_id__in=["m-1", "m-2", "innocent"]).values_list("pk", flat=True))
     client.post(f"/cases/{group_case.pk}/decide/", {"action": "ban", "reason": "distribution-group",
                                                    "version": group_case.version, "members": members})
@@ -259,7 +265,7 @@ def test_dual_control_needs_a_second_reviewer_before_anything_happens(client, us
     from cases.actions.claims import claim_next_case
     from cases.actions.decisions import second_review
     from cases.models import Decision, Enforcement
-    settings.DUAL_CONTROL_ACTIONS = ["ban"]
+    settings.DUAL_CONTROL_ACTIONS = ["report"]
     case, _ = case_with_match()
     case = claim_case(users["reviewer"], case.pk)
     decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
@@ -276,7 +282,7 @@ def test_dual_control_needs_a_second_reviewer_before_anything_happens(client, us
     case.refresh_from_db()
     assert case.status == "closed" and case.account.status == "banned"
     assert Decision.objects.get().second_reviewer == users["specialist"]
-    assert Enforcement.objects.get().action == "ban_account"
+    assert {e.action for e in Enforcement.objects.all()} == {"ban_account", "remove_content"}
     with pytest.raises(ActionError):
         second_review(users["senior"], decision.pk, approve=True)  # once only
 
@@ -297,7 +303,7 @@ def test_a_second_reviewer_can_send_it_back_and_big_group_bans_need_one(users, s
     second_review(users["senior"], decision.pk, approve=False, note="not enough evidence yet")
     case.refresh_from_db()
     assert case.status == "open" and Group.objects.get(external_id="big").status == "active"
-    assert AuditEvent.objects.filter(action="case.ban.rejected").exists()
+    assert AuditEvent.objects.filter(action="case.report.rejected").exists()
 
 
 def test_qa_samples_decisions_for_a_blind_second_look(client, users, settings):

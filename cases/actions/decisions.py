@@ -10,11 +10,13 @@ from django.utils import timezone
 
 from cases import routing
 from cases.actions import ActionError
-from cases.actions.preservation import hold_for_report
+from cases.actions.preservation import hold_for_decision, hold_for_report
 from cases.actions.qa import sample_for_qa
 from cases.models import (
     INCIDENT_TYPES,
     Action,
+    BankEffect,
+    BanScope,
     Case,
     CaseStatus,
     CyberTipFile,
@@ -22,72 +24,169 @@ from cases.models import (
     Decision,
     Enforcement,
     EnforcementStatus,
+    LegalHold,
     Platform,
+    Policy,
     ReasonCode,
+    RemoveScope,
 )
 from cases.selectors import matched_members
 from detection import banks as hash_banks
-from detection.models import Account, Group, Item, SubjectStatus
+from detection.models import Account, Group, Item, ItemKind, ItemStatus, SignalKind, SubjectStatus
 from reviewconsole.audit.events import Event
+from reviewconsole.audit.models import AuditEvent
 from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
 
 BAN_DAYS = {None: "permanent", 1: "1 day", 7: "7 days", 30: "30 days", 90: "90 days"}
 
 
-def decide(user, case_id, *, action, reason_code, version, note="", ban_days=None, escalate_to=None,
-           member_ids=None, allow_list=False, ip=None):
+def decide(user, case_id, *, version, policy=None, action=None, reason_code=None, note="", ban_days=None,
+           escalate_to=None, member_ids=None, allow_list=False, ip=None):
     """Take one decision on a case the user has claimed, at the version they saw.
+
+    A decision applies a policy (`policy`, its code); every effect the policy names follows in this
+    one transaction. Escalation is routing, not a policy: `action="escalate"` with a reason code.
+    For callers that still speak in verbs, `reason_code` names the policy and the verb is ignored:
+    confirming known material with "ban" bans, removes, reports and preserves all the same.
 
     Returns (decision, created). A repeat of the same request (double click, retried POST) returns
     the decision already taken with created=False; anything else that lost the race is refused.
     """
-    if action not in Action.values:
+    if action is not None and action not in Action.values:
         raise ActionError("Unknown action.")
-    reason = ReasonCode.objects.filter(code=reason_code, active=True).first()
-    if reason is None or action not in reason.actions:
-        raise ActionError("Choose a reason from the policy list for this action.")
+    escalating = action == Action.ESCALATE
+    if escalating:
+        chosen = None
+        reason = ReasonCode.objects.filter(code=reason_code, active=True).first()
+        if reason is None or Action.ESCALATE not in reason.actions:
+            raise ActionError("Choose a reason for the escalation.")
+        if not note.strip():
+            raise ActionError("An escalation needs a note for the senior reviewer.")
+    else:
+        chosen = Policy.objects.filter(code=policy or reason_code or "", active=True).first()
+        if chosen is None:
+            raise ActionError("Choose a policy from the list.")
+        if action is not None and action != chosen.action and not (
+                chosen.reportable and action in (Action.BAN, Action.REMOVE, Action.REPORT)):
+            # A verb from an older caller may be upgraded (known material always reports), never weakened.
+            raise ActionError(f"{chosen.title} does not fit “{Action(action).label}”: choose a policy.")
+        reason, _ = ReasonCode.objects.get_or_create(code=chosen.code, defaults={"label": chosen.title})
+        action = chosen.action
     if ban_days not in BAN_DAYS:
         raise ActionError("Choose a ban duration from the list.")
-    if action == Action.ESCALATE and not note.strip():
-        raise ActionError("An escalation needs a note for the senior reviewer.")
     senior = None
     if escalate_to is not None:
         senior = get_user_model().objects.filter(pk=escalate_to, is_active=True).first()
-        if action != Action.ESCALATE or senior is None or not senior.has_perm("cases.review_escalated"):
+        if not escalating or senior is None or not senior.has_perm("cases.review_escalated"):
             raise ActionError("Hand off only to an active senior reviewer.")
-    if action == Action.REPORT and not user.has_perm("cases.reveal_evidence"):
-        raise ActionError("Only reviewers cleared for evidence may report to NCMEC.")
     if allow_list and (action != Action.DISMISS or not user.has_perm("detection.change_bank")):
         raise ActionError("Only a senior's dismissal can put items on the allow-list.")
+    if member_ids and (chosen is None or chosen.ban != BanScope.SUBJECT_AND_MEMBERS):
+        raise ActionError("This policy does not ban members.")
     now = timezone.now()
     with transaction.atomic():
         moved = Case.objects.filter(
             pk=case_id, version=version, status=CaseStatus.CLAIMED, assigned_to=user, closed_at__isnull=True
         ).update(version=F("version") + 1, updated_at=now)
         if not moved:
-            return _replayed_decision(user, case_id, action, version), False
+            return _replayed_decision(user, case_id, reason.code, version), False
         case = Case.objects.select_related("account", "group", "queue").get(pk=case_id)
+        guard = guardrail(user, case, chosen) if chosen else None
         decision = Decision.objects.create(
             case=case, case_version=version, action=action, reason=reason, note=note, decided_by=user,
-            ban_until=now + timedelta(days=ban_days) if ban_days and action == Action.BAN else None,
+            policy=chosen, policy_version=chosen.version if chosen else None,
+            ban_until=now + timedelta(days=ban_days) if ban_days and chosen and chosen.ban != BanScope.NONE else None,
             options={"member_ids": member_ids or [], "hand_off_to": senior.pk if senior else None,
-                     "allow_list": bool(allow_list)},
+                     "allow_list": bool(allow_list), "effects": chosen.effects() if chosen else {},
+                     "second_review_reason": guard or ""},
         )
-        if needs_second_reviewer(action, case):
+        if guard or needs_second_reviewer(action, case):
             Decision.objects.filter(pk=decision.pk).update(approval="pending")
             case.status, case.assigned_to, case.lease_expires_at = CaseStatus.AWAITING_SECOND, None, None
             case.save(update_fields=["status", "assigned_to", "lease_expires_at", "updated_at"])
             audit(user, Event.decision(action, "proposed"), case=case, ip=ip, object_type="decision",
-                  object_id=decision.pk, details={"reason": reason.code, "note": note})
+                  object_id=decision.pk, details={"reason": reason.code, "note": note, "why": guard or "dual control",
+                                                  "policy_version": decision.policy_version})
             decision.refresh_from_db()
             return decision, True
-        effects = EFFECTS[action](case, decision, now)
-        effects.update(bank_decision(case, decision, ip=ip))
-        sample_for_qa(decision)
+        effects = carry_out(case, decision, now, ip=ip)
         audit(user, Event.decision(action), case=case, ip=ip, object_type="decision", object_id=decision.pk,
-              details={"reason": reason.code, "note": note, **effects})
+              details={"reason": reason.code, "note": note, "policy_version": decision.policy_version, **effects})
     return decision, True
+
+
+def carry_out(case, decision, now, *, ip=None):
+    """Every effect of the decision, inside the caller's transaction: its policy's, or the escalation."""
+    if decision.policy_id is None:
+        effects = do_escalate(case, decision, now)
+    else:
+        effects = apply_policy(case, decision, decision.policy, now)
+        effects.update(bank_decision(case, decision, ip=ip))
+    sample_for_qa(decision)
+    return effects
+
+
+def apply_policy(case, decision, policy, now):
+    """Ban, remove, report, hold as the policy says (as it stood when the decision was taken)."""
+    effects = {"policy": policy.code}
+    rules = decision.options.get("effects") or policy.effects()
+    notify = bool(rules.get("notify_user"))
+    if rules.get("ban", BanScope.NONE) != BanScope.NONE:
+        effects.update(_ban(case, decision, now, notify=notify))
+    if rules.get("remove", RemoveScope.NONE) != RemoveScope.NONE:
+        effects.update(_remove(case, decision, now, notify=notify))
+    if rules.get("report") or policy.reportable:  # reportable by law, whatever the row says
+        effects.update(_report(case, decision, now, rules.get("incident_type") or policy.incident_type))
+    elif rules.get("hold"):
+        effects["held_items"] = hold_case_items(case, decision, start=now)
+    _close(case, decision, now)
+    return effects
+
+
+def guardrail(user, case, policy, facts=None):
+    """Why this decision must wait for a second reviewer, or None. Raises when it may not be taken.
+
+    - Dismissing or downgrading a known-material match needs someone cleared to see the evidence.
+    - Confirming new material needs a person who viewed it: the decider revealed at least one of
+      the case's files, or, not being cleared to, the decision waits for a specialist who is.
+    """
+    facts = facts or guard_facts(user, case)
+    if facts["known_match"] and not policy.reportable and not facts["cleared"]:
+        return ("A known-material match would be dismissed or downgraded by someone not cleared to view "
+                "the evidence: a specialist must confirm.")
+    if policy.needs_view and facts["has_files"]:
+        if not facts["cleared"]:
+            return "New material is confirmed only by a person who viewed it: a specialist must review it."
+        if not facts["revealed"]:
+            raise ActionError("Reveal the evidence before confirming new material: the report tells NCMEC and "
+                              "the police whether a person viewed it.")
+    return None
+
+
+def guard_facts(user, case):
+    return {"cleared": user.has_perm("cases.reveal_evidence"),
+            "known_match": case.signals.filter(kind=SignalKind.HASH_MATCH).exists(),
+            "has_files": visual_items(case).exists(),
+            "revealed": revealed_by(user, case)}
+
+
+def preview_guardrail(user, case, policy, facts=None):
+    """What the case page says before a policy is chosen: why it would wait, or what to do first."""
+    try:
+        return guardrail(user, case, policy, facts)
+    except ActionError as exc:
+        return str(exc)
+
+
+def visual_items(case):
+    return Item.objects.filter(signals__case=case, status=ItemStatus.SCANNED,
+                               kind__in=[ItemKind.IMAGE, ItemKind.VIDEO]).distinct()
+
+
+def revealed_by(user, case):
+    return AuditEvent.objects.filter(actor=user, action=Event.EVIDENCE_REVEALED,
+                                     item__in=visual_items(case)).exists()
 
 
 def needs_second_reviewer(action, case):
@@ -101,24 +200,27 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
     """The second reviewer of a dual-control decision carries it out, or sends the case back."""
     now = timezone.now()
     with transaction.atomic():
-        decision = Decision.objects.select_for_update().select_related("case", "reason").filter(
+        decision = Decision.objects.select_for_update().select_related("case", "reason", "policy").filter(
             pk=decision_id).first()
         if decision is None or decision.approval != "pending":
             raise ActionError("There is no decision waiting for a second reviewer here.")
         if decision.decided_by_id == user.pk:
             raise ActionError("A second reviewer must be someone else.")
+        guarded = bool(decision.options.get("second_review_reason"))
         if not user.has_perm("cases.review_case") or (
-                decision.action == Action.REPORT and not user.has_perm("cases.reveal_evidence")):
+                (decision.action == Action.REPORT or guarded) and not user.has_perm("cases.reveal_evidence")):
             raise ActionError("You may not approve this decision.")
         case = Case.objects.select_related("account", "group", "queue").get(pk=decision.case_id)
+        if approve and decision.policy and decision.policy.needs_view and visual_items(case).exists() \
+                and not revealed_by(user, case):
+            raise ActionError("Reveal the evidence before confirming new material.")
         Decision.objects.filter(pk=decision.pk).update(
             approval="approved" if approve else "rejected", second_reviewer=user, second_reviewed_at=now)
         if approve:
-            effects = EFFECTS[decision.action](case, decision, now)
-            effects.update(bank_decision(case, decision, ip=ip))
-            sample_for_qa(decision)
+            effects = carry_out(case, decision, now, ip=ip)
             audit(user, Event.decision(decision.action), case=case, ip=ip, object_type="decision",
                   object_id=decision.pk, details={"reason": decision.reason.code, "note": note,
+                                                  "policy_version": decision.policy_version,
                                                   "second_reviewer_of": decision.decided_by_id, **effects})
         else:
             Case.objects.filter(pk=case.pk).update(status=CaseStatus.OPEN, version=F("version") + 1,
@@ -129,14 +231,11 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
     return decision
 
 
-CONFIRMING_ACTIONS = (Action.BAN, Action.REMOVE, Action.REPORT)
-
-
 def bank_decision(case, decision, *, ip=None):
     """A final decision feeds the banks: confirmed material into the local bank, and a senior's
     dismissal (when asked) onto the allow-list. The entries added are kept on the decision so
     that an undo takes exactly those back."""
-    if decision.action in CONFIRMING_ACTIONS and decision.reason.code in settings.BANK_CONFIRMING_REASONS:
+    if (decision.options.get("effects") or {}).get("bank") == BankEffect.LOCAL:
         name = hash_banks.LOCAL_BANK
     elif decision.action == Action.DISMISS and decision.options.get("allow_list"):
         name = hash_banks.ALLOW_BANK
@@ -156,9 +255,10 @@ def bank_decision(case, decision, *, ip=None):
     return {"banked": summary}
 
 
-def _replayed_decision(user, case_id, action, version):
-    earlier = Decision.objects.filter(case_id=case_id, case_version=version).select_related("decided_by").first()
-    if earlier and earlier.action == action and earlier.decided_by_id == user.pk:
+def _replayed_decision(user, case_id, reason_code, version):
+    earlier = Decision.objects.filter(case_id=case_id, case_version=version).select_related(
+        "decided_by", "reason").first()
+    if earlier and earlier.reason.code == reason_code and earlier.decided_by_id == user.pk:
         return earlier
     case = Case.objects.filter(pk=case_id).select_related("assigned_to").first()
     if case is None:
@@ -195,72 +295,64 @@ def _enforce(decision, action, target, payload):
                     delay=settings.UNDO_SECONDS)
 
 
-def _ban(case, decision, now):
+def _ban(case, decision, now, *, notify=False):
     subject = case.subject
     model = Account if case.account_id else Group
-    model.objects.filter(pk=subject.pk).update(status=SubjectStatus.BANNED, banned_at=now)
+    # The first ban's date stays: a later ban of a banned subject does not move it.
+    model.objects.filter(pk=subject.pk).update(status=SubjectStatus.BANNED)
+    model.objects.filter(pk=subject.pk, banned_at__isnull=True).update(banned_at=now)
     kind = "ban_account" if case.account_id else "ban_group"
-    _enforce(decision, kind, subject.external_id, {})
+    _enforce(decision, kind, subject.external_id, {"notify_user": notify})
     effects = {"banned": subject.external_id,
                "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"}
     wanted = set(decision.options.get("member_ids") or [])
     if case.group_id and wanted:
         # Bulk action on a group case: only members who shared matched material in it.
         members = [a for a in matched_members(case.group) if a.pk in wanted]
-        Account.objects.filter(pk__in=[a.pk for a in members]).update(status=SubjectStatus.BANNED, banned_at=now)
+        Account.objects.filter(pk__in=[a.pk for a in members]).update(status=SubjectStatus.BANNED)
+        Account.objects.filter(pk__in=[a.pk for a in members], banned_at__isnull=True).update(banned_at=now)
         for member in members:
-            _enforce(decision, "ban_account", member.external_id, {"group": subject.external_id})
+            _enforce(decision, "ban_account", member.external_id, {"group": subject.external_id, "notify_user": notify})
         effects["members_banned"] = [a.external_id for a in members]
     return effects
 
 
-def _remove(case, decision, now):
+def _remove(case, decision, now, *, notify=False):
     items = list(Item.objects.filter(signals__case=case, removed_at__isnull=True).distinct())
     Item.objects.filter(pk__in=[i.pk for i in items]).update(removed_at=now)
     for item in items:
-        _enforce(decision, "remove_content", item.external_id or f"item:{item.pk}", {"item_id": item.pk})
+        _enforce(decision, "remove_content", item.external_id or f"item:{item.pk}",
+                 {"item_id": item.pk, "notify_user": notify})
     return {"removed_items": [i.pk for i in items]}
 
 
-def do_ban(case, decision, now):
-    effects = _ban(case, decision, now)
-    _close(case, decision, now)
-    return effects
+def _report(case, decision, now, incident_type):
+    """The CyberTipline report of a reportable decision, with every file of the case on legal hold.
 
-
-def do_remove(case, decision, now):
-    effects = _remove(case, decision, now)
-    _close(case, decision, now)
-    return effects
-
-
-def do_report(case, decision, now):
-    """Confirmed child sexual exploitation: the CyberTipline report, the ban and the removal.
-
-    The report goes to a senior for approval first when CYBERTIP_REQUIRE_APPROVAL is on; either
-    way it is filed by `cases.cybertip.filing` once queued. A case without files (grooming,
-    enticement) is reported without files.
+    The report waits for a senior's approval when CYBERTIP_REQUIRE_APPROVAL is on, or when the
+    decider is not cleared to view evidence; then `cases.cybertip.filing` files it. A case without
+    files (grooming, enticement) is reported without files.
     """
-    queued = not settings.CYBERTIP_REQUIRE_APPROVAL
+    queued = not settings.CYBERTIP_REQUIRE_APPROVAL and decision.decided_by.has_perm("cases.reveal_evidence")
     report = CyberTipReport.objects.create(
         case=case, decision=decision, created_by=decision.decided_by, additional_info=case.summary,
         status=CyberTipReport.Status.QUEUED if queued else CyberTipReport.Status.AWAITING_APPROVAL,
-        incident_type=REASON_INCIDENT_TYPES.get(decision.reason.code, INCIDENT_TYPES[0]),
+        incident_type=incident_type or INCIDENT_TYPES[0],
     )
     items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
     CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for item in items])
     hold_for_report(report, start=now)  # held from the decision; extended when submitted
     if queued:
         enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch", delay=settings.UNDO_SECONDS)
-    effects = {"cybertip_report": report.pk, **_ban(case, decision, now), **_remove(case, decision, now)}
-    _close(case, decision, now)
-    return effects
+    return {"cybertip_report": report.pk}
 
 
-REASON_INCIDENT_TYPES = {
-    "grooming": "Online Enticement of Children for Sexual Acts",
-    "sextortion": "Online Enticement of Children for Sexual Acts",
-}
+def hold_case_items(case, decision, start):
+    items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
+    holds = hold_for_decision(decision, items, start=start)
+    decision.options = {**decision.options, "holds": holds}
+    Decision.objects.filter(pk=decision.pk).update(options=decision.options)
+    return [item.pk for item in items]
 
 
 def do_escalate(case, decision, now):
@@ -273,11 +365,6 @@ def do_escalate(case, decision, now):
     case.lease_expires_at = now + timedelta(seconds=settings.CASE_LEASE_SECONDS) if senior else None
     case.save(update_fields=["queue", "status", "assigned_to", "lease_expires_at", "updated_at"])
     return {"queue": routing.ESCALATIONS, "handed_to": senior.get_username() if senior else None}
-
-
-def do_dismiss(case, decision, now):
-    _close(case, decision, now)
-    return {}
 
 
 def undo(user, decision_id, *, ip=None):
@@ -303,6 +390,8 @@ def undo(user, decision_id, *, ip=None):
             model.objects.filter(pk=case.subject.pk).update(status=SubjectStatus.ACTIVE, banned_at=None)
             members = decision.enforcements.filter(action="ban_account").values_list("target", flat=True)
             Account.objects.filter(external_id__in=list(members)).update(status=SubjectStatus.ACTIVE, banned_at=None)
+        LegalHold.objects.filter(pk__in=decision.options.get("holds") or [], lifted_at__isnull=True).update(
+            lifted_by=user, lifted_at=now, lift_reason="decision undone")
         for report in CyberTipReport.objects.filter(decision=decision):
             CyberTipReport.objects.filter(pk=report.pk).update(status=CyberTipReport.Status.CANCELLED)
             report.holds.filter(lifted_at__isnull=True).update(lifted_by=user, lifted_at=now,
@@ -321,11 +410,3 @@ def undo(user, decision_id, *, ip=None):
     decision.refresh_from_db()
     return decision
 
-
-EFFECTS = {
-    Action.BAN: do_ban,
-    Action.REMOVE: do_remove,
-    Action.REPORT: do_report,
-    Action.ESCALATE: do_escalate,
-    Action.DISMISS: do_dismiss,
-}

@@ -34,6 +34,14 @@ def hold_for_report(report, start=None):
             LegalHold.objects.filter(pk=hold.pk).update(until=until)
 
 
+def hold_for_decision(decision, items, start=None):
+    """Hold the items a policy preserves without a report, as long as a report's would be; returns the hold ids."""
+    until = (start or timezone.now()) + timedelta(days=settings.CYBERTIP_HOLD_DAYS)
+    return [LegalHold.objects.create(item=item, reason=LegalHold.Reason.MANUAL, until=until,
+                                     placed_by=decision.decided_by,
+                                     note=f"decision {decision.pk}: {decision.reason.code}").pk for item in items]
+
+
 def _remove_bytes(item):
     storage.delete_original(item.storage_path)
     for rendition in storage.derivative_path(item.pk, "x").parent.glob(f"{item.pk}-*"):

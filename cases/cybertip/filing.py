@@ -13,13 +13,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from cases.actions.preservation import hold_for_report, raise_alert
 from cases.cybertip import documents
 from cases.cybertip.client import CyberTipClient, Unreachable
-from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport
+from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport, Enforcement, EnforcementStatus
+from detection.models import Account, Item, ItemKind, SubjectStatus
 from reviewconsole import storage
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
@@ -174,6 +176,9 @@ def _call(report, method, *args, request=""):
 
 def _advance(report, client):
     if not report.ncmec_report_id:
+        problem = documents.reporter_email_problem()
+        if problem:  # NCMEC and the police would write to nobody: stop, a person must fix the settings
+            raise Stop(f"report not submitted: {problem}")
         document = documents.report_xml(gather_report(report))
         problems = documents.validate(document)
         if problems:
@@ -242,21 +247,41 @@ def _suffix(item):
 
 
 def gather_report(report):
-    case = report.case
-    account, group = case.account, case.group
+    """The report's data from the rows.
+
+    The reported person (the schema allows one `personOrUserReported`) is the case's account; on a
+    group case, the first member the decision banned (the one with most files in the report), else
+    the uploader of the first file. Every other banned member is named in additionalInfo:
+    `associatedAccount` means another account of the same person, which a fellow member is not.
+    """
+    case, decision = report.case, report.decision
+    group = case.group
     files = list(report.files.select_related("item", "item__account"))
-    if account is None and files:
-        account = files[0].item.account
-    moments = [f.item.uploaded_at or f.item.created_at for f in files] or [case.created_at]
+    members = _banned_members(decision, files) if group else []
+    account = case.account or (members[0] if members else files[0].item.account if files else None)
+    texts = list(Item.objects.filter(signals__case=case, kind=ItemKind.TEXT).distinct()
+                 .order_by("uploaded_at", "created_at", "pk"))
+    moments = [_when(f.item) for f in files] + [_when(t) for t in texts]
     uploads = []
-    for report_file in files:
-        item = report_file.item
-        if item.ip and (item.ip, item.uploaded_at) not in {(u.ip, u.at) for u in uploads}:
-            uploads.append(documents.Upload(ip=item.ip, at=item.uploaded_at or item.created_at))
-    decision = report.decision
+    # Only the reported person's own uploads and messages: another member's IP is not theirs.
+    for item in [f.item for f in files] + texts:
+        if account is None or item.account_id != account.pk or not item.ip:
+            continue
+        upload = documents.Upload(ip=item.ip, at=_when(item))
+        if (upload.ip, upload.at) not in {(u.ip, u.at) for u in uploads}:
+            uploads.append(upload)
+    notes = []
+    if len(members) > 1:
+        notes.append(f"Other members of group {group.external_id} banned by the same decision for sharing the "
+                     f"reported material in it (each a separate person on the platform): "
+                     + "; ".join(_describe(m) for m in members[1:]) + ".")
+    if group:
+        earlier = _prior_report_ids(report, CyberTipReport.objects.filter(case__group=group))
+        if earlier:
+            notes.append(f"Earlier CyberTipline reports on group {group.external_id}: {', '.join(earlier)}.")
     return documents.ReportData(
         incident_type=report.incident_type,
-        incident_at=min(moments),
+        incident_at=min(moments) if moments else case.created_at,
         escalate_reason=report.escalate_reason,
         annotations=report.annotations,
         room_name=group.name if group else "",
@@ -267,34 +292,124 @@ def gather_report(report):
         emails=[account.email] if account and account.email else [],
         phones=[account.phone] if account and account.phone else [],
         uploads=uploads[:20],
-        group_identifier=(f"{group.external_id} ({group.name})" if group and group.name
-                          else group.external_id if group else ""),
-        disabled_at=decision.created_at if account else None,
-        disabled_until=decision.ban_until,
+        prior_reports=_prior_report_ids(report, _reports_on(account)) if account else [],
+        group_identifier=_group_identifier(group),
+        disabled_at=first_ban(account),
+        disabled_until=decision.ban_until if account and _banned_by(case, decision, account) else None,
         additional_info=report.additional_info or case.summary,
+        notes=notes,
         **documents.reporter_settings(),
     )
+
+
+def _when(item):
+    return item.uploaded_at or item.created_at
+
+
+def _describe(account):
+    extra = ", ".join(f"{label} {value!r}" for label, value in (("screen name", account.screen_name),
+                                                               ("display name", account.display_name)) if value)
+    return account.external_id + (f" ({extra})" if extra else "")
+
+
+def _group_identifier(group):
+    """The group's platform id, with its name when it fits in NCMEC's 255 characters."""
+    if group is None:
+        return ""
+    room = documents.MAX_NAME - len(group.external_id) - 3
+    if group.name and room > 0:
+        return f"{group.external_id} ({group.name[:room]})"
+    return group.external_id
+
+
+def _ban_rows(decision=None):
+    rows = Enforcement.objects.filter(action="ban_account").exclude(status=EnforcementStatus.CANCELLED)
+    return rows.filter(decision=decision) if decision is not None else rows
+
+
+def _banned_members(decision, files):
+    """Members of the case's group the decision banned, the one with most files in the report first."""
+    targets = list(dict.fromkeys(_ban_rows(decision).order_by("pk").values_list("target", flat=True)))
+    if targets:
+        found = {a.external_id: a for a in Account.objects.filter(external_id__in=targets)}
+        members = [found[t] for t in targets if t in found]
+    else:  # the outbox rows are the record; without them, the members chosen who are banned
+        members = list(Account.objects.filter(pk__in=decision.options.get("member_ids") or [],
+                                              status=SubjectStatus.BANNED).order_by("external_id"))
+    files_of = {}
+    for report_file in files:
+        files_of[report_file.item.account_id] = files_of.get(report_file.item.account_id, 0) + 1
+    return sorted(members, key=lambda m: -files_of.get(m.pk, 0))  # stable: ties keep the ban order
+
+
+def _banned_by(case, decision, account):
+    return case.account_id == account.pk or _ban_rows(decision).filter(target=account.external_id).exists()
+
+
+def first_ban(account):
+    """When the account was first disabled: the earliest of its banned_at and of the ban decisions
+    carried out on it (as the subject of a case or as a member of a group). None if not banned."""
+    if account is None or account.status != SubjectStatus.BANNED:
+        return None
+    carried_out = _ban_rows().filter(target=account.external_id).aggregate(
+        first=Min(Coalesce("decision__second_reviewed_at", "decision__created_at")))["first"]
+    moments = [m for m in (account.banned_at, carried_out) if m]
+    return min(moments) if moments else None
+
+
+def _reports_on(account):
+    """Reports about this person: on their cases, banning them as a group member, or holding their files."""
+    banned_in = _ban_rows().filter(target=account.external_id).values("decision")
+    return CyberTipReport.objects.filter(
+        Q(case__account=account) | Q(decision__in=banned_in) | Q(files__item__account=account))
+
+
+def _prior_report_ids(report, reports):
+    """NCMEC ids of the other finished reports among `reports`, oldest first."""
+    rows = (reports.filter(status=Status.FILED).exclude(pk=report.pk).exclude(ncmec_report_id="")
+            .order_by("submitted_at", "pk").values_list("ncmec_report_id", flat=True))
+    return list(dict.fromkeys(rows))
 
 
 def gather_file(report, report_file):
     item = report_file.item
     data = storage.read_original(item.storage_path)
     md5, sha1, sha256 = documents.hashes_of(data)
+    viewed, notes = viewed_by_esp(item)
     return documents.FileData(
         report_id=report.ncmec_report_id,
         file_id=report_file.ncmec_file_id,
         file_name=f"item-{item.pk}{_suffix(item)}",
         original_name=item.original_name,
-        uploaded_at=item.uploaded_at or item.created_at,
-        # True only if a person here actually looked at the unblurred file: the audit log says.
-        viewed=AuditEvent.objects.filter(item=item, action=Event.EVIDENCE_REVEALED).exists(),
+        uploaded_at=_when(item),
+        viewed=viewed,
         publicly_available=report_file.publicly_available,
         classification=report_file.classification,
         annotations=report_file.annotations,
         md5=md5, sha1=sha1, sha256=sha256,
         pdq=item.pdq,
         upload_ip=item.ip or "",
+        notes=notes,
     )
+
+
+def viewed_by_esp(item):
+    """(fileViewedByEsp, notes): true only when a person here saw the whole file, unfiltered.
+
+    The audit log is the record: an `evidence.revealed` of this item by a person (not the system).
+    A reveal shows a still image whole, in colour and unblurred. A video or an animation is revealed
+    as one sheet of sampled frames, not every frame, so it does not count as viewed. Blurred, toned
+    or reduced-detail renditions (every preference, "no blur" included, keeps a filter) are audited
+    as `evidence.viewed_blurred` and never count.
+    """
+    reveals = AuditEvent.objects.filter(item=item, action=Event.EVIDENCE_REVEALED).exclude(
+        actor__isnull=True, actor_label__in=["", "system"])
+    if not reveals.exists():
+        return False, []
+    if item.kind == ItemKind.VIDEO or item.frame_hashes:
+        return False, ["A reviewer at the provider viewed a sheet of sampled frames of this file, not every frame: "
+                       "the whole file has not been viewed."]
+    return True, []
 
 
 def due_reports(now=None):

@@ -15,14 +15,25 @@ from cases.models.legal import (
     LegalRequestStatus,
 )
 from cases.models.metrics import DailyMetric
+from cases.models.policies import (
+    NEEDS_VIEW,
+    REPORTABLE,
+    BankEffect,
+    BanScope,
+    Policy,
+    PolicyCategory,
+    PolicyVersion,
+    RemoveScope,
+)
 from cases.models.preferences import ViewingPreference
 from cases.models.preservation import IntegrityAlert, LegalHold
 from cases.models.review import Case, CaseStatus, CaseView, ReviewQueue, RoutingRule, SubjectNote
 
 __all__ = [
-    "INCIDENT_TYPES", "Action", "Agency", "AgencyMember", "ApiToken", "Case", "CaseStatus", "CaseView",
-    "CyberTipExchange", "CyberTipFile", "CyberTipReport", "DailyMetric", "Decision", "Enforcement",
-    "EnforcementStatus", "IntegrityAlert", "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest",
-    "LegalRequestKind", "LegalRequestStatus", "Platform", "QAReview", "ReasonCode", "ReviewQueue", "RoutingRule",
-    "SubjectNote", "ViewingPreference", "generate_secret",
+    "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
+    "BankEffect", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile", "CyberTipReport",
+    "DailyMetric", "Decision", "Enforcement", "EnforcementStatus", "IntegrityAlert", "LegalDocument", "LegalHold",
+    "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory",
+    "PolicyVersion", "QAReview", "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "SubjectNote",
+    "ViewingPreference", "generate_secret",
 ]

@@ -35,6 +35,9 @@ class Decision(models.Model):
     case_version = models.PositiveIntegerField()
     action = models.CharField(max_length=16, choices=Action)
     reason = models.ForeignKey(ReasonCode, on_delete=models.PROTECT)
+    policy = models.ForeignKey("cases.Policy", on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="decisions", help_text="Empty for escalations (routing, not a decision)")
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
     note = models.TextField(blank=True)
     ban_until = models.DateTimeField(null=True, blank=True, help_text="Empty: permanent")
     undone_at = models.DateTimeField(null=True, blank=True, help_text="Undone within the undo window")

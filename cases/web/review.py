@@ -1,6 +1,5 @@
 """Reviewer pages: the queue, the case, decisions, and evidence renditions."""
 
-from collections import OrderedDict
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,7 +14,7 @@ from cases import renditions, selectors
 from cases.actions import ActionError
 from cases.actions import notes as subject_notes
 from cases.actions.claims import claim_case, claim_next_case, release_case
-from cases.actions.decisions import BAN_DAYS, decide, second_review, undo
+from cases.actions.decisions import BAN_DAYS, decide, guard_facts, preview_guardrail, second_review, undo
 from cases.actions.evidence import record_evidence_view
 from cases.actions.preferences import save_viewing_preferences
 from cases.models import (
@@ -25,6 +24,7 @@ from cases.models import (
     CaseView,
     Decision,
     Enforcement,
+    Policy,
     ReviewQueue,
     ViewingPreference,
 )
@@ -32,9 +32,7 @@ from cases.selectors import reviewable_queues
 from cases.web.permissions import access_case, access_item, client_ip, require_reviewer
 from cases.wellness import exposure_today
 
-ACTION_KEYS = OrderedDict([
-    (Action.BAN, "b"), (Action.REMOVE, "r"), (Action.ESCALATE, "e"), (Action.REPORT, "t"), (Action.DISMISS, "d"),
-])
+POLICY_KEYS = "1234567890"  # the first ten policies; escalation (routing, not a policy) is "e"
 
 
 @login_required
@@ -83,14 +81,18 @@ def case_detail(request, pk):
     holds_claim = case.status == CaseStatus.CLAIMED and case.assigned_to_id == request.user.pk
     now = timezone.now()  # a GET changes nothing: the page reports its presence by POST to `viewing`
     pref = ViewingPreference.for_user(request.user, case.queue.slug)
-    actions = [
-        {"value": a.value, "label": a.label, "key": ACTION_KEYS[a], "reasons": selectors.reasons_for(a.value)}
-        for a in ACTION_KEYS
-        if a != Action.REPORT or request.user.has_perm("cases.reveal_evidence")
+    subject = "account" if case.account_id else "group"
+    facts = guard_facts(request.user, case) if holds_claim else None
+    policies = [
+        {"policy": policy, "key": POLICY_KEYS[n] if n < len(POLICY_KEYS) else "",
+         "effects": policy.describe(subject), "waits": facts and preview_guardrail(request.user, case, policy, facts)}
+        for n, policy in enumerate(Policy.objects.filter(active=True))
     ]
+    escalation = {"key": "e", "reasons": selectors.reasons_for(Action.ESCALATE)}
     return render(request, "cases/case_detail.html", {
         "case": case, **page, "holds_claim": holds_claim,
-        "actions": actions, "can_reveal": request.user.has_perm("cases.reveal_evidence"),
+        "policies": policies, "escalation": escalation, "subject_word": subject,
+        "can_reveal": request.user.has_perm("cases.reveal_evidence"),
         "needs_2fa": settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified(),
         "pref": pref, "exposure": exposure_today(request.user),
         "reveal_seconds": settings.REVEAL_SECONDS,
@@ -190,9 +192,11 @@ def decide_view(request, pk):
     escalate_to = request.POST.get("escalate_to", "")
     member_ids = [int(m) for m in request.POST.getlist("members") if m.isdigit()]
     try:
+        escalating = request.POST.get("action") == Action.ESCALATE
         decision, created = decide(
-            request.user, case.pk, action=request.POST.get("action", ""),
-            reason_code=request.POST.get("reason", ""), note=request.POST.get("note", "")[:4000],
+            request.user, case.pk, policy=None if escalating else request.POST.get("policy") or None,
+            action=request.POST.get("action") or None, reason_code=request.POST.get("reason") or None,
+            note=request.POST.get("note", "")[:4000],
             version=version, ban_days=int(ban_days) if ban_days.isdigit() else None, ip=client_ip(request),
             escalate_to=int(escalate_to) if escalate_to.isdigit() else None, member_ids=member_ids,
             allow_list=request.POST.get("allow_list") == "1",
@@ -201,7 +205,12 @@ def decide_view(request, pk):
         messages.error(request, str(exc))
         return redirect("cases:detail", pk=case.pk)
     verb = "Recorded" if created else "Already recorded"
-    messages.success(request, f"{verb}: {decision.get_action_display()} on case {case.pk} ({decision.reason}).")
+    what = decision.policy.title if decision.policy else f"{decision.get_action_display()} ({decision.reason})"
+    if decision.approval == "pending":
+        messages.warning(request, f"Proposed, not yet carried out: {what} on case {case.pk} waits for a second "
+                                  f"reviewer. {decision.options.get('second_review_reason') or ''}".strip())
+    else:
+        messages.success(request, f"{verb}: {what} on case {case.pk}.")
     if created and settings.UNDO_SECONDS:
         request.session["undo"] = {"decision": decision.pk, "case": case.pk,
                                    "until": (decision.created_at.timestamp() + settings.UNDO_SECONDS)}

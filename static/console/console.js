@@ -15,7 +15,12 @@
   }
   function openDialog(id) {
     const dialog = document.getElementById(id);
-    if (dialog && !dialog.open) { dialog.showModal(); const first = dialog.querySelector("input:checked, input, textarea"); if (first) first.focus(); }
+    if (dialog && !dialog.open) {
+      dialog.showModal();
+      const first = dialog.querySelector("[autofocus]")
+        || dialog.querySelector("input[type=radio]:checked, input:not([type=hidden]), textarea");
+      if (first) first.focus();
+    }
   }
 
   // Evidence selection (j/k) and reveal (v or click).

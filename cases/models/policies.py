@@ -1,0 +1,165 @@
+"""Enforcement policies: what a decision in each category does, versioned.
+
+A reviewer (or, later, an automation rule) decides by choosing a policy, not a verb. The policy
+names a category and its effects; the decision records which version of it applied. Categories
+the law makes reportable (apparent child sexual abuse material, enticement: 18 U.S.C. 2258A as
+amended by the REPORT Act) always report to NCMEC and preserve the evidence: `save()` forces it
+and a database constraint refuses anything else, whoever edits the row.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from cases.models.cybertip import INCIDENT_TYPES
+
+
+class PolicyCategory(models.TextChoices):
+    KNOWN_CSAM = "known_csam", "Known child sexual abuse material"
+    NEW_CSAM = "new_csam", "New child sexual abuse material"
+    SEXUALISED_MINOR = "sexualised_minor", "Sexualised depiction of a minor"
+    GROOMING = "grooming", "Grooming or enticement of a minor"
+    SEXTORTION = "sextortion", "Sextortion"
+    DISTRIBUTION_GROUP = "distribution_group", "Group organised to share exploitation material"
+    ADULT_NUDITY = "adult_nudity", "Adult nudity against platform rules"
+    OTHER_VIOLATION = "other_violation", "Other platform-rule violation"
+    FALSE_POSITIVE = "false_positive", "False positive"
+    BENIGN = "benign", "Benign"
+    INSUFFICIENT_EVIDENCE = "insufficient_evidence", "Not enough evidence"
+
+
+# Reportable by law: a policy in one of these categories always reports and preserves.
+REPORTABLE = frozenset({
+    PolicyCategory.KNOWN_CSAM, PolicyCategory.NEW_CSAM, PolicyCategory.SEXUALISED_MINOR, PolicyCategory.GROOMING,
+    PolicyCategory.SEXTORTION, PolicyCategory.DISTRIBUTION_GROUP,
+})
+# Confirming material no bank knows rests on a person's judgement of the image itself.
+NEEDS_VIEW = frozenset({PolicyCategory.NEW_CSAM, PolicyCategory.SEXUALISED_MINOR})
+
+
+class BanScope(models.TextChoices):
+    NONE = "none", "No ban"
+    SUBJECT = "subject", "Ban the account or group"
+    SUBJECT_AND_MEMBERS = "members", "Ban the group and the members the reviewer selects"
+
+
+class RemoveScope(models.TextChoices):
+    NONE = "none", "Remove nothing"
+    FLAGGED = "flagged", "Remove the items flagged in the case"
+
+
+class BankEffect(models.TextChoices):
+    NONE = "none", "No bank change"
+    LOCAL = "local", "Add the media to the local bank of confirmed material"
+
+
+EFFECT_FIELDS = ("category", "ban", "remove", "report", "hold", "bank", "notify_user", "incident_type")
+
+
+class Policy(models.Model):
+    code = models.SlugField(unique=True, help_text="Stable name; also the reason code recorded on decisions")
+    title = models.CharField(max_length=160)
+    category = models.CharField(max_length=32, choices=PolicyCategory)
+    description = models.TextField(blank=True, help_text="What reviewers should know before choosing it")
+    ban = models.CharField(max_length=16, choices=BanScope, default=BanScope.NONE)
+    remove = models.CharField(max_length=16, choices=RemoveScope, default=RemoveScope.NONE)
+    report = models.BooleanField(default=False, help_text="File a CyberTipline report (always, when reportable)")
+    hold = models.BooleanField(default=False, help_text="Place legal holds on the evidence (always, when reportable)")
+    bank = models.CharField(max_length=16, choices=BankEffect, default=BankEffect.NONE)
+    notify_user = models.BooleanField(default=False, help_text="Ask the platform to tell the user why")
+    incident_type = models.CharField(max_length=100, blank=True,
+                                     choices=[(t, t) for t in INCIDENT_TYPES],
+                                     help_text="CyberTipline incident type of its reports")
+    active = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order on the case page; the first ten get keys")
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "code"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(category__in=sorted(REPORTABLE)) | Q(report=True, hold=True),
+                name="reportable_policy_reports_and_preserves",
+            ),
+        ]
+
+    def __str__(self):
+        return self.title
+
+    def save(self, *args, **kwargs):
+        if self.reportable:
+            self.report = self.hold = True
+            if not self.incident_type:
+                self.incident_type = default_incident_type(self.category)
+        super().save(*args, **kwargs)
+
+    @property
+    def reportable(self):
+        return self.category in REPORTABLE
+
+    @property
+    def needs_view(self):
+        return self.category in NEEDS_VIEW
+
+    @property
+    def acts(self):
+        return self.report or self.ban != BanScope.NONE or self.remove != RemoveScope.NONE
+
+    @property
+    def action(self):
+        """The verb recorded on the decision and the case's resolution (metrics count by it)."""
+        if self.report:
+            return "report"
+        if self.ban != BanScope.NONE:
+            return "ban"
+        if self.remove != RemoveScope.NONE:
+            return "remove"
+        return "dismiss"
+
+    def effects(self):
+        return {name: getattr(self, name) for name in EFFECT_FIELDS}
+
+    def describe(self, subject="account"):
+        """The effects in words, for the reviewer's confirmation and the audit row."""
+        words = []
+        if self.ban == BanScope.SUBJECT:
+            words.append(f"bans the {subject}")
+        elif self.ban == BanScope.SUBJECT_AND_MEMBERS:
+            words.append(f"bans the {subject}" + (" and the members you select" if subject == "group" else ""))
+        if self.remove == RemoveScope.FLAGGED:
+            words.append("removes the flagged items")
+        if self.report:
+            words.append("drafts a CyberTipline report")
+        if self.hold:
+            words.append("places legal holds on the evidence")
+        if self.bank == BankEffect.LOCAL:
+            words.append("adds the media to the local bank")
+        if self.notify_user:
+            words.append("asks the platform to tell the user")
+        return ", ".join(words) or "closes the case with no action"
+
+
+def default_incident_type(category):
+    if category in (PolicyCategory.GROOMING, PolicyCategory.SEXTORTION):
+        return "Online Enticement of Children for Sexual Acts"
+    return INCIDENT_TYPES[0]
+
+
+class PolicyVersion(models.Model):
+    """Every version of a policy's effects, so a decision's `policy_version` can always be read back."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    effects = models.JSONField()
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["policy", "-version"]
+        constraints = [models.UniqueConstraint(fields=["policy", "version"], name="one_row_per_policy_version")]
+
+    def __str__(self):
+        return f"{self.policy} v{self.version}"
