@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from cases.actions.enforcement import retry_delivery
+from cases.actions.policies import save_policy
 from cases.models import (
     Agency,
     AgencyMember,
@@ -22,6 +23,8 @@ from cases.models import (
     LegalMessage,
     LegalRequest,
     Platform,
+    Policy,
+    PolicyVersion,
     QAReview,
     ReasonCode,
     ReviewQueue,
@@ -155,6 +158,34 @@ class ReasonCodeAdmin(admin.ModelAdmin):
     list_display = ["code", "label", "actions", "active", "position"]
     list_filter = ["active"]
     search_fields = ["code", "label"]
+
+
+class PolicyVersionInline(admin.TabularInline):
+    model = PolicyVersion
+    extra = 0
+    can_delete = False
+    readonly_fields = ["version", "effects", "changed_by", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    """Policies are edited here; reportable categories always report and preserve, whatever is ticked."""
+
+    list_display = ["title", "code", "category", "ban", "remove", "report", "hold", "bank", "notify_user",
+                    "version", "active", "position"]
+    list_filter = ["category", "active", "report"]
+    search_fields = ["code", "title"]
+    readonly_fields = ["version", "updated_at"]
+    inlines = [PolicyVersionInline]
+
+    def save_model(self, request, obj, form, change):
+        save_policy(request.user, obj, ip=client_ip(request))
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # decisions name the policy they applied: switch it off instead
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -1,11 +1,16 @@
 """Case-stage jobs: triage signals into cases."""
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
 from cases.actions.triage import attach_signals
+from cases.selectors import unreported_confirmations
 from detection.models import Group, Signal, SignalKind
 from reviewconsole.queueing import enqueue
+
+log = logging.getLogger(__name__)
 
 
 def triage_signals(signal_ids):
@@ -29,3 +34,12 @@ def restale_groups_of_matched_members(signal_ids):
         Group.objects.filter(pk__in=groups).update(updated_at=timezone.now())
         for pk in groups:
             enqueue("detection.jobs.analysis.analyse_subject", "group", pk, queue="default")
+
+
+def alert_unreported():
+    """The "confirmed, not reported" alarm for operators: one error line per overdue decision."""
+    rows = unreported_confirmations()
+    for row in rows:
+        log.error("confirmed, not reported: decision %s on case %s, %s h ago: %s",
+                  row["decision"].pk, row["case"].pk, row["hours"], row["reason"])
+    return len(rows)

@@ -6,14 +6,17 @@ Views call these instead of querying; each returns plain lists and dicts for a t
 from collections import OrderedDict
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from cases.models import (
+    REPORTABLE,
     Case,
     CaseStatus,
     CaseView,
+    CyberTipReport,
     Decision,
     IntegrityAlert,
     LegalHold,
@@ -155,3 +158,33 @@ def other_viewers(case, user, now):
 def seniors():
     perm = Q(groups__permissions__codename="review_escalated") | Q(user_permissions__codename="review_escalated")
     return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
+
+
+def unreported_confirmations(now=None):
+    """Confirmed reportable decisions whose CyberTipline report is not filed within the deadline.
+
+    US law asks for the report "as soon as reasonably possible" after actual knowledge; a report
+    still unfiled CYBERTIP_REPORT_DEADLINE_HOURS after the decision is an alarm, with the reason.
+    """
+    now = now or timezone.now()
+    due = now - timedelta(hours=settings.CYBERTIP_REPORT_DEADLINE_HOURS)
+    decisions = (Decision.objects.filter(Q(policy__category__in=sorted(REPORTABLE)) | Q(action="report"),
+                                         undone_at__isnull=True, approval__in=["", "approved"], created_at__lt=due)
+                 .exclude(cybertip_report__status=CyberTipReport.Status.FILED)
+                 .select_related("case", "policy", "cybertip_report").order_by("created_at"))
+    rows = []
+    for decision in decisions:
+        report = getattr(decision, "cybertip_report", None)
+        if report is None:
+            reason = "no CyberTipline report exists for this decision"
+        elif report.status == CyberTipReport.Status.FAILED:
+            reason = f"filing stopped: {report.last_error or 'needs attention'}"
+        elif report.status == CyberTipReport.Status.AWAITING_APPROVAL:
+            reason = "the report waits for a senior's approval"
+        elif report.status == CyberTipReport.Status.RETRACTED:
+            reason = "the report was retracted and not filed again"
+        else:
+            reason = f"the report is {report.get_status_display().lower()}"
+        rows.append({"decision": decision, "case": decision.case, "report": report, "reason": reason,
+                     "hours": int((now - decision.created_at).total_seconds() // 3600)})
+    return rows

@@ -4,12 +4,15 @@ from django.conf import settings
 from rq import cron
 
 from cases.actions.preservation import purge_job, verify_job
+from cases.jobs import alert_unreported
 from cases.metrics import rollup_recent
 from cases.routing import age_priorities
 from cases.sweep import sweep_job
 
 cron.register(sweep_job, queue_name="default", interval=settings.SWEEP_INTERVAL_SECONDS, job_timeout=300)
 cron.register(age_priorities, queue_name="default", interval=300, job_timeout=600)
+# The "confirmed, not reported" alarm: a reportable decision whose report is overdue.
+cron.register(alert_unreported, queue_name="default", interval=900, job_timeout=300)
 # Metrics behind the dashboard: today and yesterday again, plus any day never rolled up.
 cron.register(rollup_recent, queue_name="default", interval=600, job_timeout=1800)
 # Retention purge and chain-of-custody check, once a day each (at night, UTC).

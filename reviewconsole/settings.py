@@ -272,6 +272,9 @@ CYBERTIP_TIMEOUT = envint("CYBERTIP_TIMEOUT", 60)
 CYBERTIP_BACKOFF_SECONDS = envint("CYBERTIP_BACKOFF_SECONDS", 60)
 CYBERTIP_MAX_ATTEMPTS = envint("CYBERTIP_MAX_ATTEMPTS", 20)
 CYBERTIP_REQUIRE_APPROVAL = envbool("CYBERTIP_REQUIRE_APPROVAL", True)
+# A confirmed reportable decision whose report is not filed this many hours later raises the
+# "confirmed, not reported" alarm (queue page tile for seniors, an error in the log every 15 min).
+CYBERTIP_REPORT_DEADLINE_HOURS = envint("CYBERTIP_REPORT_DEADLINE_HOURS", 24)
 # 18 U.S.C. 2258A(h) as amended by the REPORT Act: keep a report's contents one year from submission.
 CYBERTIP_HOLD_DAYS = max(365, envint("CYBERTIP_HOLD_DAYS", 365))
 # Evidence in no hold and no open case is purged after this many days; the check re-hashes a batch a run.

@@ -3,6 +3,7 @@
 import csv
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max
 from django.http import HttpResponse
@@ -10,7 +11,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from cases import metrics
+from cases import metrics, selectors
 from cases.models import DailyMetric
 from cases.web import charts
 from cases.web.permissions import require_senior
@@ -64,6 +65,8 @@ def dashboard(request):
     return render(request, "cases/metrics.html", {
         "period": period, "periods": list(metrics.PERIODS), "charts": chart_list, "totals": totals,
         "live": metrics.live_counts(), "rolled": rolled, "data": data,
+        "unreported": selectors.unreported_confirmations(),
+        "report_deadline_hours": settings.CYBERTIP_REPORT_DEADLINE_HOURS,
         "rows": list(zip(labels, data["ttd_p50"], data["ttd_p90"], data["proactive_share"], strict=True)),
     })
 

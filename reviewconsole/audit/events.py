@@ -80,6 +80,9 @@ class Event(models.TextChoices):
 
     METRICS_TRANSPARENCY_EXPORTED = "metrics.transparency_exported"
 
+    POLICY_CHANGED = "policy.changed"
+    POLICY_CREATED = "policy.created"
+
     QA_REVIEWED = "qa.reviewed"
 
     REPORT_RECEIVED = "report.received"
