@@ -4,7 +4,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from cases.models import Case, ReviewQueue, RoutingRule
-from detection.models import SignalKind
+from detection.detectors.risk import TEEN, TEEN_CONTACT, age_group
+from detection.models import Account, SignalKind, UserReport
 
 KNOWN_MATERIAL = "known-material"
 NEW_CONTENT = "new-content"
@@ -48,6 +49,34 @@ def priority(signals):
     reports = sum(1 for s in signals if s.kind == SignalKind.USER_REPORT)
     corroboration = min(10, 2 * (len(signals) - 1)) + min(10, 3 * reports)
     return int(min(100, round(strongest + corroboration)))
+
+
+# What makes a minor account a possible victim rather than a subject to enforce against.
+VICTIM_REPORT_REASONS = ("nudity", "csam", "child_exploitation", "sextortion", "grooming")
+MINOR_VICTIM_PRIORITY = 85  # above every case resting on one user report
+
+
+def minor_victim_reason(case):
+    """Why this case's account may be a child victim, or "": a minor (by the platform's age band)
+    reported for nudity or sexual content, or shown in flagged images, or contacted by an adult
+    whom the console flagged for contacting teens."""
+    account = case.account
+    if account is None or age_group(account.age_band) != TEEN:
+        return ""
+    reports = UserReport.objects.filter(account=account, reason__in=VICTIM_REPORT_REASONS)
+    if adults_in_contact(account).exists():
+        return f"a minor ({account.age_band}) reported or contacted by an adult flagged for contacting teens"
+    if reports.exists():
+        return f"a minor ({account.age_band}) reported for {reports.first().reason.replace('_', ' ')}"
+    if case.signals.filter(kind=SignalKind.CLASSIFIER).exists():
+        return f"a minor ({account.age_band}) shown in images flagged as sexual content"
+    return ""
+
+
+def adults_in_contact(account):
+    """Accounts on the other side: reporters of this account that carry a teen-contact signal."""
+    reporters = UserReport.objects.filter(account=account).values_list("reporter", flat=True)
+    return Account.objects.filter(external_id__in=reporters, signals__detector=TEEN_CONTACT).distinct()
 
 
 def get_queue(slug):

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
+from cases import routing
 from cases.models import (
     REPORTABLE,
     Case,
@@ -20,6 +21,8 @@ from cases.models import (
     Decision,
     IntegrityAlert,
     LegalHold,
+    LegalRequest,
+    LegalRequestStatus,
     ReasonCode,
     ReviewQueue,
     SubjectNote,
@@ -130,7 +133,31 @@ def case_page(case):
         "history": history, "decisions": decisions, "facts": facts,
         "user_reports": UserReport.objects.filter(about).order_by("-created_at")[:20],
         "notes": SubjectNote.objects.filter(about).select_related("author")[:50],
+        "legal_requests": list(open_legal_requests(case)),
+        "preservation_holds": preservation_holds(case).count(),
+        "other_party": other_party(case),
+        "escalation": Decision.objects.filter(case=case, action="escalate", undone_at__isnull=True)
+        .select_related("decided_by", "reason").order_by("-created_at").first(),
     }
+
+
+def other_party(case):
+    """The cases on the other side of a possible child victim: the adults flagged for contacting teens
+    who reported the child; and, on such an adult's case, the children who may be its victims."""
+    if case.account_id is None:
+        return []
+    if case.possible_minor_victim:
+        accounts = routing.adults_in_contact(case.account)
+        role = "adult flagged for contacting teens"
+    else:
+        reported = UserReport.objects.filter(reporter=case.account.external_id).values_list("account", flat=True)
+        accounts = Account.objects.filter(pk__in=reported, cases__possible_minor_victim__gt="").distinct()
+        role = "possible child victim"
+    rows = []
+    for account in accounts[:10]:
+        rows.append({"account": account, "role": role,
+                     "cases": list(Case.objects.filter(account=account).order_by("-created_at")[:3])})
+    return rows
 
 
 def risk_panels(case):
@@ -188,3 +215,18 @@ def unreported_confirmations(now=None):
         rows.append({"decision": decision, "case": decision.case, "report": report, "reason": reason,
                      "hours": int((now - decision.created_at).total_seconds() // 3600)})
     return rows
+
+
+def open_legal_requests(case):
+    """Law-enforcement requests still open on the case's subject (or on the case itself)."""
+    about = Q(cases=case) | (Q(accounts=case.account_id) if case.account_id else Q(groups=case.group_id))
+    return (LegalRequest.objects.filter(about).exclude(status__in=[LegalRequestStatus.CLOSED,
+                                                                   LegalRequestStatus.REJECTED])
+            .select_related("agency").distinct().order_by("due_at", "pk"))
+
+
+def preservation_holds(case):
+    """Holds placed on the subject's items for a law-enforcement preservation request, still in force."""
+    items = Item.objects.filter(account=case.account_id) if case.account_id else Item.objects.filter(
+        group=case.group_id)
+    return LegalHold.active().filter(item__in=items, reason=LegalHold.Reason.PRESERVATION)

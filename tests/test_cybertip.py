@@ -253,7 +253,10 @@ class TestApprovalAndPages:
         client.force_login(users["specialist"])
         assert client.post(f"/reports/{report.pk}/approve/").status_code == 403
         client.force_login(users["senior"])
-        client.post(f"/reports/{report.pk}/approve/")
+        client.post(f"/reports/{report.pk}/approve/")  # its file is unclassified: not without saying so
+        report.refresh_from_db()
+        assert report.status == Status.AWAITING_APPROVAL
+        client.post(f"/reports/{report.pk}/approve/", {"confirm_unclassified": "yes"})
         report.refresh_from_db()
         assert report.status == Status.QUEUED and report.approved_by == users["senior"]
         assert filing.file_report(report.pk) == Status.FILED

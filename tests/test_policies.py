@@ -31,7 +31,8 @@ from tests.factories import ban_only, case_with_match, triage_all
 
 pytestmark = pytest.mark.django_db
 
-REPORTABLE_CODES = ["csam-known", "csam-new", "sexualised-minor", "grooming", "sextortion", "distribution-group"]
+REPORTABLE_CODES = ["csam-known", "csam-new", "sexualised-minor", "grooming", "sextortion", "distribution-group",
+                    "minor-victim"]
 
 
 def claimed(user, **kwargs):
@@ -64,7 +65,8 @@ class TestTheDefaultTable:
         assert sorted(reportable.values_list("code", flat=True)) == sorted(REPORTABLE_CODES)
         for policy in reportable:
             assert policy.report and policy.hold and not policy.notify_user and policy.incident_type, policy
-            assert policy.ban != "none" and policy.action == "report"
+            assert policy.action == "report"
+            assert (policy.ban == "none") == (policy.code == "minor-victim")  # a child is never banned
         assert Policy.objects.get(code="grooming").incident_type == "Online Enticement of Children for Sexual Acts"
 
     def test_the_rest_act_as_their_names_say(self):
@@ -142,7 +144,9 @@ class TestNothingReportableClosesWithoutItsReport:
         assert case.status == CaseStatus.CLOSED and case.resolution == "report"
         report = CyberTipReport.objects.get(decision=decision)
         assert report.files.get().item == item and item.holds.filter(report=report).exists()
-        assert {e.action for e in Enforcement.objects.filter(decision=decision)} >= {"ban_account", "remove_content"}
+        banned = "protect_account" if code == "minor-victim" else "ban_account"
+        expected = {banned, "remove_content"}
+        assert {e.action for e in Enforcement.objects.filter(decision=decision)} == expected
         assert_every_reportable_decision_has_its_report()
 
     @pytest.mark.parametrize("verb", ["ban", "remove", "report"])
@@ -291,3 +295,98 @@ class TestConfirmedNotReported:
         undo(users["reviewer"], decision.pk)
         Decision.objects.update(created_at=timezone.now() - timedelta(days=2))
         assert unreported_confirmations() == []
+
+
+def teen_reported_by_a_flagged_adult():
+    """The outside review's case: a 13-15-year-old reported for nudity by an adult whom the console
+    flagged for contacting teens."""
+    from detection.jobs.analysis import analyse_subject
+    adult, _ = intake.upsert_account("adult-1", {"age_band": "25-34", "facts": {
+        "teen_non_contacts_7d": 12, "strangers_contacted_7d": 14, "blocked_by_teens_30d": 4,
+        "reported_by_teens_30d": 3}})
+    intake.upsert_account("teen-1", {"age_band": "13-15"})
+    analyse_subject("account", adult.pk)
+    intake.submit_report(reporter="adult-1", reason="nudity", account_id="teen-1")
+    cases = {c.account.external_id: c for c in triage_all()}
+    return cases["teen-1"], cases.get("adult-1")
+
+
+class TestChildVictims:
+    def test_a_reported_teen_is_flagged_raised_in_priority_and_linked_to_the_adult(self, client, users):
+        teen_case, adult_case = teen_reported_by_a_flagged_adult()
+        assert adult_case is not None, "the adult's teen-contact signal opens a case of its own"
+        teen_case.refresh_from_db()
+        assert "reported or contacted by an adult flagged for contacting teens" in teen_case.possible_minor_victim
+        assert teen_case.priority >= 85 and teen_case.summary.startswith("Possible child victim")
+        client.force_login(users["specialist"])
+        page = client.get(f"/cases/{teen_case.pk}/").content.decode()
+        assert "This account may belong to a child victim" in page and f"case #{adult_case.pk}" in page
+        adult_page = client.get(f"/cases/{adult_case.pk}/").content.decode()
+        assert "may belong to child victims" in adult_page and f"case #{teen_case.pk}" in adult_page
+
+    def test_no_offender_policy_applies_to_a_possible_child_victim(self, users):
+        teen_case, _ = teen_reported_by_a_flagged_adult()
+        case = claim_case(users["specialist"], teen_case.pk)
+        for code in ("csam-known", "grooming", ban_only().code, "adult-nudity"):
+            with pytest.raises(ActionError, match="child victim"):
+                decide(users["specialist"], case.pk, policy=code, version=case.version)
+        with pytest.raises(ActionError, match="child victim"):  # the old "b", "1" too
+            decide(users["specialist"], case.pk, action="ban", reason_code="csam-known", version=case.version)
+        assert not Decision.objects.exists() and not Enforcement.objects.exists()
+
+    def test_the_victim_policy_protects_reports_the_child_as_victim_and_the_adult_as_reported(self, users):
+        from cases.cybertip import documents, filing
+        teen_case, _ = teen_reported_by_a_flagged_adult()
+        case = claim_case(users["specialist"], teen_case.pk)
+        decision, _ = decide(users["specialist"], case.pk, policy="minor-victim", version=case.version)
+        assert decision.approval == ""
+        teen = case.account
+        teen.refresh_from_db()
+        assert teen.status == "active"  # protected, never banned
+        assert set(Enforcement.objects.values_list("action", flat=True)) == {"protect_account"}
+        report = CyberTipReport.objects.get(decision=decision)
+        data = filing.gather_report(report)
+        assert [v.esp_identifier for v in data.victims] == ["teen-1"] and data.esp_identifier == "adult-1"
+        xml = documents.report_xml(data)
+        assert b"<victim><espIdentifier>teen-1</espIdentifier>" in xml
+        assert b"<personOrUserReported>" in xml and b"adult-1" in xml
+        documents.validate(xml)
+
+    def test_an_adult_account_is_not_flagged(self, users):
+        intake.upsert_account("grown", {"age_band": "18+"})
+        intake.submit_report(reporter="x", reason="nudity", account_id="grown")
+        (case,) = triage_all()
+        assert case.possible_minor_victim == ""
+
+
+class TestLegalRequests:
+    def open_request_on(self, users, external_id="acct-1"):
+        from cases.actions import legal
+        from tests.test_legal import PDF
+        return legal.submit_request(users["officer"], kind="preservation", reference="P-1",
+                                    identifiers=[{"type": "account", "id": external_id}], description="Keep it.",
+                                    due_at=timezone.now() + timedelta(days=5), document=PDF, document_name="p.pdf")
+
+    def test_every_case_of_the_subject_shows_the_open_request(self, client, users):
+        from cases.actions import legal
+        case, _ = case_with_match()
+        request_obj = self.open_request_on(users)
+        legal.verify(users["liaison"], request_obj, note="called the agency back")
+        legal.link_subjects(users["liaison"], request_obj)
+        client.force_login(users["reviewer"])
+        page = client.get(f"/cases/{case.pk}/").content.decode()
+        assert "Law enforcement is involved" in page and "Metro Police" in page and "Do not contact the user" in page
+
+    def test_a_decision_that_would_notify_the_user_holds_the_notification(self, users):
+        from cases.actions import legal
+        intake.upsert_account("adult-n", {"age_band": "18+"})
+        intake.submit_report(reporter="x", reason="nudity", account_id="adult-n")
+        (case,) = triage_all()
+        request_obj = self.open_request_on(users, "adult-n")
+        legal.verify(users["liaison"], request_obj, note="called the agency back")
+        legal.link_subjects(users["liaison"], request_obj)
+        case = claim_case(users["reviewer"], case.pk)
+        decision, _ = decide(users["reviewer"], case.pk, policy="adult-nudity", version=case.version)
+        event = AuditEvent.objects.get(action="case.remove")
+        assert event.details["notification_withheld"] == {"legal_requests": [request_obj.pk]}
+        assert all(e.payload["notify_user"] is False for e in Enforcement.objects.filter(decision=decision))

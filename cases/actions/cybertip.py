@@ -1,15 +1,19 @@
-"""CyberTipline reports before they are sent: the details a specialist or senior may still change.
+"""CyberTipline reports before they are sent: the details a specialist or senior may still change,
+and the senior's approval that queues the filing.
 
-Approval, retry and retraction are steps of the filing job (cases.cybertip.filing), which writes
-each of them with its audit row; this module only holds the edits made on the report page.
+Retry and retraction are steps of the filing job (cases.cybertip.filing), which writes each of them
+with its audit row. Approval lives here (cases.cybertip.filing.approve calls `approve`) so that the
+page's "Approve and file" can save the details shown with it and approve in one transaction.
 """
 
 from django.db import transaction
+from django.utils import timezone
 
 from cases.actions import ActionError
 from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
+from reviewconsole.queueing import enqueue
 
 Status = CyberTipReport.Status
 EDITABLE = (Status.AWAITING_APPROVAL, Status.QUEUED, Status.FAILED)
@@ -68,6 +72,71 @@ def edit_report(user, report, cleaned_data, file_changes, ip=None):
         audit(user, Event.CYBERTIP_EDITED, case=report.case, object_type="cybertipreport", object_id=report.pk,
               ip=ip, details={"changed": changed, "files": changed_files})
     return report
+
+
+class UnclassifiedFiles(ActionError):
+    """Approval refused: some files have no industry classification and leaving it out was not confirmed."""
+
+    def __init__(self, files, total):
+        self.files, self.total = files, total
+        names = ", ".join(str(f.item_id) for f in files)
+        one = len(files) == 1
+        them = "it" if one else "them"
+        super().__init__(
+            f"{len(files)} of {total} file{'' if total == 1 else 's'} {'has' if one else 'have'} no industry "
+            f"classification ({'item' if one else 'items'} {names}). Classify {them}, or tick “File without "
+            f"classifying these files” to file {them} as {'it is' if one else 'they are'}. "
+            "Nothing was saved or approved.")
+
+
+def unclassified_files(report):
+    """The files of a report that carry no industry classification, in page order."""
+    return [f for f in report.files.all() if not f.classification]
+
+
+def approve(user, report, ip=None, unclassified_confirmed=False):
+    """A senior's approval puts a report awaiting approval into the filing queue.
+
+    Returns False, changing nothing, if the report is not awaiting approval. The audit row names
+    the files sent without an industry classification (optional for NCMEC) and whether the senior
+    confirmed leaving it out. The filing job is enqueued only once the outermost transaction commits.
+    """
+    report_id = getattr(report, "pk", report)
+    with transaction.atomic():
+        if not CyberTipReport.objects.filter(pk=report_id, status=Status.AWAITING_APPROVAL).update(
+                status=Status.QUEUED, approved_by=user, approved_at=timezone.now()):
+            return False
+        report = CyberTipReport.objects.select_related("case").get(pk=report_id)
+        files = list(report.files.all())
+        unclassified = [{"file": f.pk, "item": f.item_id} for f in files if not f.classification]
+        details = {"files": len(files), "unclassified": unclassified}
+        if unclassified:
+            details["unclassified_confirmed"] = bool(unclassified_confirmed)
+        audit(user, Event.CYBERTIP_APPROVED, case=report.case, object_type="cybertipreport", object_id=report_id,
+              ip=ip, details=details)
+        enqueue("cases.cybertip.filing.file_report", report_id, queue="dispatch")
+    return True
+
+
+def save_and_approve(user, report, cleaned_data, file_changes, *, ip=None, unclassified_confirmed=False):
+    """"Approve and file": save the details on the page, then approve, in one transaction.
+
+    Takes what `edit_report` takes. Raises ActionError, saving and approving nothing, if the edit is
+    refused, if the report is no longer awaiting approval, or (UnclassifiedFiles) if a file is left
+    without industry classification and `unclassified_confirmed` is not set.
+    """
+    report_id = getattr(report, "pk", report)
+    with transaction.atomic():
+        locked = CyberTipReport.objects.select_for_update().filter(pk=report_id).first()
+        if locked is None or locked.status != Status.AWAITING_APPROVAL:
+            raise ActionError("Only a report awaiting approval can be approved; nothing was saved.")
+        report = edit_report(user, locked, cleaned_data, file_changes, ip=ip)
+        missing = unclassified_files(report)
+        if missing and not unclassified_confirmed:
+            raise UnclassifiedFiles(missing, report.files.count())
+        if not approve(user, report, ip=ip, unclassified_confirmed=unclassified_confirmed):
+            raise ActionError("Only a report awaiting approval can be approved; nothing was saved.")
+    return CyberTipReport.objects.get(pk=report_id)
 
 
 def record_report_view(user, report, ip=None):

@@ -30,7 +30,7 @@ from cases.models import (
     ReasonCode,
     RemoveScope,
 )
-from cases.selectors import matched_members
+from cases.selectors import matched_members, open_legal_requests
 from detection import banks as hash_banks
 from detection.models import Account, Group, Item, ItemKind, ItemStatus, SignalKind, SubjectStatus
 from reviewconsole.audit.events import Event
@@ -132,10 +132,18 @@ def apply_policy(case, decision, policy, now):
     effects = {"policy": policy.code}
     rules = decision.options.get("effects") or policy.effects()
     notify = bool(rules.get("notify_user"))
+    open_requests = list(open_legal_requests(case).values_list("pk", flat=True)) if notify else []
+    if open_requests:
+        # Telling the user could tip off a suspect: the liaison decides when, not this decision.
+        notify = False
+        effects["notification_withheld"] = {"legal_requests": open_requests}
     if rules.get("ban", BanScope.NONE) != BanScope.NONE:
         effects.update(_ban(case, decision, now, notify=notify))
     if rules.get("remove", RemoveScope.NONE) != RemoveScope.NONE:
         effects.update(_remove(case, decision, now, notify=notify))
+    if rules.get("protect"):
+        _enforce(decision, "protect_account", case.subject.external_id, {"reason": policy.category})
+        effects["protected"] = case.subject.external_id
     if rules.get("report") or policy.reportable:  # reportable by law, whatever the row says
         effects.update(_report(case, decision, now, rules.get("incident_type") or policy.incident_type))
     elif rules.get("hold"):
@@ -152,6 +160,9 @@ def guardrail(user, case, policy, facts=None):
       the case's files, or, not being cleared to, the decision waits for a specialist who is.
     """
     facts = facts or guard_facts(user, case)
+    if case.possible_minor_victim and (policy.offends or (policy.acts and policy.category != "minor_victim")):
+        raise ActionError(f"This account may belong to a child victim ({case.possible_minor_victim}): offender "
+                          "policies do not apply. Choose “A child is the victim” or escalate.")
     if facts["known_match"] and not policy.reportable and not facts["cleared"]:
         return ("A known-material match would be dismissed or downgraded by someone not cleared to view "
                 "the evidence: a specialist must confirm.")
@@ -172,11 +183,12 @@ def guard_facts(user, case):
 
 
 def preview_guardrail(user, case, policy, facts=None):
-    """What the case page says before a policy is chosen: why it would wait, or what to do first."""
+    """What the case page says before a policy is chosen: ("waits", why), ("refused", why) or (None, "")."""
     try:
-        return guardrail(user, case, policy, facts)
+        why = guardrail(user, case, policy, facts)
     except ActionError as exc:
-        return str(exc)
+        return "refused", str(exc)
+    return ("waits", why) if why else (None, "")
 
 
 def visual_items(case):

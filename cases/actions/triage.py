@@ -54,4 +54,10 @@ def _rerank(case):
         case.queue = routing.route_signals(signals)
     top = max(signals, key=lambda s: s.severity * s.score, default=None)
     case.summary = top.label[:255] if top else ""
-    case.save(update_fields=["priority", "base_priority", "queue", "summary", "updated_at"])
+    case.possible_minor_victim = routing.minor_victim_reason(case)[:255]
+    if case.possible_minor_victim:
+        # A child who may be harmed now goes before cases that rest on one report.
+        case.base_priority = max(case.base_priority, routing.MINOR_VICTIM_PRIORITY)
+        case.priority = max(case.priority, case.base_priority)
+        case.summary = f"Possible child victim: {case.summary}"[:255]
+    case.save(update_fields=["priority", "base_priority", "queue", "summary", "possible_minor_victim", "updated_at"])

@@ -52,6 +52,10 @@ ORDER = {
                              "ipCaptureEvent", "deviceId", "thirdPartyUserReported", "priorCTReports",
                              "groupIdentifier", "accountTemporarilyDisabled", "accountPermanentlyDisabled",
                              "estimatedLocation", "allEmailsReported", "associatedAccount", "additionalInfo"],
+    "victim": ["victimPerson", "espIdentifier", "espService", "compromisedAccount", "screenName", "displayName",
+               "profileUrl", "profileBio", "ipCaptureEvent", "deviceId", "schoolName", "priorCTReports",
+               "accountTemporarilyDisabled", "accountPermanentlyDisabled", "estimatedLocation", "allEmailsReported",
+               "associatedAccount", "additionalInfo"],
     "ipCaptureEvent": ["ipAddress", "eventName", "dateTime", "possibleProxy", "port"],
     "fileDetails": ["reportId", "fileId", "fileName", "originalFileName", "uploadedToEspTimestamp",
                     "locationOfFile", "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable", "fileRelevance",
@@ -122,7 +126,16 @@ class ReportData:
     disabled_until: object = None
     additional_info: str = ""
     notes: list = field(default_factory=list)  # more paragraphs for additionalInfo
+    victims: list = field(default_factory=list)  # Victim rows: a child on the platform who was harmed
     now: object = None  # the builder's clock (default: now); no time sent is later than this
+
+
+@dataclass
+class Victim:
+    esp_identifier: str
+    screen_name: str = ""
+    display_name: str = ""
+    age_band: str = ""
 
 
 @dataclass
@@ -322,6 +335,16 @@ def report_xml(data):
                  reenabledDate=_iso(data.disabled_until))
         elif data.disabled_at:
             _add(reported, "accountPermanentlyDisabled", True, disabledDate=_iso(_past(data.disabled_at, now)))
+    for victim in data.victims:
+        element = _add(root, "victim")
+        _add(element, "espIdentifier", _clip(victim.esp_identifier, "espIdentifier", notes))
+        _add(element, "espService", platform)
+        if victim.screen_name:
+            _add(element, "screenName", _clip(victim.screen_name, "screenName", notes))
+        if victim.display_name:
+            _add(element, "displayName", _clip(victim.display_name, "displayName", notes))
+        if victim.age_band:
+            _add(element, "additionalInfo", f"Age band the platform holds for this account: {victim.age_band}")
     paragraphs = [p for p in [data.additional_info, *data.notes, *notes] if not _blank(p)]
     if paragraphs:
         _add(root, "additionalInfo", "\n\n".join(paragraphs))

@@ -17,10 +17,12 @@ from django.db.models import Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from cases import routing
+from cases.actions import cybertip as cybertip_actions
 from cases.actions.preservation import hold_for_report, raise_alert
 from cases.cybertip import documents
 from cases.cybertip.client import CyberTipClient, Unreachable
-from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport, Enforcement, EnforcementStatus
+from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport, Enforcement, EnforcementStatus, PolicyCategory
 from detection.models import Account, Item, ItemKind, SubjectStatus
 from reviewconsole import storage
 from reviewconsole.audit.events import Event
@@ -51,16 +53,13 @@ def client_from_settings():
                           timeout=settings.CYBERTIP_TIMEOUT)
 
 
-def approve(user, report_id, ip=None):
-    """A senior's approval puts a report awaiting approval into the filing queue."""
-    with transaction.atomic():
-        if not CyberTipReport.objects.filter(pk=report_id, status=Status.AWAITING_APPROVAL).update(
-                status=Status.QUEUED, approved_by=user, approved_at=timezone.now()):
-            return False
-        report = CyberTipReport.objects.get(pk=report_id)
-        audit(user, Event.CYBERTIP_APPROVED, case=report.case, object_type="cybertipreport", object_id=report_id, ip=ip)
-        enqueue("cases.cybertip.filing.file_report", report_id, queue="dispatch")
-    return True
+def approve(user, report_id, ip=None, unclassified_confirmed=False):
+    """A senior's approval puts a report awaiting approval into the filing queue (False if it was not).
+
+    The step itself is cases.actions.cybertip.approve, which the report page also runs together with
+    the edits shown beside the button (save_and_approve); the job is enqueued after the commit.
+    """
+    return cybertip_actions.approve(user, report_id, ip=ip, unclassified_confirmed=unclassified_confirmed)
 
 
 def retry(user, report_id, ip=None):
@@ -259,6 +258,14 @@ def gather_report(report):
     files = list(report.files.select_related("item", "item__account"))
     members = _banned_members(decision, files) if group else []
     account = case.account or (members[0] if members else files[0].item.account if files else None)
+    victims = []
+    if decision.policy and decision.policy.category == PolicyCategory.MINOR_VICTIM and case.account:
+        # The case's account is the child: reported as the victim; the person reported is the adult
+        # on the other side, when the console knows one.
+        child = case.account
+        victims = [documents.Victim(esp_identifier=child.external_id, screen_name=child.screen_name,
+                                    display_name=child.display_name, age_band=child.age_band)]
+        account = routing.adults_in_contact(child).first()
     texts = list(Item.objects.filter(signals__case=case, kind=ItemKind.TEXT).distinct()
                  .order_by("uploaded_at", "created_at", "pk"))
     moments = [_when(f.item) for f in files] + [_when(t) for t in texts]
@@ -298,6 +305,7 @@ def gather_report(report):
         disabled_until=decision.ban_until if account and _banned_by(case, decision, account) else None,
         additional_info=report.additional_info or case.summary,
         notes=notes,
+        victims=victims,
         **documents.reporter_settings(),
     )
 

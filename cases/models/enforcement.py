@@ -36,7 +36,7 @@ class Enforcement(models.Model):
 
     decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="enforcements")
     platform = models.ForeignKey(Platform, on_delete=models.PROTECT, null=True, blank=True)
-    action = models.CharField(max_length=32, help_text="ban_account, ban_group, remove_content")
+    action = models.CharField(max_length=32, help_text="ban_account, ban_group, remove_content, protect_account")
     target = models.CharField(max_length=255, help_text="External id of the account, group or item")
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=EnforcementStatus, default=EnforcementStatus.PENDING)

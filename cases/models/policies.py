@@ -21,6 +21,7 @@ class PolicyCategory(models.TextChoices):
     GROOMING = "grooming", "Grooming or enticement of a minor"
     SEXTORTION = "sextortion", "Sextortion"
     DISTRIBUTION_GROUP = "distribution_group", "Group organised to share exploitation material"
+    MINOR_VICTIM = "minor_victim", "A child as victim (their images, or contact by an adult)"
     ADULT_NUDITY = "adult_nudity", "Adult nudity against platform rules"
     OTHER_VIOLATION = "other_violation", "Other platform-rule violation"
     FALSE_POSITIVE = "false_positive", "False positive"
@@ -31,7 +32,7 @@ class PolicyCategory(models.TextChoices):
 # Reportable by law: a policy in one of these categories always reports and preserves.
 REPORTABLE = frozenset({
     PolicyCategory.KNOWN_CSAM, PolicyCategory.NEW_CSAM, PolicyCategory.SEXUALISED_MINOR, PolicyCategory.GROOMING,
-    PolicyCategory.SEXTORTION, PolicyCategory.DISTRIBUTION_GROUP,
+    PolicyCategory.SEXTORTION, PolicyCategory.DISTRIBUTION_GROUP, PolicyCategory.MINOR_VICTIM,
 })
 # Confirming material no bank knows rests on a person's judgement of the image itself.
 NEEDS_VIEW = frozenset({PolicyCategory.NEW_CSAM, PolicyCategory.SEXUALISED_MINOR})
@@ -53,7 +54,7 @@ class BankEffect(models.TextChoices):
     LOCAL = "local", "Add the media to the local bank of confirmed material"
 
 
-EFFECT_FIELDS = ("category", "ban", "remove", "report", "hold", "bank", "notify_user", "incident_type")
+EFFECT_FIELDS = ("category", "ban", "remove", "report", "hold", "bank", "notify_user", "protect", "incident_type")
 
 
 class Policy(models.Model):
@@ -67,6 +68,8 @@ class Policy(models.Model):
     hold = models.BooleanField(default=False, help_text="Place legal holds on the evidence (always, when reportable)")
     bank = models.CharField(max_length=16, choices=BankEffect, default=BankEffect.NONE)
     notify_user = models.BooleanField(default=False, help_text="Ask the platform to tell the user why")
+    protect = models.BooleanField(default=False, help_text="Ask the platform to protect the account (a child "
+                                                           "victim): limit contact from strangers, offer support")
     incident_type = models.CharField(max_length=100, blank=True,
                                      choices=[(t, t) for t in INCIDENT_TYPES],
                                      help_text="CyberTipline incident type of its reports")
@@ -104,6 +107,11 @@ class Policy(models.Model):
         return self.category in NEEDS_VIEW
 
     @property
+    def offends(self):
+        """An offender policy: it bans the subject. Never applied to a possible child victim."""
+        return self.ban != BanScope.NONE
+
+    @property
     def acts(self):
         return self.report or self.ban != BanScope.NONE or self.remove != RemoveScope.NONE
 
@@ -138,6 +146,10 @@ class Policy(models.Model):
             words.append("adds the media to the local bank")
         if self.notify_user:
             words.append("asks the platform to tell the user")
+        if self.protect:
+            words.append(f"asks the platform to protect the {subject}")
+        if self.category == PolicyCategory.MINOR_VICTIM:
+            words.append("reports the account as the victim, not the offender")
         return ", ".join(words) or "closes the case with no action"
 
 

@@ -61,6 +61,9 @@ class Case(models.Model):
     priority = models.PositiveSmallIntegerField(default=0, db_index=True)
     base_priority = models.PositiveSmallIntegerField(default=0, help_text="Priority before ageing")
     summary = models.CharField(max_length=255, blank=True)
+    possible_minor_victim = models.CharField(
+        max_length=255, blank=True,
+        help_text="Why the subject may be a child victim (set at triage); offender policies do not apply")
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="claimed_cases"
     )

@@ -85,11 +85,11 @@ def case_detail(request, pk):
     pref = ViewingPreference.for_user(request.user, case.queue.slug)
     subject = "account" if case.account_id else "group"
     facts = guard_facts(request.user, case) if holds_claim else None
-    policies = [
-        {"policy": policy, "key": POLICY_KEYS[n] if n < len(POLICY_KEYS) else "",
-         "effects": policy.describe(subject), "waits": facts and preview_guardrail(request.user, case, policy, facts)}
-        for n, policy in enumerate(Policy.objects.filter(active=True))
-    ]
+    policies = []
+    for n, policy in enumerate(Policy.objects.filter(active=True)):
+        guard, why = preview_guardrail(request.user, case, policy, facts) if facts else (None, "")
+        policies.append({"policy": policy, "key": POLICY_KEYS[n] if n < len(POLICY_KEYS) else "",
+                         "effects": policy.describe(subject), "guard": guard, "why": why})
     escalation = {"key": "e", "reasons": selectors.reasons_for(Action.ESCALATE)}
     return render(request, "cases/case_detail.html", {
         "case": case, **page, "holds_claim": holds_claim,

@@ -29,10 +29,22 @@ from reviewconsole.storage import read_original
 
 log = logging.getLogger(__name__)
 
-# How much one hash type's agreement counts: exact and PDQ matches are strong evidence,
-# pHash and dHash are second opinions.
-HASH_WEIGHT = {HashType.MD5: 1.0, HashType.SHA256: 1.0, HashType.PDQ: 1.0, HashType.PHASH: 0.7, HashType.DHASH: 0.6}
-EXACT_TYPES = (HashType.MD5, HashType.SHA256)
+# Hash types by how much their agreement proves, strongest first: a cryptographic digest proves the
+# very file, PDQ (256 bits) the picture; pHash and dHash (64 bits) are weak second opinions that
+# unrelated pictures share by chance, so a match resting on them alone is ranked well below.
+EXACT_TYPES = (HashType.SHA256, HashType.MD5)
+WEAK_TYPES = (HashType.PHASH, HashType.DHASH)
+HASH_RANK = {t: rank for rank, t in enumerate((*EXACT_TYPES, HashType.PDQ, *WEAK_TYPES))}
+# Confidence of one agreeing hash: (at distance 0, at the bank's threshold), linear in between.
+# Every PDQ match (>= 0.70) outscores every weak one; only a cryptographic match scores 1.
+SCORE_RANGE = {HashType.SHA256: (1.0, 1.0), HashType.MD5: (1.0, 1.0), HashType.PDQ: (0.95, 0.70),
+               HashType.PHASH: (0.60, 0.45), HashType.DHASH: (0.50, 0.35)}
+CORROBORATION = 0.03  # added for each further hash type that agrees
+NOT_EXACT_CEILING = 0.98  # however many perceptual hashes agree, they do not prove the file
+WEAK_CEILING = 0.65  # pHash and dHash together stay below the weakest PDQ match
+# A match on weak hashes alone gets this share of its bank's severity (90 -> 68).
+WEAK_SEVERITY_SHARE = 0.75
+LABEL_CHARS = 60  # an entry's label as quoted in explanations
 
 
 def claim_items(limit, item_ids=None):
@@ -147,6 +159,8 @@ def scan_claimed(items, token, deadline=None):
         for item, fields in hashed
     ])
     frames_found = match_video_frames(hashed)
+    labels = entry_labels({m.bank_hash_id for matches, _ in found for m in matches}
+                          | {m.bank_hash_id for v in frames_found.values() for ms in v[1] for m in ms})
     texts = text_item_signals(hashed)
     outcomes, signals = {}, []
     now = timezone.now()
@@ -159,8 +173,8 @@ def scan_claimed(items, token, deadline=None):
                 continue
             for name, value in fields.items():
                 setattr(item, name, value)
-            signals += with_video_signals(item, build_match_signals(item, matches, banks), matches, banks,
-                                          frames_found.get(item.pk))
+            signals += with_video_signals(item, build_match_signals(item, matches, banks, labels), matches, banks,
+                                          frames_found.get(item.pk), labels=labels)
             signals += texts.get(item.pk, [])
             outcomes[item.pk] = "scanned"
         _store_fields([(item, fields) for item, fields in hashed if item.pk in ours])
@@ -244,9 +258,35 @@ def text_item_signals(hashed):
     return {item.pk: item_text_signals(item) for item, _ in hashed if item.kind == ItemKind.TEXT}
 
 
-def build_match_signals(item, matches, banks):
-    """One signal per bank the item matched, explaining every hash that agreed and by how much."""
+def entry_labels(entry_ids):
+    """{bank entry id: its label} for the entries that have one: explanations name entries by them."""
+    ids = sorted(entry_ids)
+    labels = {}
+    for start in range(0, len(ids), 5000):
+        labels.update(BankHash.objects.filter(pk__in=ids[start:start + 5000]).exclude(label="")
+                      .values_list("pk", "label"))
+    return labels
+
+
+def entry_name(entry_id, labels):
+    """"entry 'case 412 item 9' (#21)" for a labelled entry, "entry #21" for one without a label."""
+    label = " ".join(str(labels.get(entry_id) or "").split())
+    if not label:
+        return f"entry #{entry_id}"
+    if len(label) > LABEL_CHARS:
+        label = label[:LABEL_CHARS - 1] + "…"
+    return f"entry '{label}' (#{entry_id})"
+
+
+def build_match_signals(item, matches, banks, labels=None):
+    """One signal per bank the item matched, explaining every hash that agreed and by how much.
+
+    The label and the first words of the explanation say what the match rests on: an exact file
+    match (MD5/SHA-256), an exact or near PDQ match with its distance, or weak hashes alone.
+    """
     matches = apply_allow_list(item, matches, banks)
+    if labels is None:
+        labels = entry_labels({m.bank_hash_id for m in matches})
     by_bank = defaultdict(list)
     for match in matches:
         by_bank[match.bank_id].append(match)
@@ -257,32 +297,91 @@ def build_match_signals(item, matches, banks):
         for match in bank_matches:
             if match.hash_type not in best or match.distance < best[match.hash_type].distance:
                 best[match.hash_type] = match
-        evidence = [_describe(m, item) for m in sorted(best.values(), key=lambda m: -HASH_WEIGHT[m.hash_type])]
-        # Each further hash type that agrees corroborates the strongest one a little.
-        score = min(1.0, max(_confidence(m) for m in best.values()) + 0.03 * (len(best) - 1))
-        strongest = max(best.values(), key=_confidence)
-        exact = any(t in best for t in (HashType.MD5, HashType.SHA256))
+        evidence = [_describe(m, item, labels) for m in sorted(best.values(), key=lambda m: HASH_RANK[m.hash_type])]
+        basis = _basis(best)
+        score, severity = _score(best), bank.severity
+        headline = _headline(best)
+        explanation = (f"{headline} in bank '{bank.name}': " + "; ".join(e["text"] for e in evidence)
+                       + _trim_note(evidence) + ".")
+        caveat = ""
+        if basis == "weak":
+            severity = round(bank.severity * WEAK_SEVERITY_SHARE)
+            caveat = _weak_caveat(best, item)
+            explanation = f"{caveat} {explanation}"
+        strongest = max(best.values(), key=lambda m: (_confidence(m), -HASH_RANK[m.hash_type]))
+        details = {
+            "bank": bank.name,
+            "bank_id": bank.pk,
+            "entry_id": strongest.bank_hash_id,
+            "basis": basis,
+            "hashes": evidence,
+            "pdq_quality": item.pdq_quality,
+        }
+        if strongest.bank_hash_id in labels:
+            details["entry_label"] = labels[strongest.bank_hash_id]
+        if caveat:
+            details["caveat"] = caveat
         signals.append(Signal(
             item=item,
             account=item.account,
             group_id=item.group_id,
             kind=SignalKind.HASH_MATCH,
             detector="hash_match",
-            label=f"{'Exact' if exact else 'Near'} match, bank {bank.name}",
+            label=_fit_label(f"{headline}, bank {bank.name}"),
             score=round(score, 3),
-            severity=bank.severity,
-            explanation=f"Matches bank '{bank.name}': " + "; ".join(e["text"] for e in evidence)
-                        + _trim_note(evidence) + ".",
-            details={
-                "bank": bank.name,
-                "bank_id": bank.pk,
-                "entry_id": strongest.bank_hash_id,
-                "hashes": evidence,
-                "pdq_quality": item.pdq_quality,
-            },
+            severity=severity,
+            explanation=explanation,
+            details=details,
             dedupe_key=f"item:{item.pk}:bank:{bank.pk}",
         ))
     return signals
+
+
+def _basis(best):
+    """What a bank's matches rest on: "exact" (a digest), "pdq", or "weak" (pHash/dHash alone)."""
+    if any(t in best for t in EXACT_TYPES):
+        return "exact"
+    return "pdq" if HashType.PDQ in best else "weak"
+
+
+def _score(best):
+    """The strongest hash's confidence, corroborated a little by each further type that agrees."""
+    score = max(_confidence(m) for m in best.values()) + CORROBORATION * (len(best) - 1)
+    basis = _basis(best)
+    ceiling = 1.0 if basis == "exact" else NOT_EXACT_CEILING if basis == "pdq" else WEAK_CEILING
+    return min(ceiling, score)
+
+
+def _headline(best):
+    """"Exact file match (SHA-256)", "Exact match (PDQ distance 0)", "Near match (PDQ distance 16 of 256)",
+    "Weak match (dHash only, distance 3 of 64)"."""
+    exact = [HashType(t).label for t in EXACT_TYPES if t in best]
+    if exact:
+        return f"Exact file match ({' and '.join(exact)})"
+    if HashType.PDQ in best:
+        distance = best[HashType.PDQ].distance
+        return "Exact match (PDQ distance 0)" if distance == 0 else f"Near match (PDQ distance {distance} of 256)"
+    weak = [best[t] for t in WEAK_TYPES if t in best]
+    names = " and ".join(HashType(m.hash_type).label for m in weak)
+    if len(weak) == 1:
+        return f"Weak match ({names} only, distance {weak[0].distance} of 64)"
+    return f"Weak match ({names} only, distances {' and '.join(str(m.distance) for m in weak)} of 64)"
+
+
+def _weak_caveat(best, item):
+    """The warning that opens the explanation of a match resting on pHash/dHash alone."""
+    weak = [HashType(t).label for t in WEAK_TYPES if t in best]
+    text = (f"{weak[0]} only: a weak perceptual hash; confirm by viewing" if len(weak) == 1
+            else f"{' and '.join(weak)} only: weak perceptual hashes; confirm by viewing")
+    if item.pdq and (item.pdq_quality or 0) < settings.PDQ_MIN_QUALITY:
+        text += f" (PDQ not compared: quality {item.pdq_quality or 0} < {settings.PDQ_MIN_QUALITY})"
+    return text + "."
+
+
+def _fit_label(label):
+    """A long bank name must not overflow the label column: it is cut, visibly."""
+    limit = Signal._meta.get_field("label").max_length
+    return label if len(label) <= limit else label[:limit - 1] + "…"
 
 
 def apply_allow_list(item, matches, banks):
@@ -316,22 +415,26 @@ def apply_allow_list(item, matches, banks):
 
 
 def _confidence(match):
-    if match.threshold == 0:
-        return HASH_WEIGHT[match.hash_type]
-    # At distance 0 the full weight; at the threshold still 70 % of it: a match is a match.
-    return HASH_WEIGHT[match.hash_type] * (1 - 0.3 * match.distance / (match.threshold + 1))
+    top, bottom = SCORE_RANGE[match.hash_type]
+    if match.threshold <= 0:
+        return top
+    # At distance 0 the type's top score, at the bank's threshold its bottom one: closer scores higher.
+    return top - (top - bottom) * min(1.0, match.distance / match.threshold)
 
 
-def _describe(match, item):
+def _describe(match, item, labels):
     label = HashType(match.hash_type).label
     entry = {"type": match.hash_type, "entry_id": match.bank_hash_id, "distance": match.distance,
              "threshold": match.threshold}
-    if match.threshold == 0:
-        entry["text"] = f"{label} identical (entry #{match.bank_hash_id})"
+    if labels.get(match.bank_hash_id):
+        entry["entry_label"] = labels[match.bank_hash_id]
+    name = entry_name(match.bank_hash_id, labels)
+    if match.hash_type in EXACT_TYPES:
+        entry["text"] = f"{label} identical ({name})"
     else:
         bits = 256 if match.hash_type == HashType.PDQ else 64
         entry["text"] = (f"{label} distance {match.distance} of {bits} bits ≤ threshold {match.threshold}"
-                         f" (entry #{match.bank_hash_id})")
+                         f" ({name})")
         if match.hash_type == HashType.PDQ:
             entry["text"] += f", quality {item.pdq_quality} ≥ {settings.PDQ_MIN_QUALITY}"
         entry["text"] += _edits_undone(match, item, entry)
@@ -430,7 +533,7 @@ def _frame_counts(keys, banks):
     return {key: _bank_video_frames[(key[0], banks[key[0]].updated_at, key[1])] for key in keys}
 
 
-def with_video_signals(item, signals, matches, banks, frames_found):
+def with_video_signals(item, signals, matches, banks, frames_found, *, labels=None):
     """Add the vPDQ findings to the item's signals: one signal per bank, whatever matched.
 
     Where the bank already gave a signal (the whole file's MD5, or an animation's first frame), the
@@ -440,6 +543,8 @@ def with_video_signals(item, signals, matches, banks, frames_found):
         return signals
     frames, frame_matches, media, counts, frame_banks = frames_found
     frame_banks = frame_banks | banks
+    if labels is None:
+        labels = entry_labels({m.bank_hash_id for ms in frame_matches for m in ms})
     # The allow-list sees the whole file's matches with the frames': an exact allow-list match
     # excuses every frame, a perceptual one excuses the perceptual matches.
     allow_exact = [m for m in matches if getattr(banks.get(m.bank_id), "kind", "") == BankKind.ALLOW]
@@ -450,26 +555,41 @@ def with_video_signals(item, signals, matches, banks, frames_found):
     by_key = {signal.dedupe_key: signal for signal in signals}
     for bank_id, finding in sorted(findings.items()):
         bank = frame_banks[bank_id]
-        text = vpdq.explain(finding, bank.name)
+        text = _named_entries(vpdq.explain(finding, bank.name), finding.image_hits, labels)
         key = f"item:{item.pk}:bank:{bank.pk}"
+        label = _fit_label(f"{'Video' if finding.media_key else 'Known image in video'} match, bank {bank.name}")
         if key in by_key:
             signal = by_key[key]
-            signal.explanation = f"{signal.explanation} {text}"
+            if signal.details.get("basis") == "weak":
+                # An animation whose first frame matched on weak hashes alone: the frames' PDQ carries
+                # the match now, and the first frame's hashes only corroborate it.
+                signal.details.pop("caveat", None)
+                hashes = signal.details["hashes"]
+                signal.explanation = (f"{text} First frame: " + "; ".join(h["text"] for h in hashes)
+                                      + _trim_note(hashes) + ".")
+                signal.label, signal.severity = label, bank.severity
+                signal.details["basis"] = "video"
+            else:
+                signal.explanation = f"{signal.explanation} {text}"
             signal.score = max(signal.score, vpdq.score(finding))
             signal.details["video"] = _video_details(finding)
             continue
         best = finding.best
+        evidence = {"type": HashType.PDQ, "entry_id": best.entry_id, "distance": best.distance,
+                    "threshold": best.threshold,
+                    "text": f"PDQ distance {best.distance} of 256 bits ≤ threshold {best.threshold} "
+                            f"at {vpdq.clock(best.t)} ({entry_name(best.entry_id, labels)})"}
+        if labels.get(best.entry_id):
+            evidence["entry_label"] = labels[best.entry_id]
         signal = Signal(
             item=item, account=item.account, group_id=item.group_id, kind=SignalKind.HASH_MATCH,
             detector="hash_match",  # the same detector as the still-image matches: routing rules see one kind
-            label=f"{'Video' if finding.media_key else 'Known image in video'} match, bank {bank.name}",
+            label=label,
             score=vpdq.score(finding), severity=bank.severity, explanation=text,
             details={
-                "bank": bank.name, "bank_id": bank.pk, "entry_id": best.entry_id,
-                "hashes": [{"type": HashType.PDQ, "entry_id": best.entry_id, "distance": best.distance,
-                            "threshold": best.threshold,
-                            "text": f"PDQ distance {best.distance} of 256 bits ≤ threshold {best.threshold} "
-                                    f"at {vpdq.clock(best.t)} (entry #{best.entry_id})"}],
+                "bank": bank.name, "bank_id": bank.pk, "entry_id": best.entry_id, "basis": "video",
+                **({"entry_label": labels[best.entry_id]} if labels.get(best.entry_id) else {}),
+                "hashes": [evidence],
                 "video": _video_details(finding),
             },
             dedupe_key=key,
@@ -477,6 +597,14 @@ def with_video_signals(item, signals, matches, banks, frames_found):
         signals.append(signal)
         by_key[key] = signal
     return signals
+
+
+def _named_entries(text, hits, labels):
+    """vpdq.explain names an image entry "(entry #21)": name it by its label where it has one."""
+    for entry_id in {hit.entry_id for hit in hits}:
+        if labels.get(entry_id):
+            text = text.replace(f"(entry #{entry_id})", f"({entry_name(entry_id, labels)})")
+    return text
 
 
 def _video_details(finding):
