@@ -320,16 +320,19 @@ class TestWhoAndHow:
         assert client.post(approve_url(report), form_for(report)).status_code == 403
         assert snapshot(report)[0] == Status.AWAITING_APPROVAL
 
-    def test_a_post_without_the_details_approves_the_report_as_saved(self, client, users):
-        # Scripts and pages from before this form: nothing to lose, so the saved report is approved;
-        # the audit row still says which files went unclassified and that no one confirmed it.
+    def test_a_post_without_the_details_still_needs_the_unclassified_files_confirmed(self, client, users):
+        # Scripts and pages from before this form have no edits to lose, but leaving files unclassified
+        # stays a conscious act: refused without the confirmation, audited with it.
         report = reported(users)
         as_senior(client, users).post(approve_url(report))
+        assert snapshot(report)[0] == Status.AWAITING_APPROVAL and not AuditEvent.objects.filter(
+            action=Event.CYBERTIP_APPROVED).exists()
+        client.post(approve_url(report), {"confirm_unclassified": "yes"})
         assert snapshot(report)[0] == Status.QUEUED
         (report_file,) = report.files.all()
         assert AuditEvent.objects.get(action=Event.CYBERTIP_APPROVED).details == {
             "files": 1, "unclassified": [{"file": report_file.pk, "item": report_file.item_id}],
-            "unclassified_confirmed": False}
+            "unclassified_confirmed": True}
 
 
 # In a real browser ------------------------------------------------------------------------------

@@ -212,7 +212,7 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
     """The second reviewer of a dual-control decision carries it out, or sends the case back."""
     now = timezone.now()
     with transaction.atomic():
-        decision = Decision.objects.select_for_update().select_related("case", "reason", "policy").filter(
+        decision = Decision.objects.select_for_update(of=("self",)).select_related("case", "reason", "policy").filter(
             pk=decision_id).first()
         if decision is None or decision.approval != "pending":
             raise ActionError("There is no decision waiting for a second reviewer here.")
