@@ -182,6 +182,12 @@ def other_viewers(case, user, now):
             .exclude(user=user).select_related("user")]
 
 
+def reviewers():
+    """Active people who review cases: the choices when a senior reassigns one."""
+    perm = Q(groups__permissions__codename="review_case") | Q(user_permissions__codename="review_case")
+    return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
+
+
 def seniors():
     perm = Q(groups__permissions__codename="review_escalated") | Q(user_permissions__codename="review_escalated")
     return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")

@@ -6,7 +6,7 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
 from cases.web import review as case_views
-from cases.web import twofactor
+from cases.web import session, twofactor
 
 # Admin requires a verified second factor (django-otp), not only a staff password.
 admin.site.__class__ = OTPAdminSite
@@ -14,7 +14,7 @@ admin.site.__class__ = OTPAdminSite
 urlpatterns = [
     path("", case_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", session.sign_out, name="logout"),
     path("account/two-factor/", twofactor.setup, name="two_factor_setup"),
     path("account/verify/", twofactor.verify, name="two_factor_verify"),
     path("account/viewing/", case_views.viewing_preferences, name="viewing_preferences"),

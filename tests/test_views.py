@@ -86,6 +86,7 @@ ROUTES = {
     "cases:reviewers": ("get", {}, FILERS),
     "cases:report": ("get", {"pk": "report"}, CLEARED),
     "cases:report_edit": ("post", {"pk": "report"}, CLEARED),
+    "cases:take_over": ("post", {"pk": "case"}, FILERS),
     "cases:report_approve": ("post", {"pk": "report"}, FILERS),
     "cases:report_retry": ("post", {"pk": "report"}, FILERS),
     "cases:report_retract": ("post", {"pk": "report"}, FILERS),

@@ -89,3 +89,44 @@ def release_case(user, case_id, *, ip=None):
         if released:
             audit(user, Event.CASE_RELEASED, case=Case.objects.get(pk=case_id), ip=ip)
     return bool(released)
+
+
+def release_all_claims(user, *, reason, except_case=None, ip=None):
+    """Give back every case the user holds (sign-out, session expiry, undo): nothing stays locked
+    to someone who is not looking at it. Returns the ids released."""
+    with transaction.atomic():
+        held = Case.objects.select_for_update().filter(assigned_to=user, status=CaseStatus.CLAIMED,
+                                                         closed_at__isnull=True)
+        if except_case is not None:
+            held = held.exclude(pk=except_case)
+        ids = list(held.values_list("pk", flat=True))
+        if ids:
+            Case.objects.filter(pk__in=ids).update(status=CaseStatus.OPEN, assigned_to=None, lease_expires_at=None,
+                                                   version=F("version") + 1, updated_at=timezone.now())
+            for pk in ids:
+                audit(user, Event.CASE_RELEASED, case=Case(pk=pk), ip=ip, details={"why": reason})
+    return ids
+
+
+def take_over(senior, case_id, *, to_user=None, ip=None):
+    """A senior takes a claimed case over, or hands it to another reviewer who may review its queue."""
+    if not senior.has_perm("cases.review_escalated"):
+        raise ActionError("Only a senior reviewer can take over or reassign a case.")
+    target = to_user or senior
+    now = timezone.now()
+    with transaction.atomic():
+        case = Case.objects.select_for_update(of=("self",)).select_related("queue", "assigned_to").filter(
+            pk=case_id).first()
+        if case is None or case.closed_at:
+            raise ActionError("Only an open case can be taken over.")
+        if case.status == CaseStatus.AWAITING_SECOND:
+            raise ActionError("This case waits for a second reviewer: approve it or send it back instead.")
+        reviews = target.is_active and target.has_perm("cases.review_case")
+        if not reviews or case.queue not in reviewable_queues(target):
+            raise ActionError(f"{target.get_username()} does not review this queue.")
+        previous = case.assigned_to
+        Case.objects.filter(pk=case.pk).update(**_claim_fields(target, now))
+        audit(senior, Event.CASE_REASSIGNED if to_user else Event.CASE_TAKEN_OVER, case=case, ip=ip,
+              details={"from": previous.get_username() if previous else None, "to": target.get_username()})
+    case.refresh_from_db()
+    return case

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from cases import routing
 from cases.actions import ActionError
+from cases.actions.claims import release_all_claims
 from cases.actions.preservation import hold_for_decision, hold_for_report
 from cases.actions.qa import sample_for_qa
 from cases.models import (
@@ -419,6 +420,8 @@ def undo(user, decision_id, *, ip=None):
         unbanked = hash_banks.remove_entries(decision.options.get("bank_entries"))
         audit(user, Event.CASE_UNDO, case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"action": decision.action, "bank_entries_removed": unbanked})
+        # The reviewer goes back to this case: the next case the decision opened is given back.
+        release_all_claims(user, reason="decision undone", except_case=case.pk, ip=ip)
     decision.refresh_from_db()
     return decision
 

@@ -9,6 +9,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from cases.actions.claims import release_all_claims
+
 STARTED, SEEN = "policy_started", "policy_seen"
 # Pages that need a verified second factor, whatever the role: jobs, both sides of legal requests.
 TWO_FACTOR_PATHS = ("/django-rq/", "/le/", "/legal/")
@@ -27,6 +29,7 @@ class SessionPolicyMiddleware:
             started = request.session.setdefault(STARTED, now)
             seen = request.session.get(SEEN, now)
             if now - seen > settings.SESSION_IDLE_SECONDS or now - started > settings.SESSION_MAX_SECONDS:
+                release_all_claims(user, reason="session expired", ip=request.META.get("REMOTE_ADDR"))
                 logout(request)
                 messages.info(request, "Your session ended. Sign in again to continue.")
                 return redirect(f"{reverse('login')}?next={request.path}")

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cases import renditions, selectors
 from cases.actions import ActionError
 from cases.actions import notes as subject_notes
-from cases.actions.claims import claim_case, claim_next_case, release_case
+from cases.actions.claims import claim_case, claim_next_case, release_case, take_over
 from cases.actions.decisions import BAN_DAYS, decide, guard_facts, preview_guardrail, second_review, undo
 from cases.actions.evidence import record_evidence_view
 from cases.actions.preferences import save_viewing_preferences
@@ -29,7 +29,7 @@ from cases.models import (
     ViewingPreference,
 )
 from cases.selectors import reviewable_queues
-from cases.web.permissions import access_case, access_item, client_ip, require_reviewer
+from cases.web.permissions import access_case, access_item, client_ip, require_reviewer, require_senior
 from cases.wellness import exposure_today
 
 POLICY_KEYS = "1234567890"  # the first ten policies; escalation (routing, not a policy) is "e"
@@ -99,6 +99,7 @@ def case_detail(request, pk):
         "pref": pref, "exposure": exposure_today(request.user),
         "reveal_seconds": settings.REVEAL_SECONDS,
         "viewers": selectors.other_viewers(case, request.user, now), "seniors": selectors.seniors(),
+        "reviewers": selectors.reviewers() if request.user.has_perm("cases.review_escalated") else [],
         "pending": case.decisions.filter(approval="pending").select_related("decided_by", "reason").first(),
         "ban_days": [(days or "", label) for days, label in BAN_DAYS.items()],
         "enforcements": Enforcement.objects.filter(decision__case=case).order_by("pk"),
@@ -144,6 +145,27 @@ def second_review_view(request, decision_id):
     verb = "Approved and carried out" if decision.approval == "approved" else "Sent back to the queue"
     messages.success(request, f"{verb}: {decision.get_action_display()} on case {decision.case_id}.")
     return redirect("cases:queue")
+
+
+@login_required
+@require_POST
+def take_over_view(request, pk):
+    """A senior takes over a claimed case, or reassigns it to another reviewer."""
+    require_senior(request.user)
+    case = access_case(request.user, pk)
+    to_user = None
+    if request.POST.get("reassign"):
+        to_user = selectors.reviewers().filter(pk=request.POST.get("to") or 0).first()
+        if to_user is None:
+            messages.error(request, "Choose a reviewer from the list.")
+            return redirect("cases:detail", pk=case.pk)
+    try:
+        case = take_over(request.user, case.pk, to_user=to_user, ip=client_ip(request))
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return redirect("cases:detail", pk=case.pk)
+    messages.success(request, f"Case {case.pk} is now {case.assigned_to.get_username()}'s.")
+    return redirect("cases:detail", pk=case.pk)
 
 
 @login_required

@@ -14,6 +14,7 @@ urlpatterns = [
     path("cases/<int:pk>/", views.case_detail, name="detail"),
     path("cases/<int:pk>/claim/", views.claim, name="claim"),
     path("cases/<int:pk>/release/", views.release, name="release"),
+    path("cases/<int:pk>/take-over/", views.take_over_view, name="take_over"),
     path("cases/<int:pk>/decide/", views.decide_view, name="decide"),
     path("cases/<int:pk>/viewing/", views.viewing, name="viewing"),
     path("decisions/<int:decision_id>/undo/", views.undo_view, name="undo"),

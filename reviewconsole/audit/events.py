@@ -30,6 +30,7 @@ class Event(models.TextChoices):
     CASE_ESCALATE_PROPOSED = "case.escalate.proposed"
     CASE_ESCALATE_REJECTED = "case.escalate.rejected"
     CASE_OPENED = "case.opened"
+    CASE_REASSIGNED = "case.reassigned"
     CASE_RELEASED = "case.released"
     CASE_REMOVE = "case.remove"
     CASE_REMOVE_PROPOSED = "case.remove.proposed"
@@ -38,6 +39,7 @@ class Event(models.TextChoices):
     CASE_REPORT_PROPOSED = "case.report.proposed"
     CASE_REPORT_REJECTED = "case.report.rejected"
     CASE_SIGNALS_ADDED = "case.signals_added"
+    CASE_TAKEN_OVER = "case.taken_over"
     CASE_UNDO = "case.undo"
 
     CYBERTIP_APPROVED = "cybertip.approved"
