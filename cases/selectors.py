@@ -76,7 +76,9 @@ def queue_page(user, queues, selected):
             stats[q.pk]["breaches"] = Case.objects.filter(
                 closed_at__isnull=True, queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes)).count()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    handled = dict(Decision.objects.filter(created_at__gte=start_of_day).values("case__queue")
+    # Decisions that stand: not undone, not a proposal still waiting for (or refused by) a second reviewer.
+    handled = dict(Decision.objects.filter(created_at__gte=start_of_day, undone_at__isnull=True)
+                   .exclude(approval__in=["pending", "rejected"]).values("case__queue")
                    .annotate(n=Count("pk")).values_list("case__queue", "n"))
     for q in queues:
         q.stats = stats[q.pk]
@@ -133,6 +135,10 @@ def case_page(case):
         "history": history, "decisions": decisions, "facts": facts,
         "user_reports": UserReport.objects.filter(about).order_by("-created_at")[:20],
         "notes": SubjectNote.objects.filter(about).select_related("author")[:50],
+        # A case resting on reports alone still shows what the account sent (blurred, on request).
+        "account_items": list(Item.objects.filter(account=case.account_id, status="scanned",
+                                                  kind__in=["image", "video"]).order_by("-created_at")[:12])
+        if case.account_id and not items else [],
         "legal_requests": list(open_legal_requests(case)),
         "preservation_holds": preservation_holds(case).count(),
         "other_party": other_party(case),
@@ -236,3 +242,16 @@ def preservation_holds(case):
     items = Item.objects.filter(account=case.account_id) if case.account_id else Item.objects.filter(
         group=case.group_id)
     return LegalHold.active().filter(item__in=items, reason=LegalHold.Reason.PRESERVATION)
+
+
+def unmatched_identifiers(request_obj):
+    """The identifiers a legal request names that match no account or group we know, as "type: id"."""
+    from detection.models import Group  # here, so this function stays one appended block
+
+    wanted = {kind: {i.get("id") for i in request_obj.identifiers or [] if i.get("type") == kind}
+              for kind in ("account", "group")}
+    known = {"account": set(Account.objects.filter(external_id__in=wanted["account"])
+                            .values_list("external_id", flat=True)),
+             "group": set(Group.objects.filter(external_id__in=wanted["group"]).values_list("external_id", flat=True))}
+    return [f"{i.get('type')}: {i.get('id')}" for i in request_obj.identifiers or []
+            if i.get("id") not in known.get(i.get("type"), set())]

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cases import selectors
 from cases.actions import ActionError, legal
 from cases.models import LegalDocument, LegalHold, LegalRequest, LegalRequestKind
 from cases.web.permissions import access_officer, client_ip, require_liaison
@@ -51,7 +52,12 @@ def _pdf_response(data, doc):
 # The agencies' portal ---------------------------------------------------------------------------
 
 class RequestForm(forms.Form):
-    kind = forms.ChoiceField(choices=LegalRequestKind.choices)
+    # No kind is pre-selected: a request is an emergency (answered within the hour, ahead of the
+    # queue) only when the officer says so.
+    kind = forms.ChoiceField(choices=[("", "Choose the kind of request"), *LegalRequestKind.choices],
+                             label="Kind of request",
+                             help_text="Emergency disclosure only for a danger of death or serious physical injury.",
+                             error_messages={"required": "Choose the kind of request."})
     reference = forms.CharField(max_length=100, label="Your case or docket number")
     identifiers = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000,
                                   help_text="One per line: 'account: ID' or 'group: ID'.")
@@ -101,6 +107,7 @@ def portal_request(request, pk):
     audit(request.user, Event.LEGAL_REQUEST_VIEWED, object_type="legalrequest", object_id=pk, ip=client_ip(request))
     return render(request, "legal/portal_request.html", {
         "req": request_obj, "documents": request_obj.documents.all(),
+        "unmatched": selectors.unmatched_identifiers(request_obj),
         "messages_": request_obj.messages.select_related("author"),
         "holds": LegalHold.active().filter(legal_request=request_obj).count(),
     })
@@ -163,6 +170,7 @@ def legal_request(request, pk):
         "documents": request_obj.documents.select_related("uploaded_by"),
         "messages_": request_obj.messages.select_related("author"),
         "accounts": request_obj.accounts.all(), "groups": request_obj.groups.all(),
+        "unmatched": selectors.unmatched_identifiers(request_obj),
         "cases": request_obj.cases.select_related("queue", "account", "group"),
         "holds": LegalHold.active().filter(legal_request=request_obj).count(),
         "preservation_days": settings.LEGAL_PRESERVATION_DAYS,

@@ -6,6 +6,7 @@ are Django groups with these permissions (see cases.roles); an active superuser 
 """
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -77,12 +78,13 @@ def access_case(user, case_id):
 
 
 def access_item(user, item_id, *, reveal=False):
-    """An item is visible to a reviewer who may view at least one case it is evidence in."""
+    """An item is visible to a reviewer who may view at least one case it is evidence in, or a case
+    about the account that sent it (a reported child's own uploads, say, which no detector flagged)."""
     require_reviewer(user)
     if reveal and not user.has_perm(REVEAL):
         raise PermissionDenied
     item = get_object_or_404(Item, pk=item_id)
-    cases = Case.objects.filter(signals__item=item).select_related("queue").distinct()
+    cases = Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id)).select_related("queue").distinct()
     if not any(can_view_case(user, case) for case in cases):
         raise PermissionDenied
     return item

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -279,7 +280,8 @@ def caption_for(item):
 @require_GET
 def evidence_blurred(request, item_id):
     item = access_item(request.user, item_id)
-    case = Case.objects.filter(pk=request.GET.get("case") or 0, signals__item=item).select_related("queue").first()
+    case = (Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id), pk=request.GET.get("case") or 0)
+            .select_related("queue").first())
     pref = ViewingPreference.for_user(request.user, case.queue.slug if case else "")
     if pref.problem_for(request.user):
         pref = ViewingPreference()

@@ -117,6 +117,9 @@ def load(progress=None):
     intake.submit_report(reporter="demo-acct-12", reason="csam", group_id="demo-grp-1",
                          comment="This group trades awful pictures", actor_label="demo")
     intake.submit_report(reporter="demo-acct-10", reason="csam", account_id="demo-acct-01", actor_label="demo")
+    # A 13-15-year-old reported for nudity by the adult below who starts chats with teens: a
+    # possible child victim, raised, linked to the adult, and decided with the victim policy.
+    intake.upsert_account("demo-acct-12", {"age_band": "13-15"})
     intake.submit_report(reporter="demo-acct-09", reason="nudity", account_id="demo-acct-12", actor_label="demo")
     # Mirrored, rotated and letterboxed copies of known pictures: matched, with what was undone.
     for seed, edit in GEOMETRIC_COPIES.items():
