@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from detection.detectors.text import MAX_CHARS, Term, compile_terms, match_terms, normalise
 
-DEFAULTS = Path(__file__).resolve().parent.parent / "data" / "default_terms.csv"
+DEFAULTS = Path(__file__).resolve().parents[3] / "detection" / "data" / "default_terms.csv"
 WORDS = ("hiking coffee dogs music travel photos friends weekend football art games books sunny city "
          "love family cooking garden running cats movies beach summer studio design").split()
 TRICKS = ["s3nd p1cs", "ѕеnd рісѕ", "s e n d  p i c s", "our little s\u200becret", "add me on sn4p", "im 14 yo"]
