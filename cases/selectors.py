@@ -136,8 +136,8 @@ def case_page(case):
         "user_reports": UserReport.objects.filter(about).order_by("-created_at")[:20],
         "notes": SubjectNote.objects.filter(about).select_related("author")[:50],
         # A case resting on reports alone still shows what the account sent (blurred, on request).
-        "account_items": list(Item.objects.filter(account=case.account_id, status="scanned",
-                                                  kind__in=["image", "video"]).order_by("-created_at")[:12])
+        "account_items": [{"item": item, "signals": [], "alerts": [], "held": False} for item in Item.objects.filter(
+            account=case.account_id, status="scanned", kind__in=["image", "video"]).order_by("-created_at")[:12]]
         if case.account_id and not items else [],
         "legal_requests": list(open_legal_requests(case)),
         "preservation_holds": preservation_holds(case).count(),

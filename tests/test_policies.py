@@ -390,3 +390,18 @@ class TestLegalRequests:
         event = AuditEvent.objects.get(action="case.remove")
         assert event.details["notification_withheld"] == {"legal_requests": [request_obj.pk]}
         assert all(e.payload["notify_user"] is False for e in Enforcement.objects.filter(decision=decision))
+
+
+def test_a_reported_account_without_flagged_files_shows_its_own_items(client, users, image_bytes):
+    from tests.factories import scanned_item
+    item = scanned_item(image_bytes(41), account="teen-2")
+    intake.upsert_account("teen-2", {"age_band": "13-15"})
+    intake.submit_report(reporter="someone", reason="nudity", account_id="teen-2")
+    (case,) = [c for c in triage_all() if c.account.external_id == "teen-2"]
+    other = scanned_item(image_bytes(42), account="bystander")  # in no case at all
+    client.force_login(users["reviewer"])
+    page = client.get(f"/cases/{case.pk}/").content.decode()
+    assert f"/evidence/{item.pk}/blurred.jpg" in page and "No detector flagged a file here" in page
+    assert client.get(f"/evidence/{item.pk}/blurred.jpg?case={case.pk}").status_code == 200
+    assert AuditEvent.objects.filter(action="evidence.viewed_blurred", item=item, actor=users["reviewer"]).exists()
+    assert client.get(f"/evidence/{other.pk}/blurred.jpg").status_code == 403

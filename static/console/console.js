@@ -1,4 +1,4 @@
-// Keyboard operation, action dialogs and click-to-reveal for the review console.
+// Keyboard operation, action dialogs, click-to-reveal and hide-now for the review console.
 (function () {
   "use strict";
   const REBLUR_SECONDS = 10;
@@ -34,37 +34,80 @@
   }
   if (cards.length) cards[0].classList.add("selected");
 
+  // A revealed item: its object URL, its re-blur timer, and the alternative text to put back.
+  const revealedThumbs = new Map();
+  function revealControls(thumb, shown) {
+    thumb.querySelectorAll("[data-hide], [data-larger]").forEach((b) => { b.hidden = !shown; });
+  }
+  function setLarger(thumb, on) {
+    const toggle = thumb.querySelector("[data-larger]");
+    if (toggle) toggle.setAttribute("aria-pressed", String(on));
+    const card = thumb.closest(".evidence-card");
+    if (card) card.classList.toggle("larger", on);
+  }
+  // Blur again at once: the "Hide now" button, the h key, and the end of the countdown.
+  function hide(thumb) {
+    const state = revealedThumbs.get(thumb);
+    if (!state) return;
+    revealedThumbs.delete(thumb);
+    state.cancelled = true; // a reveal still loading is never shown
+    clearInterval(state.timer);
+    const hadFocus = thumb.contains(document.activeElement);
+    const img = thumb.querySelector("img");
+    img.src = img.dataset.blurred;
+    img.alt = state.alt;
+    if (state.url) URL.revokeObjectURL(state.url);
+    thumb.classList.remove("revealed");
+    setLarger(thumb, false);
+    revealControls(thumb, false);
+    const button = thumb.querySelector("[data-reveal]");
+    button.innerHTML = "Reveal <kbd>v</kbd>";
+    button.disabled = false;
+    if (hadFocus) button.focus();
+  }
+  function hideAll() {
+    Array.from(revealedThumbs.keys()).forEach(hide);
+  }
+
   async function reveal(button) {
     const thumb = button.closest(".thumb");
+    if (revealedThumbs.has(thumb)) return;
     const img = thumb.querySelector("img");
+    const state = { alt: img.alt, url: null, timer: null, cancelled: false };
+    revealedThumbs.set(thumb, state);
     button.disabled = true;
     try {
       const response = await fetch(button.dataset.reveal, {
         method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin", cache: "no-store",
       });
       if (!response.ok) throw new Error("HTTP " + response.status);
-      const url = URL.createObjectURL(await response.blob());
-      img.src = url;
+      const blob = await response.blob();
+      if (state.cancelled) return;
+      state.url = URL.createObjectURL(blob);
+      img.src = state.url;
+      const card = thumb.closest(".evidence-card");
+      img.alt = "Item " + (card ? card.dataset.item : "") + " unblurred (revealed, recorded)";
       thumb.classList.add("revealed");
+      revealControls(thumb, true);
       let left = Number(button.dataset.seconds) || REBLUR_SECONDS;
       button.textContent = "Re-blur in " + left + " s";
-      const timer = setInterval(() => {
+      state.timer = setInterval(() => {
         left -= 1;
-        button.textContent = "Re-blur in " + left + " s";
-        if (left <= 0) {
-          clearInterval(timer);
-          img.src = img.dataset.blurred;
-          URL.revokeObjectURL(url);
-          thumb.classList.remove("revealed");
-          button.innerHTML = "Reveal <kbd>v</kbd>";
-          button.disabled = false;
-        }
+        if (left <= 0) hide(thumb);
+        else button.textContent = "Re-blur in " + left + " s";
       }, 1000);
     } catch (err) {
+      if (state.cancelled) return;
+      revealedThumbs.delete(thumb);
       button.textContent = "Reveal failed";
       button.disabled = false;
     }
   }
+  document.querySelectorAll("[data-hide]").forEach((b) => b.addEventListener("click", () => hide(b.closest(".thumb"))));
+  document.querySelectorAll("[data-larger]").forEach((b) => b.addEventListener("click", () => {
+    setLarger(b.closest(".thumb"), b.getAttribute("aria-pressed") !== "true");
+  }));
+
   // The first reveal of a session asks once; the warning is part of looking after reviewers.
   let pendingReveal = null;
   function askThenReveal(button) {
@@ -121,6 +164,8 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // Hide now works everywhere, a dialog open or not, except while typing.
+    if (event.key === "h" && revealedThumbs.size && !typing(event)) { hideAll(); event.preventDefault(); return; }
     const dialog = document.querySelector("dialog[open]");
     if (dialog) {
       if (dialog.classList.contains("act-dialog") && /^[1-9]$/.test(event.key) && !typing(event)) {
