@@ -16,6 +16,7 @@ from cases.models import (
     CyberTipReport,
     DailyMetric,
     Decision,
+    DestructionRequest,
     Enforcement,
     IntegrityAlert,
     LegalDocument,
@@ -330,6 +331,15 @@ def _json_value(value):
     if hasattr(value, "pk"):
         return value.pk
     return value
+
+
+@admin.register(DestructionRequest)
+class DestructionRequestAdmin(ReadOnlyAdmin):
+    """Two-senior destructions are recorded and decided on the console's pages, never edited here."""
+
+    list_display = ["pk", "item", "status", "requested_by", "requested_at", "decided_by", "decided_at"]
+    list_filter = ["status"]
+    search_fields = ["reference"]
 
 
 @admin.register(IntegrityAlert)

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cases.models import Enforcement, EnforcementStatus
+from reviewconsole import outbound
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Review-Console-Signature"
@@ -84,12 +85,17 @@ def dispatch_enforcement(enforcement_id):
         SIGNATURE_HEADER: sign(enforcement.platform.signing_secret, int(time.time()), body),
         DELIVERY_HEADER: f"enforcement-{enforcement.pk}",  # stable across retries: the platform dedupes
     }
+    # Through the SSRF guard: no internal addresses, the checked address is the one connected to,
+    # each redirect checked again. Only the status or a short reason is kept, never the remote body:
+    # last_error is shown to reviewers on the case page.
     try:
-        response = requests.post(enforcement.platform.webhook_url, data=body, headers=headers,
-                                 timeout=settings.DISPATCH_TIMEOUT, allow_redirects=False)
-        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}: {response.text[:200]}"
+        with outbound.session() as session:
+            response = session.post(enforcement.platform.webhook_url, data=body, headers=headers,
+                                    timeout=settings.DISPATCH_TIMEOUT, stream=True)
+            response.close()  # the body is never read
+        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        error = outbound.describe(exc)
     with transaction.atomic():
         if error is None:
             Enforcement.objects.filter(pk=enforcement.pk).update(

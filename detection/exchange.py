@@ -10,13 +10,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from threatexchange.exchanges.clients.ncmec import hash_api
-from threatexchange.exchanges.clients.utils.common import TimeoutHTTPAdapter
 from threatexchange.exchanges.impl import ncmec_api
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from detection import matching
 from detection.models import Bank, BankHash, BankKind, HashExchange, HashType, normalise_hash
+from reviewconsole import outbound
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,12 @@ class NCMECClient(hash_api.NCMECHashAPI):
         self.retries = retries
 
     def _get_session(self):
-        session = requests.Session()
-        session.auth = (self.username, self.password)
-        session.mount(self._base_url, TimeoutHTTPAdapter(timeout=self.timeout, max_retries=Retry(
+        # Through the SSRF guard (reviewconsole.outbound), for every URL the library asks for: each
+        # address is checked, connected to as checked, and redirects are followed only through it.
+        session = outbound.session(timeout=self.timeout, max_retries=Retry(
             total=self.retries, status_forcelist=[429, 500, 502, 503, 504], allowed_methods=["GET"],
-            backoff_factor=0.2)))
+            backoff_factor=0.2))
+        session.auth = (self.username, self.password)
         return session
 
 
@@ -146,6 +147,10 @@ def fetch(bank_name=None, *, since=None, client=None, progress=None):
 
 
 def describe_failure(exc):
+    if isinstance(exc, outbound.Refused):
+        return f"the NCMEC address is not allowed ({exc}); check NCMEC_HASH_API_URL"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "NCMEC redirected too many times"
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         status = exc.response.status_code
         if status in (401, 403):

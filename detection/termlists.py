@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import io
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from django.db.models import Count, Max
 from detection.detectors import text
 from detection.models import Signal, SignalKind, TermCategory, TermMatch, TextTerm
 
+log = logging.getLogger(__name__)
 TERMS_CHECK_SECONDS = 2.0
 DETECTOR = "text_terms"
 # How grave a hit in each category is (0..100) before its weight; settings.TEXT_CATEGORY_SEVERITY overrides.
@@ -86,16 +88,20 @@ def severity_for(categories):
     return max((table.get(c, 40) for c in categories), default=40)
 
 
-def _field_report(name, label, value, terms):
+def _field_report(name, label, value, terms, deadline=None):
+    """(report or None, hits, stopped): stopped when the deadline passed before every term was tried."""
     norm = text.normalise(value)
-    hits = text.match_terms(value, terms, field=name, normalised=norm)
+    try:
+        hits, stopped = text.match_terms(value, terms, field=name, normalised=norm, deadline=deadline), False
+    except text.TimeBudgetExceeded as exc:
+        hits, stopped = exc.hits, True
     if not hits:
-        return None, []
+        return None, [], stopped
     spans = [{k: h[k] for k in ("start", "end", "term", "match", "category", "weight", "found")} for h in hits]
     return {
         "field": name, "label": label, "text": value[:text.MAX_CHARS], "truncated": norm.truncated,
         "spans": spans, "tricks": sorted(norm.tricks),
-    }, hits
+    }, hits, stopped
 
 
 def _describe(hit):
@@ -106,14 +112,23 @@ def _describe(hit):
 def build_text_signal(fields, *, dedupe_prefix, item=None, account=None, group=None, terms=None):
     """One unsaved signal for the hits in these (name, label, value) fields, or None when nothing matched."""
     terms = active_terms() if terms is None else terms
-    reports, all_hits = [], []
+    # A second line behind RE2's linear-time matching: one subject's texts get a time budget.
+    budget = getattr(settings, "TEXT_MATCH_SECONDS", 2.0)
+    started = time.monotonic()
+    reports, all_hits, stopped = [], [], False
     for name, label, value in fields:
         if not value:
             continue
-        report, hits = _field_report(name, label, value, terms)
+        report, hits, stopped = _field_report(name, label, value, terms, deadline=started + budget)
         if report:
             reports.append(report)
             all_hits += hits
+        if stopped:
+            break
+    if stopped:
+        log.warning("text matching for %s stopped after %.2f s (TEXT_MATCH_SECONDS=%s) with %d hits; "
+                    "the rest of its text was not matched", dedupe_prefix, time.monotonic() - started, budget,
+                    len(all_hits))
     if not all_hits:
         return None
     categories = sorted({h["category"] for h in all_hits})
@@ -133,6 +148,8 @@ def build_text_signal(fields, *, dedupe_prefix, item=None, account=None, group=N
     tricks = sorted({t for r in reports for t in r["tricks"]})
     if tricks:
         explanation += " Written with " + ", ".join(TRICKS.get(t, t) for t in tricks) + "."
+    if stopped:
+        explanation += " Matching stopped at its time limit: the rest of the text was not checked."
     fingerprint = hashlib.sha256(repr((
         [(r["field"], r["text"]) for r in reports], sorted(distinct),
     )).encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -150,6 +167,7 @@ def build_text_signal(fields, *, dedupe_prefix, item=None, account=None, group=N
                        "term_id": h["term_id"]} for h in distinct.values()],
             "categories": categories,
             "tricks": tricks,
+            **({"incomplete": True} if stopped else {}),
         },
         dedupe_key=f"{dedupe_prefix}:{fingerprint}" if item is None else dedupe_prefix,
     )

@@ -158,6 +158,9 @@ MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 MAX_TEXT_CHARS = envint("MAX_TEXT_CHARS", 20_000)
+# Matching text terms against one subject's (or one item's) texts stops after this many seconds
+# and logs; term patterns run on RE2 (linear time), so this is only a second line of defence.
+TEXT_MATCH_SECONDS = float(os.environ.get("TEXT_MATCH_SECONDS", "2"))
 
 # Decoding limits for untrusted images.
 IMAGE_MAX_PIXELS = envint("IMAGE_MAX_PIXELS", 50_000_000)
@@ -244,6 +247,12 @@ SESSION_MAX_SECONDS = envint("SESSION_MAX_SECONDS", 10 * 3600)
 DISPATCH_TIMEOUT = envint("DISPATCH_TIMEOUT", 10)
 DISPATCH_BACKOFF_SECONDS = envint("DISPATCH_BACKOFF_SECONDS", 30)
 DISPATCH_MAX_ATTEMPTS = envint("DISPATCH_MAX_ATTEMPTS", 30)
+# Outbound requests to URLs set at run time (webhooks, NCMEC) go through reviewconsole.outbound:
+# loopback, private, link-local and other internal addresses are refused unless this is on
+# (development and the tests, whose fakes listen on 127.0.0.1); redirects are followed, each one
+# checked again, at most OUTBOUND_MAX_REDIRECTS times.
+OUTBOUND_ALLOW_PRIVATE = envbool("OUTBOUND_ALLOW_PRIVATE", DEBUG or TESTING)
+OUTBOUND_MAX_REDIRECTS = envint("OUTBOUND_MAX_REDIRECTS", 3)
 
 # Sessions: reviewers work on shared machines; keep sessions short and cookie-only.
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 3600)

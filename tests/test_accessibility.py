@@ -132,6 +132,7 @@ def test_a_seniors_metrics_have_no_serious_accessibility_problems(browser, live_
     metrics.rollup_recent()
     page = new_page(browser)
     sign_in(page, live_server, "sena", "pw-sena")
+    verify_second_factor(page, live_server, users["senior"])  # metrics need the second factor
     page.goto(f"{live_server.url}/metrics/")
     check(page, "metrics")
 

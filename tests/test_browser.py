@@ -171,6 +171,7 @@ def test_metrics_dashboard_draws_charts_and_downloads_the_transparency_csv(brows
     requests = []
     page.on("request", lambda request: requests.append(request.url))  # noqa: PLW0108
     sign_in(page, live_server, "sena", "pw-sena")
+    verify_second_factor(page, live_server, users["senior"])  # metrics need the second factor
     page.click("nav >> text=Metrics")
     page.wait_for_url(f"{live_server.url}/metrics/")
     assert page.locator("figure.chart svg").count() == 11

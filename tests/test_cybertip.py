@@ -13,7 +13,7 @@ from cases.cybertip.client import CyberTipClient
 from cases.models import CyberTipExchange, CyberTipReport
 from detection import intake
 from reviewconsole.audit.models import AuditEvent
-from tests.conftest import drain
+from tests.conftest import drain, verify_2fa
 from tests.factories import case_with_match, triage_all
 from tests.fake_cybertip import PASSWORD, USER, FakeCyberTipline
 
@@ -253,6 +253,7 @@ class TestApprovalAndPages:
         client.force_login(users["specialist"])
         assert client.post(f"/reports/{report.pk}/approve/").status_code == 403
         client.force_login(users["senior"])
+        verify_2fa(client, users["senior"])  # approving needs the verified second factor
         client.post(f"/reports/{report.pk}/approve/")  # its file is unclassified: not without saying so
         report.refresh_from_db()
         assert report.status == Status.AWAITING_APPROVAL
@@ -301,6 +302,7 @@ class TestApprovalAndPages:
         fake.fail_next("fileinfo", ("code", 4100))
         assert filing.file_report(report.pk) == Status.FAILED
         client.force_login(users["senior"])
+        verify_2fa(client, users["senior"])  # so does retrying
         client.post(f"/reports/{report.pk}/retry/")
         report.refresh_from_db()
         assert report.status == Status.SUBMITTED

@@ -144,26 +144,39 @@ class TestChainOfCustody:
 
 
 class TestDestruction:
-    def test_a_senior_destroys_held_evidence_with_a_recorded_reason(self, users, client, settings,
-                                                                    django_capture_on_commit_callbacks):
+    def test_two_seniors_destroy_held_evidence_with_a_recorded_reason(self, users, client, settings,
+                                                                      django_capture_on_commit_callbacks):
+        from cases.models import DestructionRequest
+        from tests.conftest import make_user
+
         report, item = reported(users)
         path = settings.EVIDENCE_ROOT / item.storage_path
         client.force_login(users["senior"])
-        client.post(f"/evidence/{item.pk}/destroy/", {"reason": ""})
-        assert Item.objects.get(pk=item.pk).purged_at is None  # no reason, nothing happens
+        verify_2fa(client, users["senior"])
+        client.post(f"/evidence/{item.pk}/destroy/", {"reason": "", "reference": "FBI request 2026-114"})
+        assert not DestructionRequest.objects.exists()  # no reason, nothing happens
+        reason = "FBI request 2026-114 asks us to destroy this file"
+        client.post(f"/evidence/{item.pk}/destroy/", {"reason": reason, "reference": "FBI request 2026-114",
+                                                      "next": f"/reports/{report.pk}/"})
+        request = DestructionRequest.objects.get(item=item)
+        assert Item.objects.get(pk=item.pk).purged_at is None  # one senior only asks
+        second = make_user("sol", "senior")
+        client.force_login(second)
+        verify_2fa(client, second)
         with django_capture_on_commit_callbacks(execute=True):
-            client.post(f"/evidence/{item.pk}/destroy/", {"reason": "FBI request 2026-114",
-                                                          "next": f"/reports/{report.pk}/"})
+            client.post(f"/destruction-requests/{request.pk}/approve/", {"next": f"/reports/{report.pk}/"})
         item.refresh_from_db()
         assert item.purged_at is not None and not path.exists()
         hold = LegalHold.objects.get(item=item)
-        assert hold.lifted_by == users["senior"] and hold.lift_reason == "FBI request 2026-114"
+        assert hold.lifted_by == second and "FBI request 2026-114" in hold.lift_reason and reason in hold.lift_reason
         assert AuditEvent.objects.filter(action="evidence.destruction_requested", actor=users["senior"]).exists()
+        assert AuditEvent.objects.filter(action="evidence.destruction_approved", actor=second).exists()
 
     def test_only_those_who_file_reports_may_destroy(self, users, client):
         _, item = reported(users)
         for role in ("reviewer", "specialist"):
             client.force_login(users[role])
+            verify_2fa(client, users[role])
             assert client.post(f"/evidence/{item.pk}/destroy/", {"reason": "x"}).status_code == 403
         assert Item.objects.get(pk=item.pk).purged_at is None
 

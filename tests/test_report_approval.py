@@ -25,6 +25,7 @@ from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
 from tests.conftest import ROOT, verify_2fa
 from tests.factories import case_with_match, encoded
+from tests.test_browser import verify_second_factor
 
 Status = CyberTipReport.Status
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -372,6 +373,7 @@ def test_a_senior_classifies_annotates_and_approves_in_the_browser(browser, live
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, live_server, "sena", "pw-sena")
+    verify_second_factor(page, live_server, users["senior"])  # approving needs the second factor
     page.goto(f"{live_server.url}/reports/{report.pk}/")
     notice = page.get_by_role("status").filter(has_text="no industry classification")
     assert "2 of 2 files have no industry classification" in notice.inner_text()

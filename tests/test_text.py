@@ -148,18 +148,16 @@ def test_score_counts_each_term_once_and_combines_independent_terms():
 
 
 def test_a_term_list_with_a_broken_row_still_matches_the_others():
-    broken = Term("(a+)+", "other", PATTERN, 0.5)
+    broken = Term("(a)\\1", "other", PATTERN, 0.5)  # a back-reference: RE2 refuses it
     assert found("send pics", [broken, SEND_PICS]) == ["send pics"]
 
 
 @pytest.mark.parametrize("pattern, message", [
-    ("(a+)+b", "nested repetition"),
-    ("(\\w*\\s?)*x", "nested repetition"),
     ("(a|b)\\1", "back-references"),
+    ("(?<!x)ab", "look-ahead and look-behind"),
     ("a*", "matches empty text"),
     ("[unclosed", "not a valid regular expression"),
     ("x" * 400, "limited to"),
-    ("a+b+c+d+e+f", "too many unbounded"),
 ])
 def test_unsafe_patterns_are_refused(pattern, message):
     with pytest.raises(ValueError, match=message):
@@ -229,7 +227,7 @@ def test_load_terms_reports_bad_rows_with_line_numbers_and_loads_the_rest(tmp_pa
         "category,term,match,weight,note\n"
         "grooming,meet in secret,word,0.4,ok\n"
         "nonsense,x y z,word,0.4,\n"
-        "grooming,(a+)+,pattern,0.4,\n"
+        "grooming,(a)\\1,pattern,0.4,\n"
         "grooming,\u200b,word,0.4,\n"
         "grooming,too heavy,word,1.5,\n"
         "age,\\b1[0-5]yo\\b,pattern,0.3,\n"
@@ -237,7 +235,7 @@ def test_load_terms_reports_bad_rows_with_line_numbers_and_loads_the_rest(tmp_pa
         encoding="utf-8")
     call_command("load_terms", str(path), verbosity=0)
     err = capsys.readouterr().err
-    for line, words in [(3, "unknown category"), (4, "nested repetition"), (5, "empty once normalised"),
+    for line, words in [(3, "unknown category"), (4, "back-references"), (5, "empty once normalised"),
                         (6, "outside 0..1"), (8, "too many columns")]:
         assert f"line {line}: " in err and words in err
     assert sorted(TextTerm.objects.values_list("term", flat=True)) == ["\\b1[0-5]yo\\b", "meet in secret"]
@@ -396,7 +394,7 @@ def test_subject_text_signals_render_escaped_highlights_on_the_case_page(client,
 
 
 @pytest.mark.parametrize("data, field, message", [
-    ({"term": "(a+)+", "match": "pattern"}, "term", "nested repetition"),
+    ({"term": "(a)\\1", "match": "pattern"}, "term", "back-references"),
     ({"term": "[oops", "match": "pattern"}, "term", "not a valid regular expression"),
     ({"term": "\u200b\u200d", "match": "word"}, "term", "empty once normalised"),
     ({"term": "ab", "match": "substring"}, "term", "at least three letters"),
@@ -422,8 +420,8 @@ def test_the_admin_lists_adds_and_tests_terms(client, users):
     assert response.status_code == 302
     assert TextTerm.objects.filter(term="show me ur cam").exists()
     response = client.post("/admin/detection/textterm/add/", {
-        "category": "other", "term": "(x+)*", "match": "pattern", "weight": "0.4"})
-    assert response.status_code == 200 and "nested repetition" in response.content.decode()
+        "category": "other", "term": "(x)\\1", "match": "pattern", "weight": "0.4"})
+    assert response.status_code == 200 and "back-references" in response.content.decode()
     response = client.post("/admin/detection/textterm/test/", {"text": "<i>Show me ur c4m</i>"})
     body = response.content.decode()
     assert response.status_code == 200 and "<mark>Show me ur c4m</mark>" in body and "&lt;i&gt;" in body

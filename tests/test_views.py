@@ -28,8 +28,21 @@ def world(users):
     from detection.models import Bank
     bank = Bank.objects.get(name="known")
     legal = submit_legal_request(users["officer"])
+    destruction = request_destruction(users["senior"], report.files.get().item)
     return {"case": case, "item": item, "report": report, "decision": report.decision, "qa": qa,
-            "bank": bank, "entry": bank.hashes.first(), "legal": legal, "legal_doc": legal.documents.get()}
+            "bank": bank, "entry": bank.hashes.first(), "legal": legal, "legal_doc": legal.documents.get(),
+            "destruction": destruction}
+
+
+def request_destruction(senior, item):
+    """A senior's destruction request waiting for a second senior (the senior verified, as on the page)."""
+    from django.contrib.auth import get_user_model
+
+    from cases.actions import preservation
+    senior = get_user_model().objects.get(pk=senior.pk)
+    senior.is_verified = lambda: True
+    return preservation.request_destruction(senior, item, reason="The court ordered this file destroyed.",
+                                            reference="Court order 2026-77")
 
 
 def submit_legal_request(officer, reference="DR-1", kind="subpoena"):
@@ -76,6 +89,9 @@ ROUTES = {
     "cases:evidence_blurred": ("get", {"item_id": "item"}, REVIEWERS),
     "cases:evidence_reveal": ("post", {"item_id": "item"}, CLEARED),
     "cases:evidence_destroy": ("post", {"item_id": "item"}, FILERS),
+    "cases:destruction_requests": ("get", {}, FILERS),
+    "cases:destruction_approve": ("post", {"pk": "destruction"}, FILERS),
+    "cases:destruction_reject": ("post", {"pk": "destruction"}, FILERS),
     "cases:reports": ("get", {}, CLEARED),
     "cases:qa": ("get", {}, FILERS),
     "cases:qa_review": ("post", {"pk": "qa"}, FILERS),

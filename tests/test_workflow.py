@@ -11,6 +11,7 @@ from cases.actions.decisions import decide
 from cases.models import Case
 from cases.wellness import exposure_today
 from reviewconsole.audit.models import AuditEvent
+from tests.conftest import verify_2fa
 from tests.factories import case_with_match
 
 pytestmark = pytest.mark.django_db
@@ -314,6 +315,7 @@ def test_qa_samples_decisions_for_a_blind_second_look(client, users, settings):
     decision, _ = decide(users["reviewer"], case.pk, action="ban", reason_code="csam-known", version=case.version)
     qa = QAReview.objects.get(decision=decision)
     client.force_login(users["senior"])
+    verify_2fa(client, users["senior"])  # QA needs the second factor
     page = client.get("/qa/").content.decode()
     assert f"Case #{case.pk}" in page and "csam-known" not in page and "Known child sexual abuse" not in page
     client.post(f"/qa/{qa.pk}/", {"action": "dismiss"})
@@ -324,6 +326,7 @@ def test_qa_samples_decisions_for_a_blind_second_look(client, users, settings):
     agreement = client.get("/qa/agreement/")
     assert agreement.context["by_reviewer"] == [{"name": "rita", "n": 1, "rate": 0}]
     client.force_login(users["reviewer"])
+    verify_2fa(client, users["reviewer"])  # past the second factor, a reviewer is still refused
     assert client.get("/qa/").status_code == 403
 
 

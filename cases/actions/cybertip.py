@@ -94,14 +94,28 @@ def unclassified_files(report):
     return [f for f in report.files.all() if not f.classification]
 
 
+def check_approver(user, report_id):
+    """The second pair of eyes: the senior who decided the case does not approve its report.
+
+    Raises ActionError for the decider (report.decision.decided_by). The verified second factor the
+    approval also needs is checked where the session is known (cases.web.reports).
+    """
+    decided_by = (CyberTipReport.objects.filter(pk=report_id).values_list("decision__decided_by", flat=True)
+                  .first())
+    if decided_by is not None and decided_by == getattr(user, "pk", None):
+        raise ActionError("You decided this case: a different senior must approve its report.")
+
+
 def approve(user, report, ip=None, unclassified_confirmed=False):
     """A senior's approval puts a report awaiting approval into the filing queue.
 
-    Returns False, changing nothing, if the report is not awaiting approval. The audit row names
+    Returns False, changing nothing, if the report is not awaiting approval; raises ActionError if
+    `user` took the decision that drafted it (`check_approver`). The audit row names
     the files sent without an industry classification (optional for NCMEC) and whether the senior
     confirmed leaving it out. The filing job is enqueued only once the outermost transaction commits.
     """
     report_id = getattr(report, "pk", report)
+    check_approver(user, report_id)
     with transaction.atomic():
         if not CyberTipReport.objects.filter(pk=report_id, status=Status.AWAITING_APPROVAL).update(
                 status=Status.QUEUED, approved_by=user, approved_at=timezone.now()):
@@ -121,11 +135,13 @@ def approve(user, report, ip=None, unclassified_confirmed=False):
 def save_and_approve(user, report, cleaned_data, file_changes, *, ip=None, unclassified_confirmed=False):
     """"Approve and file": save the details on the page, then approve, in one transaction.
 
-    Takes what `edit_report` takes. Raises ActionError, saving and approving nothing, if the edit is
-    refused, if the report is no longer awaiting approval, or (UnclassifiedFiles) if a file is left
-    without industry classification and `unclassified_confirmed` is not set.
+    Takes what `edit_report` takes. Raises ActionError, saving and approving nothing, if `user`
+    decided the case, if the edit is refused, if the report is no longer awaiting approval, or
+    (UnclassifiedFiles) if a file is left without industry classification and
+    `unclassified_confirmed` is not set.
     """
     report_id = getattr(report, "pk", report)
+    check_approver(user, report_id)
     with transaction.atomic():
         locked = CyberTipReport.objects.select_for_update().filter(pk=report_id).first()
         if locked is None or locked.status != Status.AWAITING_APPROVAL:

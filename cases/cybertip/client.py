@@ -10,6 +10,8 @@ from xml.etree import ElementTree as ET
 
 import requests
 
+from reviewconsole import outbound
+
 
 class Unreachable(Exception):
     """No answer we can read: connection refused or dropped, timeout, or a body that is not XML."""
@@ -38,7 +40,9 @@ class CyberTipClient:
         self.base_url = base_url.rstrip("/")
         self.auth = (username, password)
         self.timeout = timeout
-        self.session = requests.Session()
+        # Through the SSRF guard (reviewconsole.outbound): CYBERTIP_URL is configuration, and the
+        # reports carry credentials and evidence. No redirects are followed.
+        self.session = outbound.session()
 
     def _call(self, step, path, **kwargs):
         method = "GET" if step == "status" else "POST"
@@ -46,7 +50,7 @@ class CyberTipClient:
             response = self.session.request(method, f"{self.base_url}{path}", auth=self.auth, timeout=self.timeout,
                                             allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
-            raise Unreachable(f"{step}: {type(exc).__name__}: {exc}") from None
+            raise Unreachable(f"{step}: {outbound.describe(exc)}") from None
         request_id = response.headers.get("Request-ID", "")
         try:
             # Parse the raw bytes: the charset in Content-Type has been seen to disagree with the XML.

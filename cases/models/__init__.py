@@ -26,14 +26,14 @@ from cases.models.policies import (
     RemoveScope,
 )
 from cases.models.preferences import ViewingPreference
-from cases.models.preservation import IntegrityAlert, LegalHold
+from cases.models.preservation import DestructionRequest, IntegrityAlert, LegalHold
 from cases.models.review import Case, CaseStatus, CaseView, ReviewQueue, RoutingRule, SubjectNote
 
 __all__ = [
     "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
     "BankEffect", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile", "CyberTipReport",
-    "DailyMetric", "Decision", "Enforcement", "EnforcementStatus", "IntegrityAlert", "LegalDocument", "LegalHold",
-    "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory",
-    "PolicyVersion", "QAReview", "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "SubjectNote",
-    "ViewingPreference", "generate_secret",
+    "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus", "IntegrityAlert",
+    "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus",
+    "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview", "ReasonCode", "RemoveScope", "ReviewQueue",
+    "RoutingRule", "SubjectNote", "ViewingPreference", "generate_secret",
 ]

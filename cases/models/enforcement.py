@@ -2,10 +2,13 @@
 
 import secrets
 
+import requests
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from cases.models.decisions import Decision
+from reviewconsole import outbound
 
 
 def generate_secret():
@@ -22,6 +25,17 @@ class Platform(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """Refuse a webhook URL the worker may not call (see reviewconsole.outbound): checked again at delivery."""
+        super().clean()
+        if self.webhook_url:
+            try:
+                outbound.check_url(self.webhook_url)
+            except requests.RequestException as exc:
+                raise ValidationError({"webhook_url": (
+                    f"The console will not send webhooks to this URL: {exc}. Use a public http(s) address "
+                    "without a user name or password.")}) from None
 
 
 class EnforcementStatus(models.TextChoices):

@@ -1,4 +1,4 @@
-"""Legal holds on evidence and integrity alerts about stored bytes."""
+"""Legal holds on evidence, two-person destruction requests, and integrity alerts about stored bytes."""
 
 from django.conf import settings
 from django.db import models
@@ -44,6 +44,49 @@ class LegalHold(models.Model):
 
     def delete(self, *args, **kwargs):
         raise EvidenceOnHold("holds are lifted with a recorded reason, never deleted")
+
+
+class DestructionRequest(models.Model):
+    """Destroying evidence on a law-enforcement request or legal instruction takes two seniors.
+
+    The first records the request with its legal basis (a verified legal request, or the written
+    reference of the instruction) and a reason; a different senior approves it, and only then are the
+    holds lifted and the bytes destroyed (cases.actions.preservation). Both need a verified second
+    factor. The row stays as the record of who asked, who agreed and why.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a second senior"
+        APPROVED = "approved", "Approved: evidence destroyed"
+        REJECTED = "rejected", "Rejected"
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="destruction_requests")
+    legal_request = models.ForeignKey("LegalRequest", on_delete=models.PROTECT, null=True, blank=True,
+                                      related_name="destruction_requests")
+    reference = models.CharField(max_length=200, blank=True,
+                                 help_text="The law-enforcement request or legal instruction: agency and reference")
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["item"], condition=models.Q(status="pending"),
+                                    name="one_pending_destruction_per_item"),
+            models.CheckConstraint(
+                condition=~models.Q(status="approved")
+                | (models.Q(decided_by__isnull=False) & ~models.Q(decided_by=models.F("requested_by"))),
+                name="destruction_approved_by_a_second_person"),
+        ]
+
+    def __str__(self):
+        return f"destruction of item {self.item_id} ({self.get_status_display()})"
 
 
 class IntegrityAlert(models.Model):

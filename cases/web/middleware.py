@@ -1,6 +1,7 @@
 """Session policy: idle and absolute time-outs, two-factor where it is required, and the agency portal's fence."""
 
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -8,12 +9,16 @@ from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.http import urlencode
 
 from cases.actions.claims import release_all_claims
 
 STARTED, SEEN = "policy_started", "policy_seen"
-# Pages that need a verified second factor, whatever the role: jobs, both sides of legal requests.
-TWO_FACTOR_PATHS = ("/django-rq/", "/le/", "/legal/")
+# Pages that need a verified second factor, whatever the role: every staff route (the admin site and
+# everything registered under it, such as django-rq's statistics JSON; the job dashboard), both sides
+# of legal requests, metrics, QA and evidence destruction. Approving, retrying and retracting a
+# report and recording a destruction are checked in their views (cases.web.reports).
+TWO_FACTOR_PATHS = ("/admin/", "/django-rq/", "/le/", "/legal/", "/metrics/", "/qa/", "/destruction-requests/")
 # All an agency's officer may reach: their portal, signing in and out, their second factor.
 PORTAL_PATHS = ("/le/", "/logout/", "/login/", "/account/two-factor/", "/account/verify/", "/static/")
 
@@ -37,10 +42,19 @@ class SessionPolicyMiddleware:
                 request.session[SEEN] = now  # written at most once a minute
             if request.path.startswith(TWO_FACTOR_PATHS) and not user.is_verified():
                 # The verify page sends a user with no authenticator to enrolment first.
-                return redirect(f"{reverse('two_factor_verify')}?next={request.path}")
+                return redirect(f"{reverse('two_factor_verify')}?{urlencode({'next': _back_to(request)})}")
             if hasattr(user, "agency_member") and not request.path.startswith(PORTAL_PATHS):
                 # A law-enforcement officer sees the request portal and nothing else of the console.
                 if request.method != "GET":
                     raise PermissionDenied
                 return redirect("cases:portal")
         return self.get_response(request)
+
+
+def _back_to(request):
+    """Where the verify page returns: this page, or for a form's POST the page that posted it."""
+    if request.method in ("GET", "HEAD"):
+        return request.get_full_path()
+    referer = urlsplit(request.META.get("HTTP_REFERER", ""))
+    same_site = referer.netloc == request.get_host() and referer.path.startswith("/") and "//" not in referer.path
+    return referer.path if same_site else "/"

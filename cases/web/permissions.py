@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from cases.models import ApiToken, Case
+from cases.models import ApiToken, Case, CyberTipReport, DestructionRequest
 from detection.models import Item
 
 REVIEW = "cases.review_case"
@@ -37,6 +37,15 @@ def require_report_access(user, perm=REVEAL):
     """CyberTipline reports hold the most sensitive record there is: as few people as possible see them."""
     if not user.is_authenticated or not user.has_perm(perm):
         raise PermissionDenied
+
+
+def require_second_factor(request, back=None):
+    """Steps that need the verified second factor whatever the role (approving or retracting a report,
+    destroying evidence): None when the session has it, else the redirect to the verify page, which
+    returns to `back` (a page, not the POST address) or to this page."""
+    if request.user.is_verified():
+        return None
+    return redirect(f"{reverse('two_factor_verify')}?{urlencode({'next': back or request.get_full_path()})}")
 
 
 def require_liaison(user):
@@ -88,6 +97,33 @@ def access_item(user, item_id, *, reveal=False):
     if not any(can_view_case(user, case) for case in cases):
         raise PermissionDenied
     return item
+
+
+def access_report(user, report_id, perm=REVEAL):
+    """A CyberTipline report follows its case: who may not see the case may not see or change its report."""
+    require_report_access(user, perm)
+    report = get_object_or_404(CyberTipReport.objects.select_related(
+        "case__queue", "decision", "created_by", "approved_by"), pk=report_id)
+    if not can_view_case(user, report.case):
+        raise PermissionDenied
+    return report
+
+
+def visible_reports(user, reports=None):
+    """The reports (of `reports`, else all) whose cases the user may view."""
+    require_report_access(user)
+    reports = CyberTipReport.objects.all() if reports is None else reports
+    if not user.has_perm(REVIEW):
+        return reports.none()
+    return reports if user.has_perm(REVIEW_ESCALATED) else reports.exclude(case__queue__senior_only=True)
+
+
+def access_destruction_request(user, request_id):
+    """A request to destroy evidence, for a senior who files reports and may see the item's cases."""
+    require_report_access(user, FILE_CYBERTIP)
+    request_obj = get_object_or_404(DestructionRequest.objects.select_related("item", "requested_by"), pk=request_id)
+    access_item(user, request_obj.item_id)
+    return request_obj
 
 
 def api_token_for(request):

@@ -54,6 +54,8 @@ class Event(models.TextChoices):
     ENFORCEMENT_CONFIRMED = "enforcement.confirmed"
     ENFORCEMENT_RETRIED = "enforcement.retried"
 
+    EVIDENCE_DESTRUCTION_APPROVED = "evidence.destruction_approved"
+    EVIDENCE_DESTRUCTION_REJECTED = "evidence.destruction_rejected"
     EVIDENCE_DESTRUCTION_REQUESTED = "evidence.destruction_requested"
     EVIDENCE_HOLD_CHANGED = "evidence.hold_changed"
     EVIDENCE_HOLD_PLACED = "evidence.hold_placed"
