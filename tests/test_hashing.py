@@ -109,3 +109,116 @@ def test_it_rejects_a_file_whose_magic_and_decoder_disagree(image_bytes):
     png = image_bytes(1, fmt="PNG")
     with pytest.raises(RejectedFile):
         hash_image(b"\xff\xd8\xff" + png[3:], **LIMITS)
+
+
+# Polyglots: what follows the image's real end, and markup anywhere ---------------------------
+
+def _zip(comment=b""):
+    import zipfile
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("payload.txt", "hidden")
+        zf.comment = comment
+    return archive.getvalue()
+
+
+def _segment(marker, payload):
+    return b"\xff" + bytes([marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _with_segments(jpeg, *segments):
+    """The JPEG with segments inserted right after its SOI."""
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
+
+
+def test_a_jpeg_with_a_zip_whose_comment_ends_in_an_eoi_is_refused(image_bytes):
+    # The last FF D9 of the file is the ZIP comment's; the image's own EOI comes long before it.
+    data = image_bytes(1) + _zip(comment=b"nothing to see \xff\xd9")
+    assert data.endswith(b"\xff\xd9")
+    with pytest.raises(RejectedFile, match="polyglot file: .* after the JPEG image's end hold a ZIP archive"):
+        hash_image(data, **LIMITS)
+
+
+@pytest.mark.parametrize("fmt, comment", [("PNG", b"IEND\xaeB`\x82"), ("GIF", b";")])
+def test_a_png_or_gif_with_a_zip_whose_comment_mimics_the_end_is_refused(image_bytes, fmt, comment):
+    with pytest.raises(RejectedFile, match=f"after the {fmt} image's end hold a ZIP archive"):
+        hash_image(image_bytes(1, fmt=fmt) + _zip(comment=comment), **LIMITS)
+
+
+def test_an_eoi_inside_a_comment_segment_is_not_the_end(image_bytes):
+    # Walking the segments skips the comment by its length: the trailer is seen whole.
+    data = _with_segments(image_bytes(1), _segment(0xFE, b"fake end \xff\xd9")) + b"Rar!\x1a\x07\x00" + b"x" * 100
+    with pytest.raises(RejectedFile, match="hold a RAR archive"):
+        hash_image(data, **LIMITS)
+
+
+def test_markup_far_from_both_ends_is_refused(image_bytes):
+    big = image_bytes(7, size=(1600, 1200))
+    filler = [_segment(0xFE, b"f" * 60_000), _segment(0xFE, b"f" * 20_000)]
+    data = _with_segments(big, *filler, _segment(0xFE, b"<script>alert(1)</script>"))
+    at = data.index(b"<script")
+    assert at > 65536 and len(data) - at > 65536
+    with pytest.raises(RejectedFile, match="contains '<script' markup"):
+        hash_image(data, **LIMITS)
+
+
+@pytest.mark.parametrize("markup", [b"<html><body>", b"<?php system($_GET['c']); ?>", b"<svg onload=alert(1)>",
+                                    b"<!DOCTYPE html>", b"<SCRIPT\tsrc=x>"])
+def test_each_kind_of_markup_is_refused_anywhere(image_bytes, markup):
+    with pytest.raises(RejectedFile, match="markup"):
+        hash_image(_with_segments(image_bytes(1), _segment(0xFE, b"a" * 100 + markup)), **LIMITS)
+
+
+def test_a_zip_hidden_in_the_metadata_is_refused(image_bytes):
+    with pytest.raises(RejectedFile, match="metadata holds a ZIP archive"):
+        hash_image(_with_segments(image_bytes(1), _segment(0xE9, _zip())), **LIMITS)
+
+
+def test_substantial_trailing_data_is_refused_however_plain(image_bytes):
+    noise = bytes((n * 7919) % 251 for n in range(10_000))  # no magic number in it
+    with pytest.raises(RejectedFile, match=r"10000 bytes of other data after the JPEG image's end \(at most 4096"):
+        hash_image(image_bytes(1) + noise, **LIMITS)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP"])
+@pytest.mark.parametrize("padding", [b"", b"\n", b"\r\n", b"\x00" * 70_000, b"\xff" * 512, b"  \n\t",
+                                     b"written by camera firmware 1.2" * 20],
+                         ids=["none", "newline", "crlf", "zeros", "ff fill", "whitespace", "small trailer"])
+def test_ordinary_images_with_common_trailing_padding_pass(image_bytes, fmt, padding):
+    assert hash_image(image_bytes(2, fmt=fmt) + padding, **LIMITS).format == fmt
+
+
+def test_progressive_restart_and_metadata_rich_jpegs_pass():
+    img = synthetic.make_image(3, size=(400, 300))
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    for options in ({"progressive": True}, {"restart_marker_blocks": 1}, {"optimize": True, "subsampling": 0},
+                    {"exif": exif, "comment": b"a comment \xff\xd9 with an EOI in it", "icc_profile": b"p" * 70_000}):
+        out = io.BytesIO()
+        img.save(out, format="JPEG", **options)
+        assert hash_image(out.getvalue(), **LIMITS).format == "JPEG", options
+
+
+def _photographs():
+    from pathlib import Path
+
+    import skimage
+    photos = [p for p in (Path(skimage.__file__).parent / "data").iterdir() if p.suffix in (".png", ".jpg")]
+    assert len(photos) >= 10
+    return photos
+
+
+def test_the_shipped_photographs_pass_the_polyglot_check():
+    from detection.detectors.hashing import check_polyglot, sniff_format
+    for path in _photographs():
+        data = path.read_bytes()
+        assert check_polyglot(data, sniff_format(data)) is None, path.name
+
+
+def test_the_walk_of_each_photograph_ends_where_the_file_does():
+    from detection.detectors.hashing import sniff_format
+    from detection.detectors.polyglot import image_layout
+    for path in _photographs():
+        data = path.read_bytes()
+        end, stray, _ = image_layout(data, sniff_format(data))
+        assert (end, stray) == (len(data), 0), path.name

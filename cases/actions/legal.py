@@ -4,7 +4,10 @@ Every function here is atomic and writes its audit row in the same transaction. 
 reach requests only through `requests_for_agency_user`, so one agency can never name another's.
 """
 
+import base64
 import hashlib
+import io
+import logging
 import re
 import zlib
 from datetime import timedelta
@@ -14,6 +17,8 @@ from django.db import transaction
 from django.db.models import Case as When_
 from django.db.models import IntegerField, Q, Value, When
 from django.utils import timezone
+from pypdf import PdfReader, apply_configuration
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
 from cases.actions import ActionError
 from cases.models import (
@@ -32,12 +37,28 @@ from reviewconsole.audit.recorder import audit
 
 MAX_IDENTIFIERS = 50
 # Names that make a PDF do something when opened; a legal-process document has no need of them.
-ACTIVE_PDF_NAMES = [b"/JavaScript", b"/JS", b"/Launch", b"/EmbeddedFile", b"/RichMedia", b"/XFA", b"/OpenAction",
-                    b"/AA", b"/SubmitForm", b"/ImportData", b"/GoToR"]
+ACTIVE_PDF_NAMES = [b"/JavaScript", b"/JS", b"/Launch", b"/EmbeddedFile", b"/EmbeddedFiles", b"/RichMedia", b"/XFA",
+                    b"/OpenAction", b"/AA", b"/SubmitForm", b"/ImportData", b"/GoToR"]
 PDF_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 PDF_STREAM = re.compile(rb"stream\r?\n(.*?)endstream", re.S)
+PDF_ENCRYPT = re.compile(rb"/Encrypt(?![A-Za-z])")
+# Web markup anywhere in the file makes it an HTML page too (a polyglot); a tag's name ends as HTML
+# ends it, which keeps compressed bytes from passing for one.
+PDF_MARKUP = re.compile(rb"<(?:script|html|svg|iframe|object|embed|body)[\s/>]|<!doctype", re.IGNORECASE)
+PDF_HEX = re.compile(rb"[0-9A-Fa-f\s]*>?\s*")
+PDF_A85 = re.compile(rb"(?:<~)?[!-uz\s]*(?:~>)?\s*")
+PDF_LAYERS = 4  # filters undone on one stream, one over another (Flate over Flate over ASCII85...)
 # Compressed streams are inflated to look inside them, up to this much in all (a zip-bomb guard).
 PDF_INFLATE_BUDGET = 64 * 1024 * 1024
+# The parsed check: names that are active content wherever they stand, as a key or a value (an
+# action's /S), once the parser has undone the filters of object streams and the #xx escapes.
+ACTIVE_PDF_OBJECTS = {"/JavaScript", "/JS", "/Launch", "/SubmitForm", "/ImportData", "/RichMedia",
+                      "/RichMediaExecute", "/EmbeddedFile", "/EmbeddedFiles", "/XFA", "/GoToR", "/GoToE"}
+PDF_MAX_NODES = 2_000_000  # objects, dictionary entries and array items walked, at most
+# The parser's complaints about damaged files are answered by the refusal, not the log.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+PDF_PARSER_LIMITS = {"zlib_maximum_output_length": 32 * 1024 * 1024, "lzw_maximum_output_length": 32 * 1024 * 1024,
+                     "run_length_maximum_output_length": 32 * 1024 * 1024, "jbig2dec_binary": None}
 
 
 class RejectedDocument(ActionError):
@@ -45,7 +66,12 @@ class RejectedDocument(ActionError):
 
 
 def check_pdf(data, name=""):
-    """Raise RejectedDocument unless `data` is a plain PDF within the size limit."""
+    """Raise RejectedDocument unless `data` is a plain PDF within the size limit.
+
+    Two lines: a scan of the bytes (and of every stream with its filters undone) for the names of
+    active content, and a real parser (pypdf) walking every object of the document as a viewer
+    would find it, both through its cross-reference table and rebuilt from the objects themselves.
+    """
     limit = settings.LEGAL_DOCUMENT_MAX_BYTES
     if not data:
         raise RejectedDocument("The document is empty.")
@@ -55,34 +81,128 @@ def check_pdf(data, name=""):
         raise RejectedDocument("The document is not a PDF (it does not start with %PDF-).")
     if b"%%EOF" not in data[-2048:]:
         raise RejectedDocument("The PDF is truncated or damaged (no end-of-file marker).")
-    if b"/Encrypt" in data:
-        raise RejectedDocument("Encrypted PDFs cannot be checked; send the document without a password.")
     for where, chunk in _pdf_parts(data):
         # Names may hide letters as #xx escapes (/J#61vaScript); undo them before looking.
         plain = PDF_NAME_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), chunk)
+        if PDF_ENCRYPT.search(plain):
+            raise RejectedDocument(_ENCRYPTED)
         for marker in ACTIVE_PDF_NAMES:
             if re.search(re.escape(marker) + rb"(?![A-Za-z])", plain):
                 raise RejectedDocument(f"The PDF contains active content ({marker.decode()[1:]}{where}); "
                                        "send a plain document without scripts, actions or attachments.")
-    lowered = data[:4096].lower()
-    if b"<html" in lowered or b"<script" in lowered:
-        raise RejectedDocument("The PDF also holds web markup (a polyglot file).")
+    markup = PDF_MARKUP.search(data)
+    if markup:
+        raise RejectedDocument(f"The PDF also holds web markup at byte {markup.start()} (a polyglot file).")
+    _check_parsed(data)
     return data
 
 
+_ENCRYPTED = "Encrypted PDFs cannot be checked; send the document without a password."
+
+
 def _pdf_parts(data):
+    """The file, then every stream with its filters undone (Flate with or without its zlib header,
+    ASCIIHex, ASCII85, one over another), all within PDF_INFLATE_BUDGET."""
     yield "", data
-    budget = PDF_INFLATE_BUDGET
+    budget = [PDF_INFLATE_BUDGET]
     for match in PDF_STREAM.finditer(data):
-        inflater = zlib.decompressobj()
+        layer = match.group(1)
+        for _ in range(PDF_LAYERS):
+            layer = _unfilter(layer, budget)
+            if layer is None:
+                break
+            yield " in a compressed stream", layer
+
+
+def _unfilter(data, budget):
+    """`data` with one filter undone, or None when no filter we know fits: Flate (zlib), then
+    ASCIIHex and ASCII85 where every character is of their alphabets, then raw deflate (no zlib
+    header, which lenient readers accept)."""
+    decoded = _inflate(data, 15, budget)
+    if decoded is None and data.strip() and PDF_HEX.fullmatch(data):
+        digits = re.sub(rb"[\s>]", b"", data)
+        decoded = bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode())
+    elif decoded is None and data.strip() and PDF_A85.fullmatch(data):
         try:
-            inflated = inflater.decompress(match.group(1), budget + 1)
-        except zlib.error:
-            continue  # not Flate, or damaged: the raw bytes were already searched
-        budget -= len(inflated)
-        if budget < 0:
+            decoded = base64.a85decode(data.strip().removeprefix(b"<~").removesuffix(b"~>"),
+                                       ignorechars=b" \t\r\n\f\v")
+        except ValueError:
+            decoded = None
+    if decoded is None:
+        decoded = _inflate(data, -15, budget)
+    if decoded is not None:
+        budget[0] -= len(decoded)
+        if budget[0] < 0:
             raise RejectedDocument("The PDF's compressed streams expand too far to be checked (a compression bomb).")
-        yield " in a compressed stream", inflated
+    return decoded
+
+
+def _inflate(data, wbits, budget):
+    try:
+        return zlib.decompressobj(wbits).decompress(data, budget[0] + 1)
+    except zlib.error:
+        return None  # not this kind of Flate, or damaged: the bytes as they are were searched already
+
+
+def _check_parsed(data):
+    """Walk the document as a parser sees it: refuse encryption and active content in any object."""
+    # Viewers that find the cross-reference table damaged rebuild it from the objects in the file;
+    # a bad pointer makes pypdf do the same, so that objects the table leaves out are seen too.
+    views = [data, data + b"\nstartxref\n0\n%%EOF\n"]
+    for view in views:
+        try:
+            with apply_configuration(**PDF_PARSER_LIMITS):
+                problem = _parsed_problem(PdfReader(io.BytesIO(view), strict=False))
+        except RejectedDocument:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever stops the parser, the document cannot be checked
+            if view is data and "startxref" in str(exc):
+                continue  # no usable pointer: the rebuilt view below is the one a viewer shows
+            raise RejectedDocument(f"The PDF cannot be read to check it ({type(exc).__name__}: {str(exc)[:120]}); "
+                                   "send a plain, undamaged document.") from None
+        if problem:
+            raise RejectedDocument(problem)
+
+
+def _parsed_problem(reader):
+    if reader.is_encrypted or "/Encrypt" in reader.trailer:
+        return _ENCRYPTED
+    root = reader.trailer.get("/Root")
+    if not isinstance(root.get_object() if root is not None else None, DictionaryObject):
+        return ("The PDF's catalog cannot be read (a damaged file, or one only some readers open); "
+                "send a plain document.")
+    # Every indirect object the document has, not only those reachable from its catalog.
+    stack = [(IndirectObject(num, gen, reader), "") for gen, table in reader.xref.items() for num in table]
+    stack += [(IndirectObject(num, 0, reader), "") for num in reader.xref_objStm]
+    stack.append((reader.trailer, ""))  # walked first, so that a finding names the way to it
+    seen, walked = set(), 0
+    while stack:
+        obj, via = stack.pop()
+        walked += 1
+        if walked > PDF_MAX_NODES:
+            return "The PDF has too many objects to be checked."
+        if isinstance(obj, IndirectObject):
+            if (obj.idnum, obj.generation) in seen:
+                continue
+            seen.add((obj.idnum, obj.generation))
+            obj = obj.get_object()
+        if isinstance(obj, NameObject) and obj in ACTIVE_PDF_OBJECTS:
+            return _active(obj, via)
+        if isinstance(obj, DictionaryObject):  # streams too: their dictionaries
+            for key, value in dict.items(obj):  # as stored: references unresolved, walked once each
+                if key in ACTIVE_PDF_OBJECTS:
+                    return _active(key, via)
+                if key == "/Encrypt":
+                    return _ENCRYPTED
+                stack.append((value, f" run by {key[1:]}" if key in ("/OpenAction", "/AA") else via))
+        elif isinstance(obj, ArrayObject):
+            stack.extend((value, via) for value in list.__iter__(obj))
+    return None
+
+
+def _active(name, via):
+    return (f"The PDF contains active content ({name[1:]}{via}, found in its parsed objects); "
+            "send a plain document without scripts, actions or attachments.")
 
 
 def _store(request_obj, data, name, user, side):

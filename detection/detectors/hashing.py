@@ -1,15 +1,20 @@
 """Safe decoding of untrusted image bytes and the hashes computed from them (pure: no database)."""
 
+import functools
 import hashlib
 import io
 import math
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import imagehash
 import numpy as np
 import pdqhash
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from detection.detectors.polyglot import check_polyglot
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -22,10 +27,13 @@ MAGIC = [
     (b"BM", "BMP"),
 ]
 ALLOWED_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP"}
-# Markers of a second file format hidden in an image (polyglots): active content anywhere...
-ACTIVE_CONTENT = [b"<script", b"<html", b"<?php", b"<svg", b"<!doctype html"]
-# ...and containers or executables appended after the image ends.
-APPENDED_CONTAINERS = [b"PK\x03\x04", b"PK\x05\x06", b"%PDF-", b"\x7fELF", b"Rar!", b"7z\xbc\xaf"]
+# What decoders raise on bytes they cannot make sense of, wherever in their code the bytes trip
+# them (an IndexError reading past a GIF block, a struct.error unpacking a short header): every
+# built-in error class and the libraries' own. Any other exception class that reaches a decoder
+# (a job's timeout, raised into it by a signal handler) is not the file's doing and passes through.
+DECODE_FAULTS = (ArithmeticError, AssertionError, AttributeError, BufferError, EOFError, LookupError,
+                 MemoryError, OSError, RuntimeError, SyntaxError, SystemError, TypeError, ValueError, Warning,
+                 struct.error, zlib.error, Image.DecompressionBombError)
 # Short side the image is decoded to: JPEG draft decoding (DCT scaling) or integer reduction brings
 # it down to between 1x and 2x of this, cheaply and with enough detail left to find borders.
 HASH_SHORT_SIDE = 256
@@ -69,6 +77,29 @@ class RejectedFile(Exception):
     """The file is not something we will decode; the message is shown to reviewers and the API."""
 
 
+def fault_reason(exc):
+    """"could not decode: IndexError: index out of range": the reason given for a decoder's fault."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"could not decode: {name}: {exc}"[:300]
+
+
+def rejects_faults(*faults):
+    """Turn a decoder's faults (DECODE_FAULTS and `faults`) into RejectedFile, for one file alone:
+    what the checks did not foresee still ends as a rejection with a reason, never a crash."""
+    caught = DECODE_FAULTS + faults
+
+    def decorate(func):
+        @functools.wraps(func)
+        def guarded(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except caught as exc:
+                raise RejectedFile(fault_reason(exc)) from exc
+        return guarded
+    return decorate
+
+
 @dataclass(frozen=True)
 class ImageHashes:
     format: str
@@ -99,36 +130,7 @@ def sniff_format(data):
     return None
 
 
-def _image_end(data, fmt):
-    """Offset just past the image's own end marker, or None where the format has none we trust."""
-    if fmt == "JPEG":
-        end = data.rfind(b"\xff\xd9")
-        return end + 2 if end >= 0 else None
-    if fmt == "PNG":
-        end = data.rfind(b"IEND")
-        return end + 8 if end >= 0 else None  # chunk type + CRC
-    if fmt == "GIF":
-        end = data.rfind(b"\x3b")
-        return end + 1 if end >= 0 else None
-    if fmt == "WEBP" and len(data) >= 8:
-        return 8 + int.from_bytes(data[4:8], "little")
-    return None
-
-
-def check_polyglot(data, fmt):
-    lowered = data[:65536].lower() + data[-65536:].lower()
-    for marker in ACTIVE_CONTENT:
-        if marker in lowered:
-            return f"polyglot file: contains {marker.decode(errors='replace')!r} markup"
-    end = _image_end(data, fmt)
-    if end is not None and end < len(data):
-        trailer = data[end:]
-        for marker in APPENDED_CONTAINERS:
-            if marker in trailer:
-                return f"polyglot file: {len(trailer)} bytes appended after the image hold another format"
-    return None
-
-
+@rejects_faults()
 def open_image(data, *, max_pixels, max_frames, short_side=HASH_SHORT_SIDE, grey=False):
     """Decode untrusted bytes to an RGB image no smaller than `short_side`, or raise RejectedFile.
 
@@ -304,6 +306,7 @@ def _flat(rows, colour):
     return near & steady
 
 
+@rejects_faults()
 def hash_image(data, *, max_pixels=50_000_000, max_frames=500):
     """All perceptual hashes of an image file. Raises RejectedFile for anything unsafe or broken.
 

@@ -9,7 +9,16 @@ import av
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from detection.detectors.hashing import RejectedFile, _to_rgb, check_polyglot, pdq_of, sniff_format
+from detection.detectors.hashing import (
+    DECODE_FAULTS,
+    RejectedFile,
+    _to_rgb,
+    check_polyglot,
+    fault_reason,
+    pdq_of,
+    rejects_faults,
+    sniff_format,
+)
 
 # Sampled frames are kept this small: PDQ works on 64x64 anyway and a contact sheet tile is smaller
 # still, while 64 full-size 4K frames would be gigabytes.
@@ -17,6 +26,7 @@ KEEP_SIDE = 512
 THUMB = 32  # side of the greyscale thumbnails compared to find scene changes
 ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
 VIDEO_MAGIC = [(4, b"ftyp", "MP4/MOV"), (0, b"\x1a\x45\xdf\xa3", "WebM/Matroska")]
+VIDEO_FAULTS = DECODE_FAULTS + (av.FFmpegError,)
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ def _kept_size(width, height):
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+@rejects_faults(av.FFmpegError)
 def sample_video(data, limits=DEFAULT_LIMITS):
     """Frames of an MP4/MOV/WebM file, one a second plus scene changes. Raises RejectedFile."""
     if not data:
@@ -132,6 +143,8 @@ def _sample_container(container, fmt, limits, started):
         kinds = sorted({s.type for s in container.streams}) or ["no"]
         raise RejectedFile(f"no video stream in the file ({', '.join(kinds)} streams only)")
     stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise RejectedFile("video stream has no codec we can decode")
     stream.thread_type = "AUTO"
     width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
     _check_side(width, height, limits)
@@ -155,12 +168,11 @@ def _sample_container(container, fmt, limits, started):
             sampler.offer(t, _luma_thumb(frame), lambda f=frame, s=size: f.to_image(width=s[0], height=s[1]))
             if sampler.full:
                 break
-    except RejectedFile:
-        raise
-    except (av.FFmpegError, ValueError, OSError, MemoryError) as exc:
+    except VIDEO_FAULTS as exc:
         # Frames before the damage still count: cutting the tail off a known video must not hide it.
         if not sampler.frames:
-            raise RejectedFile(f"corrupt video: {exc}") from None
+            known = isinstance(exc, (av.FFmpegError, ValueError, OSError, MemoryError))
+            raise RejectedFile(f"corrupt video: {exc}" if known else fault_reason(exc)) from exc
     if not sampler.frames:
         raise RejectedFile("video has no decodable frames")
     return Sampled(format=fmt, width=width, height=height, duration=duration or sampler.frames[-1].t,
@@ -198,6 +210,7 @@ def _check_budget(decoded, started, limits):
                            f"to decode {decoded} frames")
 
 
+@rejects_faults()
 def sample_animation(data, limits=DEFAULT_LIMITS, *, max_pixels=50_000_000, max_source_frames=500):
     """Frames of an animated GIF, WebP or PNG, timed by their durations. Raises RejectedFile.
 
@@ -261,6 +274,7 @@ def _sample_sequence(img, fmt, count, limits, started, *, max_pixels, max_source
     return Sampled(format=fmt, width=width, height=height, duration=t, frames=sampler.frames)
 
 
+@rejects_faults()
 def frame_hashes(frames):
     """PDQ of each sampled frame: [{"t", "pdq", "quality"}], the shape stored on Item.frame_hashes."""
     hashes = []

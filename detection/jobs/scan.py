@@ -12,13 +12,14 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from rq.timeouts import BaseTimeoutException
 
 from detection import matching
 from detection.detectors import vpdq
-from detection.detectors.hashing import UNTRIMMED, RejectedFile, hash_image
+from detection.detectors.hashing import UNTRIMMED, RejectedFile, fault_reason, hash_image
 from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
 from detection.models import BankHash, BankKind, HashType, Item, ItemKind, ItemStatus, Signal, SignalKind
 from detection.termlists import item_text_signals
@@ -151,6 +152,14 @@ def scan_claimed(items, token, deadline=None):
             rejected[item.pk] = str(exc)
         except FileNotFoundError:
             rejected[item.pk] = "original file is missing from the evidence store"
+        except (BaseTimeoutException, DatabaseError, OSError):
+            raise  # the job's time is up, or the database or the evidence store failed: not this file's doing
+        except Exception as exc:
+            # Anything else raised while decoding or hashing this one file (the detectors turn their
+            # decoders' faults into RejectedFile; this is the net under them): the file is rejected
+            # with the reason, and the rest of the batch goes on.
+            log.exception("item %s: decoding failed", item.pk)
+            rejected[item.pk] = fault_reason(exc)
     found = matching.find_matches_many([
         {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
          "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
