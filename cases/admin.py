@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from cases.actions.enforcement import retry_delivery
+from cases.actions.enrolment import issue_enrolment_code
 from cases.actions.policies import save_policy
 from cases.models import (
     Agency,
@@ -18,6 +19,7 @@ from cases.models import (
     Decision,
     DestructionRequest,
     Enforcement,
+    EnrolmentCode,
     IntegrityAlert,
     LegalDocument,
     LegalHold,
@@ -187,6 +189,35 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # decisions name the policy they applied: switch it off instead
+
+
+class EnrolmentCodeForm(forms.ModelForm):
+    class Meta:
+        model = EnrolmentCode
+        fields = ["user"]
+
+
+@admin.register(EnrolmentCode)
+class EnrolmentCodeAdmin(admin.ModelAdmin):
+    """Adding one issues a new one-time code for the person and shows it once; nothing else is editable."""
+
+    form = EnrolmentCodeForm
+    list_display = ["user", "issued_by", "issued_at", "expires_at", "used_at"]
+    readonly_fields = ["issued_by", "issued_at", "expires_at", "used_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        code = issue_enrolment_code(request.user, obj.user, ip=client_ip(request))
+        issued = EnrolmentCode.objects.filter(user=obj.user).latest("pk")
+        for field in ("id", "code_hash", "issued_by_id", "issued_at", "expires_at", "used_at"):
+            setattr(obj, field, getattr(issued, field))  # admin logs and redirects with the row just issued
+        self.message_user(request, f"Enrolment code for {obj.user.get_username()}: {code} — give it to them in "
+                                   "person or by phone; it is shown only now and works once.")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

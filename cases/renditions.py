@@ -83,6 +83,23 @@ def warning_card(lines):
     return _encode(img)
 
 
+def shows_unblurred(item, pref):
+    """Whether `blurred(item, pref)` would show the item's pixels without blur (a "no blur" preference
+    on a picture): such a rendition is a reveal, whatever its other filters."""
+    return (pref.blur == ViewingPreference.Blur.NONE and not pref.warning_screen and not pref.problem_for(None)
+            and not item.purged_at and item.kind in (ItemKind.IMAGE, ItemKind.VIDEO))
+
+
+def org_default(category=""):
+    """The organisation's default for a category (else for all), blurred: a "no blur" default is replaced by
+    the built-in safe default, so that this is always safe to serve without a reveal."""
+    rows = {p.category: p for p in ViewingPreference.objects.filter(user__isnull=True, category__in={category, ""})}
+    pref = rows.get(category) or rows.get("") or ViewingPreference()
+    if pref.blur == ViewingPreference.Blur.NONE or pref.problem_for(None):
+        pref = ViewingPreference()
+    return pref
+
+
 def blurred(item, pref=None, caption=()):
     """The default rendition: small and filtered per the reviewer's preference (strong blur and
     greyscale unless they chose otherwise), or a warning card. Cached in the private store."""

@@ -40,12 +40,33 @@ class Rejection(Exception):
     message: str
 
 
+def _has_nul(value):
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            return True
+        if isinstance(node, dict):
+            stack += list(node) + list(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack += node
+    return False
+
+
+def refuse_nul(**values):
+    """PostgreSQL stores no NUL character in text or JSON: refuse one, naming the field, before the database."""
+    for field, value in values.items():
+        if _has_nul(value):
+            raise Rejection(field, "must not contain NUL characters (\\x00)")
+
+
 def request_analysis(kind, pk):
     """Once the subject's row commits, score its risk and text surfaces (the sweep covers a lost job)."""
     enqueue("detection.jobs.analysis.analyse_subject", kind, pk, queue="default")
 
 
 def upsert_account(external_id, fields):
+    refuse_nul(external_id=external_id, **fields)
     with transaction.atomic():
         account, created = Account.objects.update_or_create(external_id=external_id, defaults=fields)
         if "facts" in fields:
@@ -86,6 +107,7 @@ def sync_links(account):
 
 
 def upsert_group(external_id, fields, *, members=None):
+    refuse_nul(external_id=external_id, members=members, **fields)
     with transaction.atomic():
         group, created = Group.objects.update_or_create(external_id=external_id, defaults=fields)
         if members is not None:
@@ -108,6 +130,7 @@ def _subjects(account_id, group_id):
 def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", original_name="",
                 declared_type="", uploaded_at=None, ip=None, actor_label="api"):
     """Store a file as a new item and queue it for scanning. Returns the committed Item."""
+    refuse_nul(account=account_id, group=group_id, external_id=external_id, file=[original_name, declared_type])
     md5, sha256 = digests(data)
     relative = storage.save_original(data)
     try:
@@ -128,6 +151,7 @@ def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, externa
 
 
 def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=None, ip=None, actor_label="api"):
+    refuse_nul(text=text, account=account_id, group=group_id, external_id=external_id)
     md5, sha256 = digests(text.encode())
     with transaction.atomic():
         account, group = _subjects(account_id, group_id)
@@ -145,6 +169,7 @@ def submit_report(*, reporter, reason, comment="", account_id=None, group_id=Non
     """Record a user report and the signal it raises on the reported subject."""
     if reason not in REPORT_REASONS:
         raise Rejection("reason", f"unknown reason; one of: {', '.join(REPORT_REASONS)}")
+    refuse_nul(reporter=reporter, comment=comment, account=account_id, group=group_id, external_id=external_id)
     with transaction.atomic():
         item = account = group = None
         if item_id is not None:

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_rq",
     "axes",
+    "csp",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -47,6 +48,7 @@ if DEBUG or TESTING or DEMO:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -55,6 +57,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "cases.web.middleware.SessionPolicyMiddleware",
+    "cases.web.middleware.NoStoreMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -135,6 +138,11 @@ AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client address axes locks on. Only behind a proxy (TRUSTED_PROXY_COUNT > 0 proxies of ours,
+# each appending to X-Forwarded-For) is that header read, and then only the entry our outermost
+# proxy wrote; otherwise REMOTE_ADDR, never a header the client can send.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "cases.web.middleware.client_ip_for_throttling"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
@@ -239,6 +247,11 @@ RISK_SWEEP_LIMIT = envint("RISK_SWEEP_LIMIT", 5000)
 REQUIRE_2FA_FOR_REVEAL = envbool("REQUIRE_2FA_FOR_REVEAL", True)
 REVEAL_SECONDS = envint("REVEAL_SECONDS", 10)  # a revealed item re-blurs after this
 OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Review console")
+# Enrolling an authenticator needs a one-time code an administrator issued (admin: Enrolment codes,
+# or `manage.py issue_enrolment_code USER`): a stolen password alone cannot bind a device. The demo
+# turns it off so that its logins work at once.
+TWO_FACTOR_ENROLMENT_CODE_REQUIRED = envbool("TWO_FACTOR_ENROLMENT_CODE_REQUIRED", not envbool("DEMO"))
+TWO_FACTOR_ENROLMENT_CODE_HOURS = envint("TWO_FACTOR_ENROLMENT_CODE_HOURS", 72)
 # Sessions end after SESSION_IDLE_SECONDS without a request, and SESSION_MAX_SECONDS after sign-in.
 SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 30 * 60)
 SESSION_MAX_SECONDS = envint("SESSION_MAX_SECONDS", 10 * 3600)
@@ -263,6 +276,20 @@ CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp 4 format): no inline script or style anywhere; reveals are
+# shown from blob: URLs made from the fetched rendition.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
 if not DEBUG:
     # Tests talk plain HTTP to the test client and a loopback live server.
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not TESTING)

@@ -394,7 +394,13 @@ def test_admin_and_job_dashboard_need_a_verified_second_factor(client, users):
 def test_enrolling_and_verifying_a_totp_device(client, users):
     from django_otp.oath import totp
     from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from cases.actions.enrolment import issue_enrolment_code
     client.force_login(users["specialist"])
+    page = client.get("/account/two-factor/").content.decode()
+    assert "<svg" not in page and "enrolment code" in page  # the password alone does not enrol
+    code = issue_enrolment_code(users["admin"], users["specialist"])
+    client.post("/account/two-factor/", {"enrolment_code": code.lower()})
     page = client.get("/account/two-factor/").content.decode()
     assert "<svg" in page
     device = TOTPDevice.objects.get(user=users["specialist"], confirmed=False)

@@ -407,11 +407,11 @@ def viewed_by_esp(item):
     The audit log is the record: an `evidence.revealed` of this item by a person (not the system).
     A reveal shows a still image whole, in colour and unblurred. A video or an animation is revealed
     as one sheet of sampled frames, not every frame, so it does not count as viewed. Blurred, toned
-    or reduced-detail renditions (every preference, "no blur" included, keeps a filter) are audited
-    as `evidence.viewed_blurred` and never count.
+    or reduced-detail renditions never count: a "no blur" preference keeps another filter, and is
+    audited as a reveal (for access, budget and the record) marked `rendition: filtered-unblurred`.
     """
     reveals = AuditEvent.objects.filter(item=item, action=Event.EVIDENCE_REVEALED).exclude(
-        actor__isnull=True, actor_label__in=["", "system"])
+        actor__isnull=True, actor_label__in=["", "system"]).exclude(details__rendition="filtered-unblurred")
     if not reveals.exists():
         return False, []
     if item.kind == ItemKind.VIDEO or item.frame_hashes:

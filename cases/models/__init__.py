@@ -5,6 +5,7 @@ from cases.models.api import ApiToken
 from cases.models.cybertip import INCIDENT_TYPES, CyberTipExchange, CyberTipFile, CyberTipReport
 from cases.models.decisions import Action, Decision, QAReview, ReasonCode
 from cases.models.enforcement import Enforcement, EnforcementStatus, Platform, generate_secret
+from cases.models.enrolment import EnrolmentCode
 from cases.models.legal import (
     Agency,
     AgencyMember,
@@ -32,7 +33,8 @@ from cases.models.review import Case, CaseStatus, CaseView, ReviewQueue, Routing
 __all__ = [
     "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
     "BankEffect", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile", "CyberTipReport",
-    "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus", "IntegrityAlert",
+    "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus", "EnrolmentCode",
+    "IntegrityAlert",
     "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus",
     "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview", "ReasonCode", "RemoveScope", "ReviewQueue",
     "RoutingRule", "SubjectNote", "ViewingPreference", "generate_secret",

@@ -1,21 +1,35 @@
 """The platform's HTTP API under /api/v1/: token-authenticated JSON."""
 
 import json
+import logging
+import math
+import re
 from functools import wraps
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db.models import Count
-from django.http import JsonResponse
+from django.http import JsonResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from cases.actions import enforcement as enforcement_actions
 from cases.models import Case, CaseStatus, Enforcement
-from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of
-from cases.web.openapi import document
+from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of, json_type_errors
+from cases.web.openapi import MAX_ID, MAX_JSON_DEPTH, MAX_LIMIT, MAX_OFFSET, document  # the documented bounds
 from cases.web.permissions import api_token_for, client_ip
 from detection import intake
 from detection.models import Item, ItemKind, Signal
+
+logger = logging.getLogger(__name__)
+
+MAX_DETAIL_CHARS = 2000
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class UnsupportedMediaType(Exception):
+    """A body that is not JSON where JSON is expected: a 415 from api_view."""
 
 
 def error(status, message, **extra):
@@ -39,7 +53,24 @@ def api_view(methods):
                 return _unauthorised("invalid or revoked token" if header.startswith("Bearer ")
                                      else "missing `Authorization: Bearer <token>` header")
             request.api_token = token
-            return view(request, *args, **kwargs)
+            length = request.META.get("CONTENT_LENGTH") or "0"
+            if not _DIGITS.fullmatch(length.strip()):
+                return error(400, "the Content-Length header must be a whole number of bytes")
+            try:
+                return view(request, *args, **kwargs)
+            except RequestDataTooBig:
+                return error(413, f"request body too large: limit {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+            except (MultiPartParserError, UnreadablePostError) as exc:
+                return error(400, f"unreadable request body: {exc}")
+            except SuspiciousOperation as exc:  # too many fields or files, and the like
+                return error(400, f"refused request: {exc}")
+            except UnsupportedMediaType as exc:
+                return error(415, str(exc))
+            except intake.Rejection as exc:
+                return error(400, "invalid input", fields={exc.field: [exc.message]})
+            except Exception:  # never Django's HTML error page under /api/
+                logger.exception("API error on %s %s", request.method, request.path)
+                return error(500, "internal error; the request was not applied")
 
         return wrapper
 
@@ -52,30 +83,92 @@ def _unauthorised(message):
     return response
 
 
-def _json_body(request):
-    if request.content_type != "application/json":
-        raise ValueError("send a JSON body with Content-Type: application/json")
-    if len(request.body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-        raise ValueError("JSON body too large")
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range for a number")
+    return value
+
+
+def _check_tree(value):
+    """Depth and unpaired surrogates anywhere in parsed JSON (keys included)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, dict):
+            stack += [(k, depth) for k in node] + [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node]
+        elif isinstance(node, str):  # NUL characters are refused by the forms, naming the field
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a string holds an unpaired surrogate (not valid Unicode text)") from None
+
+
+def parse_json(raw):
+    """Strict JSON: UTF-8 only, no NaN/Infinity or overflowing numbers, bounded depth; ValueError otherwise."""
     try:
-        body = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        _check_tree(value)
+    except UnicodeDecodeError:
+        raise ValueError("malformed JSON: the body is not valid UTF-8") from None
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"malformed JSON: {exc}") from None
+    return value
+
+
+def _json_body(request):
+    """The JSON object sent; an empty body (with or without a Content-Type) is the empty object."""
+    empty = (request.META.get("CONTENT_LENGTH") or "0").strip() == "0"
+    if request.content_type != "application/json" and not empty:
+        raise UnsupportedMediaType("send a JSON body with Content-Type: application/json")
+    raw = request.body  # RequestDataTooBig over DATA_UPLOAD_MAX_MEMORY_SIZE: a 413 from api_view
+    if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        raise RequestDataTooBig("JSON body too large")
+    body = parse_json(raw or b"{}")
     if not isinstance(body, dict):
         raise ValueError("the JSON body must be an object")
-    try:
-        # JSON may spell a lone UTF-16 surrogate (\ud800) that no database or file can store.
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("malformed JSON: a string holds an unpaired surrogate (not valid Unicode text)") from None
     return body
 
 
+def _query_int(request, name, default, maximum, minimum=0):
+    value = request.GET.get(name)
+    if value is None:
+        return default
+    if not _DIGITS.fullmatch(value) or not minimum <= int(value) <= maximum:
+        raise ValueError(f"{name} must be a whole number from {minimum} to {maximum}")
+    return int(value)
+
+
 def _form_data(body, form_class):
-    """JSON values as a form's data: objects and lists stay JSON text for JSON fields."""
+    """JSON values as a form's data: objects and lists stay JSON text for JSON fields; null is left out."""
     json_fields = {name for name, field in form_class.base_fields.items() if isinstance(field, forms.JSONField)}
     return {k: (json.dumps(v) if k in json_fields and not isinstance(v, str) else v) for k, v in body.items()
             if v is not None}
+
+
+def _json_form(body, form_class):
+    """A bound form for a JSON body, or a 400 naming each field whose JSON type is wrong."""
+    body = {k: v for k, v in body.items() if v is not None}
+    wrong = json_type_errors(form_class, body)
+    if wrong:
+        return body, None, wrong
+    return body, form_class(_form_data(body, form_class)), None
+
+
+@csrf_exempt  # any method: a POST to an unknown path is a JSON 404, not the CSRF page
+def not_found(request, path=""):
+    return error(404, "no such API endpoint; see /api/v1/openapi.json")
 
 
 def openapi(request):
@@ -84,7 +177,7 @@ def openapi(request):
 
 @api_view(["POST"])
 def items(request):
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)  # a whole number: checked by api_view
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return error(413, f"request too large: limit {settings.MAX_UPLOAD_BYTES} bytes per file")
     if request.content_type == "application/json":
@@ -93,7 +186,9 @@ def items(request):
         except ValueError as exc:
             return error(400, str(exc))
         body.setdefault("kind", ItemKind.TEXT)
-        form = ItemForm(_form_data(body, ItemForm))
+        body, form, wrong = _json_form(body, ItemForm)
+        if wrong:
+            return error(400, "invalid item", fields=wrong)
     elif request.content_type == "multipart/form-data":
         upload = request.FILES.get("file")
         if upload is not None and upload.size > settings.MAX_UPLOAD_BYTES:
@@ -154,12 +249,18 @@ def item_detail(request, pk):
 
 def _upsert(request, external_id, form_class, upsert):
     if not external_id or len(external_id) > 255:
-        return error(400, "the external id must be 1 to 255 characters")
+        return error(400, "the external id must be 1 to 255 characters",
+                     fields={"external_id": ["1 to 255 characters"]})
+    if "\x00" in external_id:
+        return error(400, "the external id must not contain NUL characters",
+                     fields={"external_id": ["must not contain NUL characters (\\x00)"]})
     try:
         body = _json_body(request)
     except ValueError as exc:
         return error(400, str(exc))
-    form = form_class(_form_data(body, form_class))
+    body, form, wrong = _json_form(body, form_class)
+    if wrong:
+        return error(400, "invalid subject", fields=wrong)
     if not form.is_valid():
         return error(400, "invalid subject", fields=errors_of(form))
     fields = {k: v for k, v in form.cleaned_data.items() if k in body}
@@ -188,7 +289,9 @@ def reports(request):
         body = _json_body(request)
     except ValueError as exc:
         return error(400, str(exc))
-    form = ReportForm(_form_data(body, ReportForm))
+    body, form, wrong = _json_form(body, ReportForm)
+    if wrong:
+        return error(400, "invalid report", fields=wrong)
     if not form.is_valid():
         return error(400, "invalid report", fields=errors_of(form))
     data = form.cleaned_data
@@ -214,10 +317,10 @@ def cases(request):
     elif status != "all":
         return error(400, "status must be open, closed or all")
     try:
-        limit = min(max(int(request.GET.get("limit", 100)), 1), 500)
-        offset = max(int(request.GET.get("offset", 0)), 0)
-    except ValueError:
-        return error(400, "limit and offset must be whole numbers")
+        limit = _query_int(request, "limit", 100, MAX_LIMIT, minimum=1)
+        offset = _query_int(request, "offset", 0, MAX_OFFSET)
+    except ValueError as exc:
+        return error(400, str(exc))
     page = list(queryset[offset:offset + limit])
     summaries = _signal_summaries([c.pk for c in page])
     return JsonResponse({
@@ -259,10 +362,10 @@ def enforcements(request):
     if status not in filters:
         return error(400, "status must be unconfirmed, confirmed or all")
     try:
-        after = int(request.GET.get("after", 0))
-    except ValueError:
-        return error(400, "after must be a whole number")
-    page = list(queryset.filter(pk__gt=after, **filters[status])[:500])
+        after = _query_int(request, "after", 0, MAX_ID)
+    except ValueError as exc:
+        return error(400, str(exc))
+    page = list(queryset.filter(pk__gt=after, **filters[status])[:MAX_LIMIT])
     return JsonResponse({"results": [_enforcement_json(e) for e in page]})
 
 
@@ -274,11 +377,17 @@ def confirm_enforcement(request, pk):
         return error(400, str(exc))
     result = body.get("result")
     if result not in ("applied", "failed"):
-        return error(400, "invalid confirmation", fields={"result": ["must be applied or failed"]})
+        return error(400, "invalid confirmation", fields={"result": ["required: applied or failed"]})
+    detail = body.get("detail")
+    if detail is None:
+        detail = ""
+    if not isinstance(detail, str) or "\x00" in detail or len(detail) > MAX_DETAIL_CHARS:
+        return error(400, "invalid confirmation",
+                     fields={"detail": [f"must be text of at most {MAX_DETAIL_CHARS} characters, without NUL"]})
     try:
         # The first confirmation stands; a repeat is answered with it.
         enforcement = enforcement_actions.confirm_enforcement(
-            request.api_token, pk, result=result, detail=body.get("detail", ""), ip=client_ip(request))
+            request.api_token, pk, result=result, detail=detail, ip=client_ip(request))
     except Enforcement.DoesNotExist:
         return error(404, "no such enforcement")
     return JsonResponse(_enforcement_json(enforcement))

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from cases.web import api
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("cases", api.cases, name="cases"),
     path("enforcements", api.enforcements, name="enforcements"),
     path("enforcements/<int:pk>/confirm", api.confirm_enforcement, name="confirm_enforcement"),
+    re_path(r"^(?P<path>.*)$", api.not_found, name="not_found"),  # last: a JSON 404, not the HTML page
 ]

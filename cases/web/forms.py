@@ -1,6 +1,8 @@
 """Validation of what the platform sends, with errors worded for the integrator."""
 
+import datetime
 import json
+import math
 
 from django import forms
 from django.conf import settings
@@ -9,22 +11,123 @@ from detection.intake import REPORT_REASONS
 from detection.models import ItemKind
 
 MAX_FACTS_BYTES = 16 * 1024
+MAX_MEMBERS = 1000
+MAX_MEMBER_COUNT = 10**9
+MAX_HASH_CHARS = 128
+MAX_DEVICE_HASHES = 20
 IDENTIFIER = {"max_length": 255, "strip": True}
+NUL_MESSAGE = "must not contain NUL characters (\\x00)"
+
+# The facts the risk scores read, and what each must be (the OpenAPI document states the same).
+COUNT, SHARE, HASH, HASHES = "count", "share", "hash", "hashes"
+ACCOUNT_FACTS = {"phone_hash": HASH, "device_hashes": HASHES, "teen_non_contacts_initiated_7d": COUNT,
+                 "non_contacts_initiated_7d": COUNT, "blocked_by_teens_30d": COUNT, "reported_by_teens_30d": COUNT}
+GROUP_FACTS = {"invite_link_resets_7d": COUNT, "member_joins_7d": COUNT, "media_post_share": SHARE,
+               "teen_members": COUNT, "adult_members": COUNT}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fact_error(kind, value):
+    if kind == COUNT and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return "must be a whole number, 0 or more"
+    if kind == SHARE and not (_is_number(value) and 0 <= value <= 1):
+        return "must be a number from 0 to 1"
+    if kind == HASH and not (isinstance(value, str) and len(value) <= MAX_HASH_CHARS):
+        return f"must be a string of at most {MAX_HASH_CHARS} characters"
+    if kind == HASHES and not (isinstance(value, list) and len(value) <= MAX_DEVICE_HASHES and all(
+            isinstance(v, str) and len(v) <= MAX_HASH_CHARS for v in value)):
+        return f"must be a list of at most {MAX_DEVICE_HASHES} strings of at most {MAX_HASH_CHARS} characters"
+    return None
+
+
+def _bad_value(value):
+    """Why a JSON value cannot be stored (a NUL character, NaN or an infinity anywhere), or None."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack += list(node) + list(node.values())
+        elif isinstance(node, list):
+            stack += node
+        elif isinstance(node, str) and "\x00" in node:
+            return NUL_MESSAGE
+        elif isinstance(node, float) and not math.isfinite(node):
+            return "must not hold NaN or infinite numbers"
+    return None
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not a JSON number")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 class FactsField(forms.JSONField):
+    """A JSON object of behaviour facts; the known keys (`spec`) must have the documented types."""
+
+    def __init__(self, *, spec=None, **kwargs):
+        self.spec = spec or {}
+        super().__init__(**kwargs)
+
     def to_python(self, value):
-        value = super().to_python(value)
+        if isinstance(value, str) and value not in self.empty_values:
+            try:
+                value = _strict_json(value)
+            except (ValueError, RecursionError):
+                raise forms.ValidationError("must be a JSON object") from None
+        else:
+            value = super().to_python(value)
         if value in (None, ""):
             return {}
         if not isinstance(value, dict):
             raise forms.ValidationError("must be a JSON object")
+        problem = _bad_value(value)
+        if problem:
+            raise forms.ValidationError(problem)
         if len(json.dumps(value)) > MAX_FACTS_BYTES:
             raise forms.ValidationError(f"must be at most {MAX_FACTS_BYTES} bytes of JSON")
+        for key, kind in self.spec.items():
+            message = _fact_error(kind, value[key]) if key in value else None
+            if message:
+                raise forms.ValidationError(f"`{key}` {message}")
         return value
 
     def bound_data(self, data, initial):
         return data
+
+
+class DateTimeField(forms.DateTimeField):
+    """An ISO 8601 date and time that can be stored: no year 1 or 9999 offsets that overflow in UTC."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and not isinstance(value, (str, datetime.datetime)):
+            raise forms.ValidationError("must be a date and time as an ISO 8601 string")
+        value = super().to_python(value)
+        if value is not None:
+            try:
+                value.astimezone(datetime.UTC)
+            except (OverflowError, ValueError):
+                raise forms.ValidationError("out of range") from None
+        return value
+
+
+def json_type_errors(form_class, body):
+    """Field errors for JSON values of the wrong type (a number for a string, a list for a date, ...)."""
+    errors = {}
+    for name, value in body.items():
+        field = form_class.base_fields.get(name)
+        if field is None or value is None or isinstance(field, (forms.JSONField, forms.FileField)):
+            continue
+        if isinstance(field, forms.IntegerField):
+            if isinstance(value, bool) or not isinstance(value, int):
+                errors[name] = ["must be a whole number"]
+        elif not isinstance(value, str):
+            errors[name] = ["must be a string"]
+    return errors
 
 
 class ItemForm(forms.Form):
@@ -32,7 +135,7 @@ class ItemForm(forms.Form):
     group = forms.CharField(required=False, **IDENTIFIER)
     kind = forms.ChoiceField(choices=ItemKind.choices, required=False)
     external_id = forms.CharField(required=False, **IDENTIFIER)
-    uploaded_at = forms.DateTimeField(required=False)
+    uploaded_at = DateTimeField(required=False)
     ip = forms.GenericIPAddressField(required=False)
     text = forms.CharField(required=False, strip=False)
     file = forms.FileField(required=False, allow_empty_file=True)
@@ -56,6 +159,8 @@ class ItemForm(forms.Form):
             self.add_error("file", f"too large: {upload.size} bytes (limit {settings.MAX_UPLOAD_BYTES})")
         elif upload.size == 0:
             self.add_error("file", "empty file")
+        elif "\x00" in (upload.name or "") + (upload.content_type or ""):
+            self.add_error("file", f"the file name and content type {NUL_MESSAGE}")
         return data
 
 
@@ -66,15 +171,15 @@ class AccountForm(forms.Form):
     email = forms.CharField(required=False, max_length=320)
     phone = forms.CharField(required=False, max_length=64)
     age_band = forms.CharField(required=False, max_length=16)
-    registered_at = forms.DateTimeField(required=False)
-    facts = FactsField(required=False)
+    registered_at = DateTimeField(required=False)
+    facts = FactsField(required=False, spec=ACCOUNT_FACTS)
 
 
 class GroupForm(forms.Form):
     name = forms.CharField(required=False, max_length=255)
     description = forms.CharField(required=False, max_length=5000)
-    member_count = forms.IntegerField(required=False, min_value=0, max_value=10**9)
-    facts = FactsField(required=False)
+    member_count = forms.IntegerField(required=False, min_value=0, max_value=MAX_MEMBER_COUNT)
+    facts = FactsField(required=False, spec=GROUP_FACTS)
     members = forms.JSONField(required=False)
 
     def clean_members(self):
@@ -83,8 +188,10 @@ class GroupForm(forms.Form):
             return None
         if not isinstance(members, list) or not all(isinstance(m, str) and 0 < len(m) <= 255 for m in members):
             raise forms.ValidationError("must be a list of account ids (strings of 1 to 255 characters)")
-        if len(members) > 1000:
-            raise forms.ValidationError("at most 1000 members a request")
+        if any("\x00" in m for m in members):
+            raise forms.ValidationError(f"account ids {NUL_MESSAGE}")
+        if len(members) > MAX_MEMBERS:
+            raise forms.ValidationError(f"at most {MAX_MEMBERS} members a request")
         return members
 
 
@@ -92,7 +199,7 @@ class ReportForm(forms.Form):
     reporter = forms.CharField(**IDENTIFIER)
     account = forms.CharField(required=False, **IDENTIFIER)
     group = forms.CharField(required=False, **IDENTIFIER)
-    item = forms.IntegerField(required=False, min_value=1)
+    item = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     reason = forms.ChoiceField(choices=[(k, v[0]) for k, v in REPORT_REASONS.items()])
     comment = forms.CharField(required=False, max_length=5000)
     external_id = forms.CharField(required=False, **IDENTIFIER)

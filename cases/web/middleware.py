@@ -9,9 +9,11 @@ from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.http import urlencode
 
 from cases.actions.claims import release_all_claims
+from cases.web.permissions import client_ip
 
 STARTED, SEEN = "policy_started", "policy_seen"
 # Pages that need a verified second factor, whatever the role: every staff route (the admin site and
@@ -20,6 +22,7 @@ STARTED, SEEN = "policy_started", "policy_seen"
 # report and recording a destruction are checked in their views (cases.web.reports).
 TWO_FACTOR_PATHS = ("/admin/", "/django-rq/", "/le/", "/legal/", "/metrics/", "/qa/", "/destruction-requests/")
 # All an agency's officer may reach: their portal, signing in and out, their second factor.
+STATIC_PREFIX = "/static/"
 PORTAL_PATHS = ("/le/", "/logout/", "/login/", "/account/two-factor/", "/account/verify/", "/static/")
 
 
@@ -58,3 +61,26 @@ def _back_to(request):
     referer = urlsplit(request.META.get("HTTP_REFERER", ""))
     same_site = referer.netloc == request.get_host() and referer.path.startswith("/") and "//" not in referer.path
     return referer.path if same_site else "/"
+
+
+class NoStoreMiddleware:
+    """No copy of a signed-in page in any cache (the browser's, a proxy's): every response to a signed-in
+    user may show case data. Static files are left cacheable; an explicit no-store is kept as set."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if (user is not None and user.is_authenticated and not request.path.startswith(STATIC_PREFIX)
+                and "no-store" not in response.get("Cache-Control", "")):
+            add_never_cache_headers(response)
+            patch_cache_control(response, private=True)
+        return response
+
+
+def client_ip_for_throttling(request):
+    """The address login throttling (django-axes) counts failures against: the same client address
+    the audit log records (cases.web.permissions.client_ip)."""
+    return client_ip(request)

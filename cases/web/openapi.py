@@ -1,8 +1,22 @@
 """The OpenAPI 3.1 document of the platform API, served at /api/v1/openapi.json."""
 
+from django.conf import settings
+
+from cases.web.forms import MAX_DEVICE_HASHES, MAX_HASH_CHARS, MAX_MEMBER_COUNT, MAX_MEMBERS
 from detection.intake import REPORT_REASONS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+# Bounds the API enforces (cases.web.api): query numbers, JSON nesting.
+MAX_LIMIT, MAX_OFFSET, MAX_ID, MAX_JSON_DEPTH = 500, 10**9, 2**63 - 1, 32
+
+
+def _opt(schema):
+    """An optional body field: null is the same as leaving it out."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _text(max_length, min_length=0):
+    return {"type": "string", "minLength": min_length, "maxLength": max_length}
 
 
 def _json(schema):
@@ -11,11 +25,18 @@ def _json(schema):
 
 def _responses(ok_status, ok_schema, *errors):
     responses = {str(ok_status): {"description": "OK", **_json(ok_schema)}}
-    texts = {400: "Invalid input", 401: "Missing or bad token", 404: "Not found", 413: "Too large",
+    texts = {400: "Invalid input: malformed JSON (NaN, nested deeper than 32 levels, not UTF-8), a wrong "
+                  "type, a NUL character, a value out of range; `fields` names each bad field",
+             401: "Missing or bad token", 404: "Not found", 413: "Too large",
              415: "Unsupported content type"}
     for code in (401, *errors):
         responses[str(code)] = {"description": texts[code], **_json(ERROR)}
     return responses
+
+
+UPSERTED = {"$ref": "#/components/schemas/Upserted"}
+EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
 
 
 def document():
@@ -33,8 +54,9 @@ def document():
         "(everyone outside its contacts it started one with), `blocked_by_teens_30d` and "
         "`reported_by_teens_30d` (distinct teen accounts, last 30 days). Other keys are kept and shown."),
         "properties": {
-            "phone_hash": {"type": "string", "maxLength": 128},
-            "device_hashes": {"type": "array", "items": {"type": "string", "maxLength": 128}, "maxItems": 20},
+            "phone_hash": {"type": "string", "maxLength": MAX_HASH_CHARS},
+            "device_hashes": {"type": "array", "items": {"type": "string", "maxLength": MAX_HASH_CHARS},
+                              "maxItems": MAX_DEVICE_HASHES},
             "teen_non_contacts_initiated_7d": count, "non_contacts_initiated_7d": count,
             "blocked_by_teens_30d": count, "reported_by_teens_30d": count,
         }}
@@ -56,8 +78,9 @@ def document():
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"],
-                          "properties": {"error": string, "fields": {"type": "object"}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": string,
+                    "fields": {"type": "object", "additionalProperties": {"type": "array", "items": string}}}},
                 "Accepted": {"type": "object", "properties": {"id": {"type": "integer"}, "status": string}},
                 "Signal": {"type": "object", "properties": {
                     "id": {"type": "integer"}, "kind": string, "detector": string, "label": string,
@@ -70,16 +93,23 @@ def document():
                     "group": {"type": ["string", "null"]}, "hashes": {"type": "object"},
                     "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
                     "case": {"type": ["integer", "null"]}}},
-                "Account": {"type": "object", "properties": {
-                    "screen_name": string, "display_name": string, "bio": string, "email": string,
-                    "phone": string, "age_band": string, "registered_at": {"type": "string", "format": "date-time"},
-                    **subject_fields, "facts": account_facts}},
-                "Group": {"type": "object", "properties": {
-                    "name": string, "description": string, "member_count": {"type": "integer"},
-                    "members": {"type": "array", "items": string}, **subject_fields, "facts": group_facts}},
+                "Account": {"type": "object", "description": "Fields left out (or null) are left as they are.",
+                            "properties": {
+                    "screen_name": _opt(_text(255)), "display_name": _opt(_text(255)), "bio": _opt(_text(5000)),
+                    "email": _opt(_text(320)), "phone": _opt(_text(64)), "age_band": _opt(_text(16)),
+                    "registered_at": _opt({"type": "string", "format": "date-time"}),
+                    **subject_fields, "facts": _opt(account_facts)}},
+                "Group": {"type": "object", "description": "Fields left out (or null) are left as they are.",
+                          "properties": {
+                    "name": _opt(_text(255)), "description": _opt(_text(5000)),
+                    "member_count": _opt({"type": "integer", "minimum": 0, "maximum": MAX_MEMBER_COUNT}),
+                    "members": _opt({"type": "array", "items": _text(255, 1), "maxItems": MAX_MEMBERS}),
+                    **subject_fields, "facts": _opt(group_facts)}},
                 "Report": {"type": "object", "required": ["reporter", "reason"], "properties": {
-                    "reporter": string, "account": string, "group": string, "item": {"type": "integer"},
-                    "reason": {"enum": list(REPORT_REASONS)}, "comment": string, "external_id": string},
+                    "reporter": _text(255, 1), "account": _opt(_text(255)), "group": _opt(_text(255)),
+                    "item": _opt({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+                    "reason": {"enum": list(REPORT_REASONS)}, "comment": _opt(_text(5000)),
+                    "external_id": _opt(_text(255))},
                     "description": "Exactly one of account, group or item."},
                 "Upserted": {"type": "object", "properties": {
                     "external_id": string, "created": {"type": "boolean"}, "status": string}},
@@ -90,64 +120,71 @@ def document():
         "paths": {
             "/items": {"post": {
                 "summary": "Submit an image, video or text item for scanning",
-                "requestBody": {"content": {
+                "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file", "account"],
-                        "properties": {"file": {"type": "string", "format": "binary"}, "account": string,
-                                       "group": string, "kind": {"enum": ["image", "video"]},
-                                       "external_id": string, "uploaded_at": {"type": "string", "format": "date-time"},
+                        "properties": {"file": {"type": "string", "format": "binary"}, "account": _text(255, 1),
+                                       "group": _text(255), "kind": {"enum": ["image", "video"]},
+                                       "external_id": _text(255),
+                                       "uploaded_at": {"type": "string", "format": "date-time"},
                                        "ip": string}}},
                     "application/json": {"schema": {"type": "object", "required": ["text", "account"],
-                        "properties": {"text": string, "account": string, "group": string,
-                                       "kind": {"enum": ["text"]}, "external_id": string}}},
+                        "properties": {"text": _text(settings.MAX_TEXT_CHARS, 1), "account": _text(255, 1),
+                                       "group": _opt(_text(255)), "kind": _opt({"enum": ["text"]}),
+                                       "external_id": _opt(_text(255)),
+                                       "uploaded_at": _opt({"type": "string", "format": "date-time"}),
+                                       "ip": _opt(string)}}},
                 }},
                 "responses": {**_responses(202, {"$ref": "#/components/schemas/Accepted"}, 400, 413, 415),
-                              "200": {"description": "Already received (same account and external_id)"}},
+                              "200": {"description": "Already received (same account and external_id)",
+                                      **_json({"type": "object"})}},
             }},
             "/items/{id}": {"get": {
                 "summary": "An item's status, hashes, signals and case",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": _responses(200, {"$ref": "#/components/schemas/Item"}, 404),
+                "responses": _responses(200, {"$ref": "#/components/schemas/Item"}, 400, 404),
             }},
             "/accounts/{external_id}": {"put": {
                 "summary": "Create or update an account with its text surfaces and behaviour facts",
-                "parameters": [{"name": "external_id", "in": "path", "required": True, "schema": string}],
+                "parameters": [EXTERNAL_ID],
                 "requestBody": _json({"$ref": "#/components/schemas/Account"}),
-                "responses": {**_responses(200, {"$ref": "#/components/schemas/Upserted"}, 400),
-                              "201": {"description": "Created"}},
+                "responses": {**_responses(200, UPSERTED, 400, 404, 413, 415),
+                              "201": {"description": "Created", **_json(UPSERTED)}},
             }},
             "/groups/{external_id}": {"put": {
                 "summary": "Create or update a group with its text surfaces, members and behaviour facts",
-                "parameters": [{"name": "external_id", "in": "path", "required": True, "schema": string}],
+                "parameters": [EXTERNAL_ID],
                 "requestBody": _json({"$ref": "#/components/schemas/Group"}),
-                "responses": {**_responses(200, {"$ref": "#/components/schemas/Upserted"}, 400),
-                              "201": {"description": "Created"}},
+                "responses": {**_responses(200, UPSERTED, 400, 404, 413, 415),
+                              "201": {"description": "Created", **_json(UPSERTED)}},
             }},
             "/reports": {"post": {
                 "summary": "Submit a user report against an account, group or item",
-                "requestBody": _json({"$ref": "#/components/schemas/Report"}),
-                "responses": _responses(202, {"$ref": "#/components/schemas/Accepted"}, 400),
+                "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/Report"})},
+                "responses": _responses(202, {"$ref": "#/components/schemas/Accepted"}, 400, 413, 415),
             }},
             "/enforcements": {"get": {
                 "summary": "Enforcement the platform must carry out (the pull side of the signed webhooks)",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"enum": ["unconfirmed", "confirmed", "all"]}},
-                    {"name": "after", "in": "query", "schema": {"type": "integer"}, "description": "id cursor"},
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                     "description": "id cursor"},
                 ],
                 "responses": _responses(200, {"type": "object"}, 400),
             }},
             "/enforcements/{id}/confirm": {"post": {
                 "summary": "Confirm that an enforcement was applied (or could not be)",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "requestBody": _json({"type": "object", "required": ["result"], "properties": {
-                    "result": {"enum": ["applied", "failed"]}, "detail": string}}),
-                "responses": _responses(200, {"type": "object"}, 400, 404),
+                "requestBody": {"required": True, **_json({"type": "object", "required": ["result"], "properties": {
+                    "result": {"enum": ["applied", "failed"]}, "detail": _opt(_text(2000))}})},
+                "responses": _responses(200, {"type": "object"}, 400, 404, 413, 415),
             }},
             "/cases": {"get": {
                 "summary": "Cases with subject, queue, priority and a summary of their signals",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"enum": ["open", "closed", "all"]}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+                    {"name": "offset", "in": "query",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}},
                 ],
                 "responses": _responses(200, {"$ref": "#/components/schemas/CaseList"}, 400),
             }},

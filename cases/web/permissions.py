@@ -5,6 +5,7 @@ API token) or raises PermissionDenied / Http404, as healthchecks' `_get_check_fo
 are Django groups with these permissions (see cases.roles); an active superuser has every one.
 """
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
@@ -138,4 +139,14 @@ def api_token_for(request):
 
 
 def client_ip(request):
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address. X-Forwarded-For is read only when settings.TRUSTED_PROXY_COUNT says that
+    many proxies of ours stand in front, and then only the entry the outermost of them appended
+    (whatever the client sent is to its left and ignored)."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    count = settings.TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    if len(hops) < count:
+        return remote  # not through all our proxies: only the socket's address is known
+    return hops[-count]

@@ -282,10 +282,19 @@ def evidence_blurred(request, item_id):
     item = access_item(request.user, item_id)
     case = (Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id), pk=request.GET.get("case") or 0)
             .select_related("queue").first())
-    pref = ViewingPreference.for_user(request.user, case.queue.slug if case else "")
+    category = case.queue.slug if case else ""
+    pref = ViewingPreference.for_user(request.user, category)
     if pref.problem_for(request.user):
-        pref = ViewingPreference()
-    record_evidence_view(request.user, item, revealed=False, ip=client_ip(request))
+        pref = renditions.org_default(category)
+    unblurred = renditions.shows_unblurred(item, pref)
+    may_reveal = request.user.has_perm("cases.reveal_evidence") and (
+        not settings.REQUIRE_2FA_FOR_REVEAL or request.user.is_verified())  # what evidence_reveal asks
+    if unblurred and not may_reveal:
+        # A rendition without blur is a reveal: without everything a reveal needs, the blurred default.
+        pref, unblurred = renditions.org_default(category), False
+    with transaction.atomic():  # as for a reveal, the audit row commits before any byte is produced
+        record_evidence_view(request.user, item, revealed=unblurred, ip=client_ip(request),
+                             rendition="filtered-unblurred" if unblurred else "")
     return _image_response(renditions.blurred(item, pref, caption_for(item) if pref.warning_screen else ()))
 
 

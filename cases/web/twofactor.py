@@ -14,6 +14,8 @@ from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from cases.actions.enrolment import use_enrolment_code
+from cases.web.permissions import client_ip
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
@@ -32,11 +34,25 @@ def _qr_svg(url):
     return out.getvalue().decode()
 
 
+ENROLMENT_OK = "enrolment_code_ok"
+
+
 @login_required
 def setup(request):
-    """Enrol an authenticator: the secret is shown once, as a QR code, until a code confirms it."""
+    """Enrol an authenticator: the secret is shown once, as a QR code, until a code confirms it.
+
+    First the one-time enrolment code an administrator issued (TWO_FACTOR_ENROLMENT_CODE_REQUIRED):
+    a password alone must not let someone bind their own authenticator to another person's account.
+    """
     if user_has_device(request.user, confirmed=True):
         return render(request, "registration/two_factor_setup.html", {"enrolled": True})
+    if settings.TWO_FACTOR_ENROLMENT_CODE_REQUIRED and request.session.get(ENROLMENT_OK) != request.user.pk:
+        if request.method == "POST" and "enrolment_code" in request.POST:
+            if use_enrolment_code(request.user, request.POST["enrolment_code"], ip=client_ip(request)):
+                request.session[ENROLMENT_OK] = request.user.pk
+                return redirect(f"{request.path}?next={_next(request)}")
+            messages.error(request, "That enrolment code is not valid: ask an administrator for a new one.")
+        return render(request, "registration/two_factor_setup.html", {"needs_code": True, "next": _next(request)})
     device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
     if device is None:
         device = TOTPDevice.objects.create(user=request.user, name="authenticator", confirmed=False)
@@ -45,6 +61,7 @@ def setup(request):
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
+            request.session.pop(ENROLMENT_OK, None)
             audit(request.user, Event.ACCOUNT_TWO_FACTOR_ENROLLED, object_type="user", object_id=request.user.pk)
             messages.success(request, "Two-factor sign-in is on for your account.")
             return redirect(_next(request))

@@ -4,6 +4,9 @@ from django.db import models
 
 
 class Event(models.TextChoices):
+    ACCOUNT_ENROLMENT_CODE_ISSUED = "account.enrolment_code_issued"
+    ACCOUNT_ENROLMENT_CODE_REFUSED = "account.enrolment_code_refused"
+    ACCOUNT_ENROLMENT_CODE_USED = "account.enrolment_code_used"
     ACCOUNT_TWO_FACTOR_ENROLLED = "account.two_factor_enrolled"
     ACCOUNT_TWO_FACTOR_FAILED = "account.two_factor_failed"
     ACCOUNT_TWO_FACTOR_VERIFIED = "account.two_factor_verified"

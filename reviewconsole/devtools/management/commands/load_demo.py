@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from reviewconsole.devtools import demo
@@ -8,6 +9,9 @@ class Command(BaseCommand):
     help = "Load synthetic demo data (images, a demo bank, accounts, groups, reports) and demo logins."
 
     def handle(self, *args, **options):
+        if not (settings.DEBUG or settings.TESTING):
+            raise CommandError("load_demo creates logins with published passwords: it runs only with DEBUG or "
+                               "TESTING on, never with production settings.")
         users = demo.ensure_users()
         with tqdm(total=demo.total_steps(), unit="img", disable=options["verbosity"] == 0) as bar:
             loaded = demo.load(progress=bar.update)
