@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "cases.web.middleware.SessionPolicyMiddleware",
     "cases.web.middleware.NoStoreMiddleware",
+    "cases.web.middleware.JobDashboardLookupMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]

@@ -212,3 +212,16 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api_token
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("redis_conn")
+@pytest.mark.parametrize("path", ["/django-rq/queues/99/", "/django-rq/queues/0/no-such-job/",
+                                  "/django-rq/workers/0/no-such-worker/", "/django-rq/schedulers/99/",
+                                  "/django-rq/queues/0/no-such-job/requeue/", "/django-rq/queues/99/finished/"])
+def test_unknown_ids_in_the_job_dashboard_are_404s(client, users, path):
+    from tests.conftest import verify_2fa
+    client.force_login(users["admin"])
+    verify_2fa(client, users["admin"])
+    client.raise_request_exception = False
+    assert client.get(path).status_code == 404

@@ -7,10 +7,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotFound
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.http import urlencode
+from rq.exceptions import NoSuchJobError
 
 from cases.actions.claims import release_all_claims
 from cases.web.permissions import client_ip
@@ -78,6 +80,24 @@ class NoStoreMiddleware:
             add_never_cache_headers(response)
             patch_cache_control(response, private=True)
         return response
+
+
+class JobDashboardLookupMiddleware:
+    """The RQ dashboard (django-rq's views) answers an unknown queue, job, worker or scheduler id with
+    an exception, so a 500; here such a lookup is a 404, as any other unknown address."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if request.path.startswith("/django-rq/") and isinstance(
+                exception, (NoSuchJobError, IndexError, KeyError, LookupError, ValueError, AttributeError)):
+            return HttpResponseNotFound("Not found: no such queue, job, worker or scheduler.",
+                                        content_type="text/plain")
+        return None
 
 
 def client_ip_for_throttling(request):
