@@ -27,3 +27,8 @@ urlpatterns = [
 
 admin.site.site_header = "Review console administration"
 admin.site.site_title = "Review console admin"
+
+handler400 = "cases.web.errors.bad_request"
+handler403 = "cases.web.errors.permission_denied"
+handler404 = "cases.web.errors.not_found"
+handler500 = "cases.web.errors.server_error"

@@ -225,3 +225,18 @@ def test_unknown_ids_in_the_job_dashboard_are_404s(client, users, path):
     verify_2fa(client, users["admin"])
     client.raise_request_exception = False
     assert client.get(path).status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/", "/api/v2/items", "/api/nothing/here"])
+def test_paths_under_api_outside_v1_answer_json_too(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response["Content-Type"].startswith("application/json")
+    assert response.json()["error"] == "not found"
+
+
+@pytest.mark.django_db
+def test_other_paths_keep_html_error_pages(client, users):
+    client.force_login(users["reviewer"])
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
