@@ -15,7 +15,7 @@ from cases import dispatch
 from cases.cybertip import filing
 from detection.jobs import classify
 from detection.jobs.analysis import analyse_pending
-from detection.models import Item, ItemStatus, Signal
+from detection.models import BankImport, ImportStatus, Item, ItemStatus, Signal
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ TRIAGE_BATCH = 200
 
 
 def sweep(older_than=None, progress=None):
-    """Returns counts of the pending work handed on again: {"items": n, "signals": n}."""
+    """Returns counts of the pending work handed on again: {"items": n, "signals": n, "imports": n, ...}."""
     age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=age)
     counts = {"items": 0, "signals": 0, "enforcements": 0, "reports": 0}
@@ -60,6 +60,16 @@ def sweep(older_than=None, progress=None):
     for pk in due_reports.values_list("pk", flat=True):
         if enqueue_now("cases.cybertip.filing.file_report", pk, queue="dispatch"):
             counts["reports"] += 1
+    # Bank uploads still queued, or running past their lease (a dead worker); the job claims the row.
+    lease_cutoff = timezone.now() - timedelta(seconds=settings.BANK_IMPORT_LEASE_SECONDS)
+    counts["imports"] = 0
+    stale_imports = BankImport.objects.filter(
+        Q(status=ImportStatus.QUEUED, created_at__lte=cutoff)
+        | Q(status=ImportStatus.RUNNING, started_at__lt=lease_cutoff)
+    ).values_list("pk", flat=True)
+    for pk in stale_imports:
+        if enqueue_now("detection.banks.run_import", pk, queue="default"):
+            counts["imports"] += 1
     # Subjects whose facts changed since their risk and text surfaces were last scored.
     counts["subjects"] = analyse_pending(cutoff)
     if any(counts.values()):

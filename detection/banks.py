@@ -2,18 +2,23 @@
 
 import csv
 import io
+import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from detection import matching
 from detection.detectors.vpdq import parse_vpdq_lines
-from detection.models import Bank, BankHash, BankKind, HashType, normalise_hash
+from detection.models import Bank, BankHash, BankImport, BankKind, HashType, ImportStatus, normalise_hash
+from reviewconsole import storage
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
+from reviewconsole.queueing import enqueue, kick, kicked
 
+log = logging.getLogger(__name__)
 MAX_LINE_CHARS = 4096
 BATCH = 5000
 
@@ -92,27 +97,42 @@ def import_hashes(bank_name, stream, *, fmt="txt", hash_type=None, progress=None
     if isinstance(stream, (bytes, bytearray)):
         stream = io.StringIO(stream.decode("utf-8", errors="replace"))
     bank, created = Bank.objects.get_or_create(name=bank_name, defaults={"description": description})
-    summary = {"bank": bank.name, "created": created, "read": 0, "added": 0, "duplicates": 0, "errors": []}
+    summary = _import_into(bank, stream, fmt=fmt, hash_type=hash_type, progress=progress)
+    Bank.objects.filter(pk=bank.pk).update(updated_at=timezone.now())
+    return {"bank": bank.name, "created": created, **summary}
+
+
+def _import_into(bank, stream, *, fmt, hash_type, progress=None, on_flush=None):
+    """Add a stream's hashes to `bank` in batches of BATCH, each in its own transaction.
+
+    `on_flush(summary, final)` runs inside each batch's transaction (and once more, with
+    final=True, in the last one even when it adds nothing), so a caller's progress row commits
+    with the entries it counts. Hashes already in the bank are skipped, never added twice.
+    """
+    summary = {"read": 0, "added": 0, "duplicates": 0, "errors": [], "error_count": 0}
     batch = []
 
-    def flush():
-        if not batch:
+    def flush(final=False):
+        if not batch and not (final and on_flush):
             return
         with transaction.atomic():
-            existing = set(
-                BankHash.objects.filter(bank=bank, value__in={h.value for h in batch}).values_list(
-                    "hash_type", "value"
-                )
-            )
             fresh = {}
-            for entry in batch:
-                key = (entry.hash_type, entry.value)
-                if key not in existing:
-                    fresh.setdefault(key, entry)
-            BankHash.objects.bulk_create(fresh.values(), ignore_conflicts=True, batch_size=BATCH)
-        summary["added"] += len(fresh)
-        summary["duplicates"] += len(batch) - len(fresh)
-        batch.clear()
+            if batch:
+                existing = set(
+                    BankHash.objects.filter(bank=bank, value__in={h.value for h in batch}).values_list(
+                        "hash_type", "value"
+                    )
+                )
+                for entry in batch:
+                    key = (entry.hash_type, entry.value)
+                    if key not in existing:
+                        fresh.setdefault(key, entry)
+                BankHash.objects.bulk_create(fresh.values(), ignore_conflicts=True, batch_size=BATCH)
+            summary["added"] += len(fresh)
+            summary["duplicates"] += len(batch) - len(fresh)
+            batch.clear()
+            if on_flush:
+                on_flush(summary, final)
 
     for number, row_type, value, label in parse_hash_lines(stream, fmt=fmt, hash_type=hash_type):
         summary["read"] += 1
@@ -121,16 +141,106 @@ def import_hashes(bank_name, stream, *, fmt="txt", hash_type=None, progress=None
         if row_type is None:
             if len(summary["errors"]) < 100:
                 summary["errors"].append(f"line {number}: {value}")
-            summary.setdefault("error_count", 0)
             summary["error_count"] += 1
             continue
         batch.append(BankHash(bank=bank, hash_type=row_type, value=value, label=label))
         if len(batch) >= BATCH:
             flush()
-    flush()
-    summary.setdefault("error_count", 0)
-    Bank.objects.filter(pk=bank.pk).update(updated_at=timezone.now())
+    flush(final=True)
     return summary
+
+
+# Uploads on a bank's page: queued as a row, imported by a job --------------------------------------
+
+UPLOAD_FORMATS = ("txt", "csv", "tsv")
+
+
+class _ClaimLost(Exception):
+    """Another run took this import over (after the lease ran out); this one stops."""
+
+
+def queue_import(user, bank, data, *, fmt, hash_type, ip=None, name=""):
+    """Store an uploaded hash list privately and queue its import; returns the BankImport row.
+
+    The row and its audit row commit together; the job is enqueued after the commit, and the
+    sweep re-enqueues it from the row if that hand-off is lost.
+    """
+    hash_type = hash_type or ""
+    if fmt not in UPLOAD_FORMATS:
+        raise HashFileError(f"unknown format {fmt!r}")
+    if hash_type and hash_type not in HashType.values:
+        raise HashFileError(f"unknown hash type {hash_type!r}")
+    if fmt == "txt" and not hash_type:
+        raise HashFileError("a plain-text list holds bare hashes: say which type they are")
+    if len(data) > settings.BANK_IMPORT_MAX_BYTES:
+        raise HashFileError("the file is larger than the upload limit")
+    path = storage.save_original(bytes(data), folder="bank-imports")
+    with transaction.atomic():
+        job = BankImport.objects.create(bank=bank, file_path=path, file_name=(name or "")[:200], size=len(data),
+                                        format=fmt, hash_type=hash_type,
+                                        requested_by=user if getattr(user, "pk", None) else None)
+        audit(user, Event.BANK_IMPORT_QUEUED, object_type="bank", object_id=bank.pk, ip=ip,
+              details={"name": bank.name, "import": job.pk, "file": job.file_name, "size": job.size,
+                       "format": fmt, "hash_type": hash_type})
+        enqueue("detection.banks.run_import", job.pk, queue="default")
+    return job
+
+
+def run_import(import_id):
+    """The job: import one queued upload. Returns its final status, or None when there was nothing to do.
+
+    Claimed with a conditional UPDATE (queued, or running past its lease), so a second run of a
+    done, failed or freshly claimed import does nothing. Progress commits with each batch; the
+    last batch, status "done" and the BANK_IMPORTED audit row commit together.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=settings.BANK_IMPORT_LEASE_SECONDS)
+    claimed = BankImport.objects.filter(pk=import_id).filter(
+        Q(status=ImportStatus.QUEUED) | Q(status=ImportStatus.RUNNING, started_at__lt=now - lease)
+    ).update(status=ImportStatus.RUNNING, started_at=now, finished_at=None, lines_read=0, imported=0,
+             duplicates=0, error_count=0, errors=[], error="")
+    if not claimed:
+        return None
+    job = BankImport.objects.select_related("bank", "requested_by").filter(pk=import_id).first()
+    if job is None:  # the bank was deleted in between
+        return None
+    mine = BankImport.objects.filter(pk=job.pk, status=ImportStatus.RUNNING, started_at=now)
+
+    def progress(summary, final):
+        fields = {"lines_read": summary["read"], "imported": summary["added"], "duplicates": summary["duplicates"],
+                  "error_count": summary["error_count"], "errors": summary["errors"][:BankImport.MAX_ERRORS]}
+        if final:
+            fields.update(status=ImportStatus.DONE, finished_at=timezone.now())
+        if not mine.update(**fields):
+            raise _ClaimLost
+        if final:
+            Bank.objects.filter(pk=job.bank_id).update(updated_at=timezone.now())
+            audit(job.requested_by, Event.BANK_IMPORTED, object_type="bank", object_id=job.bank_id,
+                  details={"name": job.bank.name, "import": job.pk, "file": job.file_name, "size": job.size,
+                           "via": "upload", **{k: summary[k] for k in ("read", "added", "duplicates", "error_count")}})
+
+    try:
+        data = storage.read_original(job.file_path)
+        if b"\x00" in data:
+            raise HashFileError("a binary file, not a list of hashes")
+        stream = io.StringIO(data.decode("utf-8", errors="replace"), newline="")
+        _import_into(job.bank, stream, fmt=job.format, hash_type=job.hash_type or None, on_flush=progress)
+    except _ClaimLost:
+        log.warning("bank import %s was taken over by another run", job.pk)
+        return None
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, HashFileError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError):
+            reason = "the uploaded file could not be read"
+        log.warning("bank import %s failed: %s", job.pk, reason, exc_info=not isinstance(exc, (HashFileError, OSError)))
+        with transaction.atomic():
+            if mine.update(status=ImportStatus.FAILED, finished_at=timezone.now(), error=reason[:1000]):
+                audit(job.requested_by, Event.BANK_IMPORT_FAILED, object_type="bank", object_id=job.bank_id,
+                      details={"name": job.bank.name, "import": job.pk, "file": job.file_name, "reason": reason[:1000]})
+        return ImportStatus.FAILED
+    storage.delete_original(job.file_path)  # the entries are in the bank now; the list need not stay
+    matching.invalidate()  # this process at once; workers notice the bank's updated_at
+    return ImportStatus.DONE
 
 
 # Actions: every change of a bank's settings or entries by a person, atomic with its audit row ----
@@ -373,8 +483,6 @@ def count_bank(bank_id):
 
 
 def recount_bank(bank_id):
-    from reviewconsole.queueing import kicked  # noqa: PLC0415 - the queue is only needed by the job
-
     kicked(f"bank-count:{bank_id}")
     return count_bank(bank_id)
 
@@ -386,7 +494,5 @@ def current_counts(bank):
     ids = BankHash.objects.filter(bank=bank).aggregate(low=Min("pk"), high=Max("pk"))
     if ids["low"] is None or ids["high"] - ids["low"] < SYNC_COUNT_LIMIT:  # at most that many rows
         return count_bank(bank.pk), True
-    from reviewconsole.queueing import kick  # noqa: PLC0415
-
     kick(f"bank-count:{bank.pk}", "detection.banks.recount_bank", bank.pk)
     return bank.entry_counts, False

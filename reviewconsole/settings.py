@@ -333,6 +333,7 @@ LEGAL_DOCUMENT_MAX_BYTES = envint("LEGAL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024)
 # Hash banks: uploads to a bank page are capped (bigger lists go through `manage.py import_hashes`).
 # Which decisions add the case's items to the local bank is a policy effect (admin: Policies).
 BANK_IMPORT_MAX_BYTES = envint("BANK_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
+BANK_IMPORT_LEASE_SECONDS = envint("BANK_IMPORT_LEASE_SECONDS", 15 * 60)  # an upload import past this: swept
 # NCMEC hash sharing (`manage.py fetch_ncmec_hashes`); fetched daily by the cron when credentials are set.
 NCMEC_HASH_API_URL = os.environ.get("NCMEC_HASH_API_URL", "https://report.cybertip.org/hashsharing")
 NCMEC_HASH_API_USER = os.environ.get("NCMEC_HASH_API_USER", "")

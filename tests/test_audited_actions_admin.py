@@ -19,9 +19,11 @@ from cases.actions.decisions import decide
 from cases.models import Enforcement, EnforcementStatus, LegalHold, Platform
 from detection import admin as detection_admin
 from detection import banks as bank_actions
-from detection import intake
+from detection import (
+    intake,
+    match_signals,  # where a suppressed match is audited
+)
 from detection.banks import ALLOW_BANK
-from detection.jobs import scan
 from detection.jobs.scan import scan_item
 from detection.models import (
     Account,
@@ -177,8 +179,10 @@ class TestConfirmEnforcement:
 
     def test_a_failed_audit_leaves_the_enforcement_unconfirmed(self, api, users):
         _, enforcement = banned(users)
-        with mock.patch.object(enforcement_actions, "audit", side_effect=Boom("audit failed")), pytest.raises(Boom):
-            api.post(self.url(enforcement), json.dumps({"result": "applied"}), content_type="application/json")
+        with mock.patch.object(enforcement_actions, "audit", side_effect=Boom("audit failed")):
+            response = api.post(self.url(enforcement), json.dumps({"result": "applied"}),
+                                content_type="application/json")
+        assert response.status_code == 500 and "error" in response.json()  # JSON, logged, never HTML
         enforcement.refresh_from_db()
         assert enforcement.confirmed_at is None and enforcement.confirmation == {}
         assert not events("enforcement.confirmed").exists()
@@ -458,7 +462,7 @@ class TestSuppressedMatches:
     def test_a_failed_trace_stores_no_findings(self):
         allow_listed()
         item = intake.submit_file(encoded(1), account_id="a1")
-        with mock.patch.object(scan, "audit", side_effect=Boom("audit failed")), pytest.raises(Boom):
+        with mock.patch.object(match_signals, "audit", side_effect=Boom("audit failed")), pytest.raises(Boom):
             scan_item(item.pk)
         item.refresh_from_db()
         assert item.status == ItemStatus.QUEUED and item.scanned_at is None and item.pdq == ""

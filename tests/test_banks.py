@@ -15,9 +15,9 @@ from cases.models import Case
 from detection import exchange, matching
 from detection.banks import ALLOW_BANK, LOCAL_BANK, import_hashes
 from detection.detectors.hashing import hash_image
-from detection.models import Bank, BankHash, BankKind, HashExchange, Signal
+from detection.models import Bank, BankHash, BankImport, BankKind, HashExchange, Signal
 from reviewconsole.audit.models import AuditEvent
-from tests.conftest import verify_2fa
+from tests.conftest import drain, verify_2fa
 from tests.factories import case_with_match, encoded, hash_values, known_bank, scanned_item, triage_all
 from tests.fake_ncmec import PASSWORD, USER, FakeNCMECHashAPI
 
@@ -201,33 +201,48 @@ def upload(client, bank, content, name="list.csv", **fields):
     return client.post(f"/banks/{bank.pk}/import/", {"file": SimpleUploadedFile(name, content), **fields})
 
 
+def imported(bank):
+    """Run the queued import jobs (enqueued after the commit: these tests commit); the bank's newest import."""
+    drain()
+    return BankImport.objects.filter(bank=bank).latest("pk")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("redis_conn")
 def test_importing_a_file_reports_added_duplicates_and_bad_lines(client, users):
     bank = Bank.objects.create(name="partner")
     good = hash_values(1)
     content = "\n".join(["hash,type,label", f"{good['pdq']},pdq,ref-1", f"{good['md5']},md5,ref-1",
                          f"{good['md5']},md5,again", "nothex,pdq,bad", "abcd,sha1,wrong type"]).encode()
     response = upload(signed_in(client, users), bank, content)
-    summary = response.context["summary"]
-    assert (summary["added"], summary["duplicates"], summary["error_count"]) == (2, 1, 2)
-    page = response.content.decode()
+    assert response.status_code == 302 and response["Location"] == f"/banks/{bank.pk}/"
+    job = imported(bank)
+    assert (job.status, job.imported, job.duplicates, job.error_count) == ("done", 2, 1, 2)
+    page = client.get(f"/banks/{bank.pk}/").content.decode()
     assert "line 5: not a pdq hash" in page and "unknown hash type &#x27;sha1&#x27;" in page
     assert AuditEvent.objects.get(action="bank.imported").details["added"] == 2
     assert bank_names(scanned_item(encoded(1), account="a1")) == {"partner"}
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("redis_conn")
 def test_importing_plain_text_needs_a_type(client, users):
     bank = Bank.objects.create(name="partner")
     signed_in(client, users)
     response = upload(client, bank, (hash_values(1)["md5"] + "\n").encode(), name="list.txt")
     assert "say which type" in response.content.decode() and not bank.hashes.exists()
-    response = upload(client, bank, (hash_values(1)["md5"] + "\n").encode(), name="list.txt", hash_type="md5")
-    assert response.context["summary"]["added"] == 1
+    assert not BankImport.objects.exists()
+    upload(client, bank, (hash_values(1)["md5"] + "\n").encode(), name="list.txt", hash_type="md5")
+    assert imported(bank).imported == 1
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("redis_conn")
 def test_a_tsv_file_is_read_by_its_name(client, users):
     bank = Bank.objects.create(name="partner")
     content = f"{hash_values(1)['md5']}\tmd5\tref\n{hash_values(2)['pdq']}\tpdq\tref2\n".encode()
-    assert upload(signed_in(client, users), bank, content, name="x.tsv").context["summary"]["added"] == 2
+    upload(signed_in(client, users), bank, content, name="x.tsv")
+    assert imported(bank).imported == 2
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -238,7 +253,7 @@ def test_binary_garbage_is_refused_and_nothing_imported(client, users, content, 
     bank = Bank.objects.create(name="partner")
     response = upload(signed_in(client, users), bank, content)
     assert problem in response.content.decode() and not bank.hashes.exists()
-    assert not AuditEvent.objects.filter(action="bank.imported").exists()
+    assert not AuditEvent.objects.filter(action="bank.imported").exists() and not BankImport.objects.exists()
 
 
 def test_an_oversized_file_is_refused(client, users, settings):
@@ -247,8 +262,11 @@ def test_an_oversized_file_is_refused(client, users, settings):
     content = (hash_values(1)["md5"] + ",md5,x\n").encode() * 40_000
     response = upload(signed_in(client, users), bank, content)
     assert "larger than 1 MB" in response.content.decode() and not bank.hashes.exists()
+    assert not BankImport.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("redis_conn")
 def test_huge_lines_broken_quotes_and_bad_encoding_are_rejected_lines_not_a_failed_import(client, users):
     bank = Bank.objects.create(name="partner")
     content = b"\n".join([
@@ -257,9 +275,10 @@ def test_huge_lines_broken_quotes_and_bad_encoding_are_rejected_lines_not_a_fail
         hash_values(1)["md5"].encode() + b",md5,\xff\xfe latin \xe9",
         hash_values(2)["md5"].encode() + b',md5,"quoted, label"',
     ])
-    summary = upload(signed_in(client, users), bank, content).context["summary"]
-    assert summary["added"] == 2 and summary["error_count"] == 2
-    assert "line 1: line too long" in summary["errors"]
+    upload(signed_in(client, users), bank, content)
+    job = imported(bank)
+    assert job.status == "done" and job.imported == 2 and job.error_count == 2
+    assert "line 1: line too long" in job.errors
     assert set(bank.hashes.values_list("label", flat=True)) == {"\ufffd\ufffd latin \ufffd", "quoted, label"}
 
 

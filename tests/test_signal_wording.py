@@ -9,11 +9,11 @@ from django.urls import reverse
 
 from cases import routing
 from cases.actions.triage import attach_signals
+from detection import match_signals as scan  # the signal wording lives with the matches
 from detection import matching
 from detection.banks import import_hashes
 from detection.classifiers import DEFAULT_SEVERITY
 from detection.detectors.hashing import digests
-from detection.jobs import scan
 from detection.matching import HashMatch
 from detection.models import Account, Bank, BankHash, Signal, SignalKind
 from detection.termlists import CATEGORY_SEVERITY

@@ -1,6 +1,5 @@
 """Bank pages: the list, one bank's entries (paged, searchable), settings, import and export."""
 
-import io
 import re
 from urllib.parse import urlencode
 
@@ -12,13 +11,21 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases.web.bank_forms import LIMITS, BankSettingsForm, ImportForm, NewBankForm
 from cases.web.permissions import client_ip, require_bank_access
-from detection import matching
-from detection.banks import change_bank, create_bank, current_counts, export_lines, import_hashes, remove_entry
+from detection.banks import (
+    HashFileError,
+    change_bank,
+    create_bank,
+    current_counts,
+    export_lines,
+    queue_import,
+    remove_entry,
+)
 from detection.models import Bank, BankHash, HashType
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
 PAGE = 50
+RECENT_IMPORTS = 10  # uploads listed on a bank's page, newest first
 COUNT_CAP = 10_000  # past this a filtered count says "10,000+" rather than scan a 10M-row bank
 HEX_PREFIX = re.compile(r"^(0x)?[0-9a-f]{1,64}$")
 
@@ -105,6 +112,7 @@ def bank_detail(request, pk):
         "first": _page_url(base) if after or before else "",
         "can_change": request.user.has_perm("detection.change_bank"),
         "exchange": getattr(bank, "exchange", None),
+        "imports": bank.imports.select_related("requested_by")[:RECENT_IMPORTS],
     })
 
 
@@ -150,18 +158,19 @@ def bank_import(request, pk):
         return denied
     bank = get_object_or_404(Bank, pk=pk)
     form = ImportForm(request.POST or None, request.FILES or None)
-    summary = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        text = io.TextIOWrapper(upload.file, encoding="utf-8", errors="replace", newline="")
-        summary = import_hashes(bank.name, text, fmt=form.cleaned_data["format"],
-                                hash_type=form.cleaned_data["hash_type"] or None)
-        audit(request.user, Event.BANK_IMPORTED, object_type="bank", object_id=bank.pk, ip=client_ip(request),
-              details={"name": bank.name, "file": upload.name[:200], "size": upload.size,
-                       **{k: summary[k] for k in ("read", "added", "duplicates", "error_count")}})
-        matching.invalidate()
-        form = ImportForm()
-    return render(request, "detection/bank_import.html", {"bank": bank, "form": form, "summary": summary})
+        try:
+            job = queue_import(request.user, bank, upload.read(), fmt=form.cleaned_data["format"],
+                               hash_type=form.cleaned_data["hash_type"] or None, ip=client_ip(request),
+                               name=upload.name)
+        except HashFileError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{upload.name[:200]} is queued for import (#{job.pk}); "
+                                      "its progress is listed below. Refresh to update it.")
+            return redirect("banks:detail", pk=bank.pk)
+    return render(request, "detection/bank_import.html", {"bank": bank, "form": form})
 
 
 @login_required

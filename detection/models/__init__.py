@@ -1,6 +1,16 @@
 """What the platform sent and what detection found: subjects, items, user reports, signals, banks, terms."""
 
-from detection.models.banks import HEX_LENGTHS, Bank, BankHash, BankKind, HashExchange, HashType, normalise_hash
+from detection.models.banks import (
+    HEX_LENGTHS,
+    Bank,
+    BankHash,
+    BankImport,
+    BankKind,
+    HashExchange,
+    HashType,
+    ImportStatus,
+    normalise_hash,
+)
 from detection.models.items import EvidenceOnHold, Item, ItemKind, ItemQuerySet, ItemStatus, held_now
 from detection.models.reports import UserReport
 from detection.models.signals import Signal, SignalKind
@@ -8,8 +18,8 @@ from detection.models.subjects import Account, AccountLink, Group, Membership, S
 from detection.models.terms import TermCategory, TermMatch, TextTerm
 
 __all__ = [
-    "HEX_LENGTHS", "Account", "AccountLink", "Bank", "BankHash", "BankKind", "EvidenceOnHold", "Group",
-    "HashExchange", "HashType", "Item", "ItemKind", "ItemQuerySet", "ItemStatus", "Membership", "Signal",
-    "SignalKind", "SubjectStatus", "TermCategory", "TermMatch", "TextTerm", "UserReport", "held_now",
-    "normalise_hash",
+    "HEX_LENGTHS", "Account", "AccountLink", "Bank", "BankHash", "BankImport", "BankKind", "EvidenceOnHold",
+    "Group", "HashExchange", "HashType", "ImportStatus", "Item", "ItemKind", "ItemQuerySet", "ItemStatus",
+    "Membership", "Signal", "SignalKind", "SubjectStatus", "TermCategory", "TermMatch", "TextTerm", "UserReport",
+    "held_now", "normalise_hash",
 ]

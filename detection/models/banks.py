@@ -120,3 +120,46 @@ class HashExchange(models.Model):
 
     def __str__(self):
         return f"{self.api} into {self.bank}"
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class BankImport(models.Model):
+    """A hash list uploaded on a bank's page, imported by a background job (detection.banks.run_import).
+
+    The file waits in the private evidence store (never under a URL); the row is the record of the
+    work: `queued` until a job claims it, `running` with its progress counts, then `done` or `failed`.
+    """
+
+    MAX_ERRORS = 100  # bad lines kept to show; error_count counts them all
+
+    bank = models.ForeignKey(Bank, on_delete=models.CASCADE, related_name="imports")
+    file_path = models.CharField(max_length=255, help_text="Relative to the evidence root")
+    file_name = models.CharField(max_length=200, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    format = models.CharField(max_length=8, choices=[("txt", "Plain text"), ("csv", "CSV"), ("tsv", "TSV")])
+    hash_type = models.CharField(max_length=16, choices=HashType, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    status = models.CharField(max_length=8, choices=ImportStatus, default=ImportStatus.QUEUED)
+    lines_read = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first bad lines, with their numbers")
+    error = models.TextField(blank=True, help_text="Why the import failed")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "created_at"], name="bankimport_pending_idx")]
+
+    def __str__(self):
+        return f"import #{self.pk} into {self.bank_id} ({self.status})"

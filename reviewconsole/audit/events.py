@@ -20,6 +20,8 @@ class Event(models.TextChoices):
     BANK_ENTRY_CHANGED = "bank.entry_changed"
     BANK_ENTRY_REMOVED = "bank.entry_removed"
     BANK_EXPORTED = "bank.exported"
+    BANK_IMPORT_FAILED = "bank.import_failed"
+    BANK_IMPORT_QUEUED = "bank.import_queued"
     BANK_IMPORTED = "bank.imported"
 
     CASE_BAN = "case.ban"

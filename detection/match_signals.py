@@ -1,0 +1,401 @@
+"""Hash matches as signals a reviewer can read: exact or near, on which hash, in which bank, against
+which entry, what was undone (mirroring, bars), and the video rule; plus the allow-list that
+suppresses known false positives. Used by the scan job."""
+
+import logging
+from collections import defaultdict
+
+from django.conf import settings
+from django.db.models import Count
+
+from detection import matching
+from detection.detectors import vpdq
+from detection.detectors.hashing import UNTRIMMED
+from detection.models import BankHash, BankKind, HashType, Signal, SignalKind
+from reviewconsole.audit.events import Event
+from reviewconsole.audit.recorder import audit
+
+log = logging.getLogger(__name__)
+
+
+# Hash types by how much their agreement proves, strongest first: a cryptographic digest proves the
+# very file, PDQ (256 bits) the picture; pHash and dHash (64 bits) are weak second opinions that
+# unrelated pictures share by chance, so a match resting on them alone is ranked well below.
+EXACT_TYPES = (HashType.SHA256, HashType.MD5)
+
+
+WEAK_TYPES = (HashType.PHASH, HashType.DHASH)
+
+
+HASH_RANK = {t: rank for rank, t in enumerate((*EXACT_TYPES, HashType.PDQ, *WEAK_TYPES))}
+# Confidence of one agreeing hash: (at distance 0, at the bank's threshold), linear in between.
+# Every PDQ match (>= 0.70) outscores every weak one; only a cryptographic match scores 1.
+
+
+# Confidence of one agreeing hash: (at distance 0, at the bank's threshold), linear in between.
+# Every PDQ match (>= 0.70) outscores every weak one; only a cryptographic match scores 1.
+SCORE_RANGE = {HashType.SHA256: (1.0, 1.0), HashType.MD5: (1.0, 1.0), HashType.PDQ: (0.95, 0.70),
+               HashType.PHASH: (0.60, 0.45), HashType.DHASH: (0.50, 0.35)}
+
+
+CORROBORATION = 0.03  # added for each further hash type that agrees
+
+
+NOT_EXACT_CEILING = 0.98  # however many perceptual hashes agree, they do not prove the file
+
+
+WEAK_CEILING = 0.65  # pHash and dHash together stay below the weakest PDQ match
+# A match on weak hashes alone gets this share of its bank's severity (90 -> 68).
+
+
+# A match on weak hashes alone gets this share of its bank's severity (90 -> 68).
+WEAK_SEVERITY_SHARE = 0.75
+
+
+LABEL_CHARS = 60  # an entry's label as quoted in explanations
+
+
+def entry_labels(entry_ids):
+    """{bank entry id: its label} for the entries that have one: explanations name entries by them."""
+    ids = sorted(entry_ids)
+    labels = {}
+    for start in range(0, len(ids), 5000):
+        labels.update(BankHash.objects.filter(pk__in=ids[start:start + 5000]).exclude(label="")
+                      .values_list("pk", "label"))
+    return labels
+
+
+def entry_name(entry_id, labels):
+    """"entry 'case 412 item 9' (#21)" for a labelled entry, "entry #21" for one without a label."""
+    label = " ".join(str(labels.get(entry_id) or "").split())
+    if not label:
+        return f"entry #{entry_id}"
+    if len(label) > LABEL_CHARS:
+        label = label[:LABEL_CHARS - 1] + "…"
+    return f"entry '{label}' (#{entry_id})"
+
+
+def build_match_signals(item, matches, banks, labels=None):
+    """One signal per bank the item matched, explaining every hash that agreed and by how much.
+
+    The label and the first words of the explanation say what the match rests on: an exact file
+    match (MD5/SHA-256), an exact or near PDQ match with its distance, or weak hashes alone.
+    """
+    matches = apply_allow_list(item, matches, banks)
+    if labels is None:
+        labels = entry_labels({m.bank_hash_id for m in matches})
+    by_bank = defaultdict(list)
+    for match in matches:
+        by_bank[match.bank_id].append(match)
+    signals = []
+    for bank_id, bank_matches in by_bank.items():
+        bank = banks[bank_id]
+        best = {}
+        for match in bank_matches:
+            if match.hash_type not in best or match.distance < best[match.hash_type].distance:
+                best[match.hash_type] = match
+        evidence = [_describe(m, item, labels) for m in sorted(best.values(), key=lambda m: HASH_RANK[m.hash_type])]
+        basis = _basis(best)
+        score, severity = _score(best), bank.severity
+        headline = _headline(best)
+        explanation = (f"{headline} in bank '{bank.name}': " + "; ".join(e["text"] for e in evidence)
+                       + _trim_note(evidence) + ".")
+        caveat = ""
+        if basis == "weak":
+            severity = round(bank.severity * WEAK_SEVERITY_SHARE)
+            caveat = _weak_caveat(best, item)
+            explanation = f"{caveat} {explanation}"
+        strongest = max(best.values(), key=lambda m: (_confidence(m), -HASH_RANK[m.hash_type]))
+        details = {
+            "bank": bank.name,
+            "bank_id": bank.pk,
+            "entry_id": strongest.bank_hash_id,
+            "basis": basis,
+            "hashes": evidence,
+            "pdq_quality": item.pdq_quality,
+        }
+        if strongest.bank_hash_id in labels:
+            details["entry_label"] = labels[strongest.bank_hash_id]
+        if caveat:
+            details["caveat"] = caveat
+        signals.append(Signal(
+            item=item,
+            account=item.account,
+            group_id=item.group_id,
+            kind=SignalKind.HASH_MATCH,
+            detector="hash_match",
+            label=_fit_label(f"{headline}, bank {bank.name}"),
+            score=round(score, 3),
+            severity=severity,
+            explanation=explanation,
+            details=details,
+            dedupe_key=f"item:{item.pk}:bank:{bank.pk}",
+        ))
+    return signals
+
+
+def _basis(best):
+    """What a bank's matches rest on: "exact" (a digest), "pdq", or "weak" (pHash/dHash alone)."""
+    if any(t in best for t in EXACT_TYPES):
+        return "exact"
+    return "pdq" if HashType.PDQ in best else "weak"
+
+
+def _score(best):
+    """The strongest hash's confidence, corroborated a little by each further type that agrees."""
+    score = max(_confidence(m) for m in best.values()) + CORROBORATION * (len(best) - 1)
+    basis = _basis(best)
+    ceiling = 1.0 if basis == "exact" else NOT_EXACT_CEILING if basis == "pdq" else WEAK_CEILING
+    return min(ceiling, score)
+
+
+def _headline(best):
+    """"Exact file match (SHA-256)", "Exact match (PDQ distance 0)", "Near match (PDQ distance 16 of 256)",
+    "Weak match (dHash only, distance 3 of 64)"."""
+    exact = [HashType(t).label for t in EXACT_TYPES if t in best]
+    if exact:
+        return f"Exact file match ({' and '.join(exact)})"
+    if HashType.PDQ in best:
+        distance = best[HashType.PDQ].distance
+        return "Exact match (PDQ distance 0)" if distance == 0 else f"Near match (PDQ distance {distance} of 256)"
+    weak = [best[t] for t in WEAK_TYPES if t in best]
+    names = " and ".join(HashType(m.hash_type).label for m in weak)
+    if len(weak) == 1:
+        return f"Weak match ({names} only, distance {weak[0].distance} of 64)"
+    return f"Weak match ({names} only, distances {' and '.join(str(m.distance) for m in weak)} of 64)"
+
+
+def _weak_caveat(best, item):
+    """The warning that opens the explanation of a match resting on pHash/dHash alone."""
+    weak = [HashType(t).label for t in WEAK_TYPES if t in best]
+    text = (f"{weak[0]} only: a weak perceptual hash; confirm by viewing" if len(weak) == 1
+            else f"{' and '.join(weak)} only: weak perceptual hashes; confirm by viewing")
+    if item.pdq and (item.pdq_quality or 0) < settings.PDQ_MIN_QUALITY:
+        text += f" (PDQ not compared: quality {item.pdq_quality or 0} < {settings.PDQ_MIN_QUALITY})"
+    return text + "."
+
+
+def _fit_label(label):
+    """A long bank name must not overflow the label column: it is cut, visibly."""
+    limit = Signal._meta.get_field("label").max_length
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def apply_allow_list(item, matches, banks):
+    """Drop the matches an allow-list bank excuses, and leave a trace of every one dropped.
+
+    An allow-list entry that matches exactly (MD5/SHA-256) excuses every other match; one that
+    only matches perceptually excuses only perceptual matches, never a file identical to known
+    material. Allow-list matches never become signals themselves.
+    """
+    def kind(bank_id):
+        return getattr(banks.get(bank_id), "kind", BankKind.KNOWN)
+
+    allowing = [m for m in matches if kind(m.bank_id) == BankKind.ALLOW]
+    if not allowing:
+        return matches
+    exact_allow = any(m.hash_type in EXACT_TYPES for m in allowing)
+    kept, suppressed = [], []
+    for match in matches:
+        if kind(match.bank_id) == BankKind.ALLOW:
+            continue
+        (suppressed if exact_allow or match.hash_type not in EXACT_TYPES else kept).append(match)
+    if suppressed:
+        names = sorted({banks[m.bank_id].name for m in allowing})
+        log.info("item %s: %d match(es) suppressed by allow-list %s", item.pk, len(suppressed), ", ".join(names))
+        # Called inside the scan's transaction: the trace is stored with the findings, or not at all.
+        audit(None, Event.MATCH_SUPPRESSED, item=item, object_type="item", object_id=item.pk,
+              details={"allow_lists": names, "allow_entries": sorted({m.bank_hash_id for m in allowing}),
+                       "suppressed": [{"bank": banks[m.bank_id].name, "entry_id": m.bank_hash_id,
+                                       "type": m.hash_type, "distance": m.distance} for m in suppressed]})
+    return kept
+
+
+def _confidence(match):
+    top, bottom = SCORE_RANGE[match.hash_type]
+    if match.threshold <= 0:
+        return top
+    # At distance 0 the type's top score, at the bank's threshold its bottom one: closer scores higher.
+    return top - (top - bottom) * min(1.0, match.distance / match.threshold)
+
+
+def _describe(match, item, labels):
+    label = HashType(match.hash_type).label
+    entry = {"type": match.hash_type, "entry_id": match.bank_hash_id, "distance": match.distance,
+             "threshold": match.threshold}
+    if labels.get(match.bank_hash_id):
+        entry["entry_label"] = labels[match.bank_hash_id]
+    name = entry_name(match.bank_hash_id, labels)
+    if match.hash_type in EXACT_TYPES:
+        entry["text"] = f"{label} identical ({name})"
+    else:
+        bits = 256 if match.hash_type == HashType.PDQ else 64
+        entry["text"] = (f"{label} distance {match.distance} of {bits} bits ≤ threshold {match.threshold}"
+                         f" ({name})")
+        if match.hash_type == HashType.PDQ:
+            entry["text"] += f", quality {item.pdq_quality} ≥ {settings.PDQ_MIN_QUALITY}"
+        entry["text"] += _edits_undone(match, item, entry)
+    return entry
+
+
+def _trim_note(evidence):
+    """Bars the scan cut off before the perceptual hashes agreed, said once per signal."""
+    trimmed = next((e["trimmed"] for e in evidence if e.get("trimmed")), None)
+    if not trimmed:
+        return ""
+    left, top, right, bottom = trimmed
+    kind = "letterbox" if not (left or right) else "pillarbox" if not (top or bottom) else "border"
+    return f", compared after removing a {kind} ({left}, {top}, {right}, {bottom} px left, top, right, bottom)"
+
+
+def _edits_undone(match, item, entry):
+    """What the scan undid before this perceptual hash agreed: bars cut off, orientation turned."""
+    transform = getattr(match, "transform", "")
+    text = ""
+    trimmed = tuple(getattr(item, "trimmed", ()) or ())
+    if any(trimmed) and transform != UNTRIMMED:
+        entry["trimmed"] = list(trimmed)  # said once for the whole signal, by _trim_note
+    if transform:
+        entry["transform"] = transform
+    if transform and transform not in ("original", UNTRIMMED):
+        text += f"; the copy is {transform}"
+    return text
+
+
+# Video and animation: frames sampled and hashed, matched by the vPDQ rule ---------------------
+
+_bank_video_frames = {}  # (bank id, bank updated_at, media key) -> entries: bank changes bump updated_at
+
+
+def match_video_frames(hashed):
+    """PDQ matches of every usable sampled frame, for all items of a batch at once.
+
+    Returns {item pk: (frames, matches per frame, {entry id: (media key, seconds)}, frame counts, banks)}
+    for the items with at least one frame match; the vPDQ rule itself is applied in the transaction,
+    after the allow-list has had its say.
+    """
+    queued = [(item.pk, frame) for item, fields in hashed
+              for frame in vpdq.usable_frames(fields.get("frame_hashes"), settings.PDQ_MIN_QUALITY)]
+    if not queued:
+        return {}
+    found = matching.find_matches_many([
+        {"md5": "", "sha256": "", "pdq": frame["pdq"], "pdq_usable": True, "phash": "", "dhash": ""}
+        for _, frame in queued
+    ])
+    per_item, banks = {}, {}
+    for (pk, frame), (matches, frame_banks) in zip(queued, found, strict=True):
+        pdq_matches = [m for m in matches if m.hash_type == HashType.PDQ]
+        frames, frame_matches = per_item.setdefault(pk, ([], []))
+        frames.append(frame)
+        frame_matches.append(pdq_matches)
+        banks.update(frame_banks)
+    per_item = {pk: v for pk, v in per_item.items() if any(v[1])}
+    entry_ids = {m.bank_hash_id for _, frame_matches in per_item.values() for ms in frame_matches for m in ms}
+    media = {pk: (key, seconds) for pk, key, seconds in
+             BankHash.objects.filter(pk__in=entry_ids).values_list("pk", "media_key", "frame_seconds")}
+    counts = _frame_counts({(m.bank_id, media[m.bank_hash_id][0]) for _, frame_matches in per_item.values()
+                            for ms in frame_matches for m in ms if media.get(m.bank_hash_id, ("",))[0]}, banks)
+    return {pk: (frames, frame_matches, media, counts, banks) for pk, (frames, frame_matches) in per_item.items()}
+
+
+def _frame_counts(keys, banks):
+    """How many frames each matched bank video has: the denominator of the target share."""
+    wanted = {key for key in keys if (key[0], banks[key[0]].updated_at, key[1]) not in _bank_video_frames}
+    if wanted:
+        if len(_bank_video_frames) > 10_000:
+            _bank_video_frames.clear()
+        for key in wanted:
+            _bank_video_frames[(key[0], banks[key[0]].updated_at, key[1])] = 0
+        rows = (BankHash.objects.filter(bank_id__in={b for b, _ in wanted}, media_key__in={k for _, k in wanted},
+                                        hash_type=HashType.PDQ)
+                .values_list("bank_id", "media_key").annotate(n=Count("id")))
+        for bank_id, key, n in rows:
+            if (bank_id, key) in wanted:
+                _bank_video_frames[(bank_id, banks[bank_id].updated_at, key)] = n
+    return {key: _bank_video_frames[(key[0], banks[key[0]].updated_at, key[1])] for key in keys}
+
+
+def with_video_signals(item, signals, matches, banks, frames_found, *, labels=None):
+    """Add the vPDQ findings to the item's signals: one signal per bank, whatever matched.
+
+    Where the bank already gave a signal (the whole file's MD5, or an animation's first frame), the
+    video finding joins its explanation instead of becoming a second signal for the same bank.
+    """
+    if not frames_found:
+        return signals
+    frames, frame_matches, media, counts, frame_banks = frames_found
+    frame_banks = frame_banks | banks
+    if labels is None:
+        labels = entry_labels({m.bank_hash_id for ms in frame_matches for m in ms})
+    # The allow-list sees the whole file's matches with the frames': an exact allow-list match
+    # excuses every frame, a perceptual one excuses the perceptual matches.
+    allow_exact = [m for m in matches if getattr(banks.get(m.bank_id), "kind", "") == BankKind.ALLOW]
+    kept = {id(m) for m in apply_allow_list(item, allow_exact + [m for ms in frame_matches for m in ms], frame_banks)}
+    frame_matches = [[m for m in ms if id(m) in kept] for ms in frame_matches]
+    findings = vpdq.match_frames(frames, frame_matches, media, counts,
+                                 {pk: bank.video_match_percent for pk, bank in frame_banks.items()})
+    by_key = {signal.dedupe_key: signal for signal in signals}
+    for bank_id, finding in sorted(findings.items()):
+        bank = frame_banks[bank_id]
+        text = _named_entries(vpdq.explain(finding, bank.name), finding.image_hits, labels)
+        key = f"item:{item.pk}:bank:{bank.pk}"
+        label = _fit_label(f"{'Video' if finding.media_key else 'Known image in video'} match, bank {bank.name}")
+        if key in by_key:
+            signal = by_key[key]
+            if signal.details.get("basis") == "weak":
+                # An animation whose first frame matched on weak hashes alone: the frames' PDQ carries
+                # the match now, and the first frame's hashes only corroborate it.
+                signal.details.pop("caveat", None)
+                hashes = signal.details["hashes"]
+                signal.explanation = (f"{text} First frame: " + "; ".join(h["text"] for h in hashes)
+                                      + _trim_note(hashes) + ".")
+                signal.label, signal.severity = label, bank.severity
+                signal.details["basis"] = "video"
+            else:
+                signal.explanation = f"{signal.explanation} {text}"
+            signal.score = max(signal.score, vpdq.score(finding))
+            signal.details["video"] = _video_details(finding)
+            continue
+        best = finding.best
+        evidence = {"type": HashType.PDQ, "entry_id": best.entry_id, "distance": best.distance,
+                    "threshold": best.threshold,
+                    "text": f"PDQ distance {best.distance} of 256 bits ≤ threshold {best.threshold} "
+                            f"at {vpdq.clock(best.t)} ({entry_name(best.entry_id, labels)})"}
+        if labels.get(best.entry_id):
+            evidence["entry_label"] = labels[best.entry_id]
+        signal = Signal(
+            item=item, account=item.account, group_id=item.group_id, kind=SignalKind.HASH_MATCH,
+            detector="hash_match",  # the same detector as the still-image matches: routing rules see one kind
+            label=label,
+            score=vpdq.score(finding), severity=bank.severity, explanation=text,
+            details={
+                "bank": bank.name, "bank_id": bank.pk, "entry_id": best.entry_id, "basis": "video",
+                **({"entry_label": labels[best.entry_id]} if labels.get(best.entry_id) else {}),
+                "hashes": [evidence],
+                "video": _video_details(finding),
+            },
+            dedupe_key=key,
+        )
+        signals.append(signal)
+        by_key[key] = signal
+    return signals
+
+
+def _named_entries(text, hits, labels):
+    """vpdq.explain names an image entry "(entry #21)": name it by its label where it has one."""
+    for entry_id in {hit.entry_id for hit in hits}:
+        if labels.get(entry_id):
+            text = text.replace(f"(entry #{entry_id})", f"({entry_name(entry_id, labels)})")
+    return text
+
+
+def _video_details(finding):
+    def frames(hits):
+        return [{"t": h.t, "entry_id": h.entry_id, "distance": h.distance, "bank_t": h.bank_t} for h in hits]
+
+    return {
+        "method": "vpdq", "media_key": finding.media_key, "required_percent": finding.percent,
+        "query_matched": finding.query_matched, "query_total": finding.query_total,
+        "target_matched": finding.target_matched, "target_total": finding.target_total,
+        "frames": frames(finding.hits), "image_frames": frames(finding.image_hits),
+    }
