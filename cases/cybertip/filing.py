@@ -411,7 +411,8 @@ def viewed_by_esp(item):
     audited as a reveal (for access, budget and the record) marked `rendition: filtered-unblurred`.
     """
     reveals = AuditEvent.objects.filter(item=item, action=Event.EVIDENCE_REVEALED).exclude(
-        actor__isnull=True, actor_label__in=["", "system"]).exclude(details__rendition="filtered-unblurred")
+        actor__isnull=True, actor_label__in=["", "system"]).exclude(
+        details__has_key="rendition", details__rendition="filtered-unblurred")  # missing key: NULL, kept
     if not reveals.exists():
         return False, []
     if item.kind == ItemKind.VIDEO or item.frame_hashes:
