@@ -240,3 +240,12 @@ def test_other_paths_keep_html_error_pages(client, users):
     client.force_login(users["reviewer"])
     response = client.get("/no-such-page/")
     assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("when", ["2026-02-04T07:47:57-21:30", "2026-02-04T07:47:57+15:00"])
+def test_an_impossible_time_zone_offset_is_a_400(api, when):
+    # Found by schemathesis on PostgreSQL, which refuses offsets past ±15:59 with a server error.
+    response = api.post("/api/v1/items", json.dumps({"account": "acct-tz", "text": "hello", "uploaded_at": when}),
+                        content_type="application/json")
+    assert response.status_code == 400 and "uploaded_at" in response.json()["fields"]

@@ -112,6 +112,10 @@ class DateTimeField(forms.DateTimeField):
                 value.astimezone(datetime.UTC)
             except (OverflowError, ValueError):
                 raise forms.ValidationError("out of range") from None
+            offset = value.utcoffset()
+            # Real offsets run from -12:00 to +14:00; PostgreSQL refuses anything past ±15:59.
+            if offset is not None and abs(offset) > datetime.timedelta(hours=14):
+                raise forms.ValidationError("time zone offset out of range (at most ±14:00)")
         return value
 
 
