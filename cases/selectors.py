@@ -199,18 +199,29 @@ def seniors():
     return get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
 
 
-def unreported_confirmations(now=None):
+def _unreported(now):
+    due = now - timedelta(hours=settings.CYBERTIP_REPORT_DEADLINE_HOURS)
+    return (Decision.objects.filter(Q(policy__category__in=sorted(REPORTABLE)) | Q(action="report"),
+                                    undone_at__isnull=True, approval__in=["", "approved"], created_at__lt=due)
+            .exclude(cybertip_report__status=CyberTipReport.Status.FILED))
+
+
+def unreported_alarm(limit=20):
+    """The page tile: how many, and the oldest `limit` with their reasons (pages never load them all)."""
+    now = timezone.now()
+    return {"count": _unreported(now).count(), "rows": unreported_confirmations(now, limit=limit)}
+
+
+def unreported_confirmations(now=None, limit=None):
     """Confirmed reportable decisions whose CyberTipline report is not filed within the deadline.
 
     US law asks for the report "as soon as reasonably possible" after actual knowledge; a report
     still unfiled CYBERTIP_REPORT_DEADLINE_HOURS after the decision is an alarm, with the reason.
     """
     now = now or timezone.now()
-    due = now - timedelta(hours=settings.CYBERTIP_REPORT_DEADLINE_HOURS)
-    decisions = (Decision.objects.filter(Q(policy__category__in=sorted(REPORTABLE)) | Q(action="report"),
-                                         undone_at__isnull=True, approval__in=["", "approved"], created_at__lt=due)
-                 .exclude(cybertip_report__status=CyberTipReport.Status.FILED)
-                 .select_related("case", "policy", "cybertip_report").order_by("created_at"))
+    decisions = _unreported(now).select_related("case", "policy", "cybertip_report").order_by("created_at", "pk")
+    if limit is not None:
+        decisions = decisions[:limit]
     rows = []
     for decision in decisions:
         report = getattr(decision, "cybertip_report", None)

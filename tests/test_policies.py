@@ -405,3 +405,15 @@ def test_a_reported_account_without_flagged_files_shows_its_own_items(client, us
     assert client.get(f"/evidence/{item.pk}/blurred.jpg?case={case.pk}").status_code == 200
     assert AuditEvent.objects.filter(action="evidence.viewed_blurred", item=item, actor=users["reviewer"]).exists()
     assert client.get(f"/evidence/{other.pk}/blurred.jpg").status_code == 403
+
+
+def test_the_alarm_tile_counts_everything_but_loads_only_the_oldest(users):
+    from cases.selectors import unreported_alarm
+    for seed in (1, 2):
+        case, _ = case_with_match(seed=seed, account=f"acct-{seed}")
+        case = claim_case(users["reviewer"], case.pk)
+        decide(users["reviewer"], case.pk, policy="csam-known", version=case.version)
+    Decision.objects.update(created_at=timezone.now() - timedelta(days=2))
+    alarm = unreported_alarm(limit=1)
+    assert alarm["count"] == 2 and len(alarm["rows"]) == 1
+    assert alarm["rows"][0]["decision"] == Decision.objects.order_by("created_at", "pk").first()

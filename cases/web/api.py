@@ -66,6 +66,8 @@ def api_view(methods):
                 return error(400, f"refused request: {exc}")
             except UnsupportedMediaType as exc:
                 return error(415, str(exc))
+            except BadInput as exc:
+                return error(400, str(exc), **({"fields": exc.fields} if exc.fields else {}))
             except intake.Rejection as exc:
                 return error(400, "invalid input", fields={exc.field: [exc.message]})
             except Exception:  # never Django's HTML error page under /api/
@@ -155,6 +157,28 @@ def _form_data(body, form_class):
     json_fields = {name for name, field in form_class.base_fields.items() if isinstance(field, forms.JSONField)}
     return {k: (json.dumps(v) if k in json_fields and not isinstance(v, str) else v) for k, v in body.items()
             if v is not None}
+
+
+class BadInput(Exception):
+    """A refused request body: `api_view` answers it as a JSON 400 naming the fields."""
+
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.fields = fields
+
+
+def _validated_json(request, form_class, what):
+    """(body, valid form) for a JSON request body, or BadInput."""
+    try:
+        body = _json_body(request)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    body, form, wrong = _json_form(body, form_class)
+    if wrong:
+        raise BadInput(f"invalid {what}", wrong)
+    if not form.is_valid():
+        raise BadInput(f"invalid {what}", errors_of(form))
+    return body, form
 
 
 def _json_form(body, form_class):
@@ -254,15 +278,7 @@ def _upsert(request, external_id, form_class, upsert):
     if "\x00" in external_id:
         return error(400, "the external id must not contain NUL characters",
                      fields={"external_id": ["must not contain NUL characters (\\x00)"]})
-    try:
-        body = _json_body(request)
-    except ValueError as exc:
-        return error(400, str(exc))
-    body, form, wrong = _json_form(body, form_class)
-    if wrong:
-        return error(400, "invalid subject", fields=wrong)
-    if not form.is_valid():
-        return error(400, "invalid subject", fields=errors_of(form))
+    body, form = _validated_json(request, form_class, "subject")
     fields = {k: v for k, v in form.cleaned_data.items() if k in body}
     subject, created = upsert(external_id, fields)
     return JsonResponse({"external_id": subject.external_id, "created": created, "status": subject.status},
@@ -285,15 +301,7 @@ def group(request, external_id):
 
 @api_view(["POST"])
 def reports(request):
-    try:
-        body = _json_body(request)
-    except ValueError as exc:
-        return error(400, str(exc))
-    body, form, wrong = _json_form(body, ReportForm)
-    if wrong:
-        return error(400, "invalid report", fields=wrong)
-    if not form.is_valid():
-        return error(400, "invalid report", fields=errors_of(form))
+    _, form = _validated_json(request, ReportForm, "report")
     data = form.cleaned_data
     try:
         report = intake.submit_report(

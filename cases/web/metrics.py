@@ -65,7 +65,7 @@ def dashboard(request):
     return render(request, "cases/metrics.html", {
         "period": period, "periods": list(metrics.PERIODS), "charts": chart_list, "totals": totals,
         "live": metrics.live_counts(), "rolled": rolled, "data": data,
-        "unreported": selectors.unreported_confirmations(),
+        "unreported": selectors.unreported_alarm(),
         "report_deadline_hours": settings.CYBERTIP_REPORT_DEADLINE_HOURS,
         "rows": list(zip(labels, data["ttd_p50"], data["ttd_p90"], data["proactive_share"], strict=True)),
     })

@@ -58,7 +58,7 @@ def queue(request):
     page = selectors.queue_page(request.user, queues, selected)
     return render(request, "cases/queue.html", {
         "queues": queues, "selected": selected, **page, "exposure": exposure_today(request.user),
-        "unreported": selectors.unreported_confirmations() if request.user.has_perm("cases.review_escalated")
+        "unreported": selectors.unreported_alarm() if request.user.has_perm("cases.review_escalated")
         else None, "report_deadline_hours": settings.CYBERTIP_REPORT_DEADLINE_HOURS,
         "total_open": sum(q.stats["pending"] + q.stats["claimed"] for q in queues),
     })
