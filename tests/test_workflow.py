@@ -26,11 +26,14 @@ def test_exposure_counts_reveals_and_minutes_on_cases(users):
     user = users["specialist"]
     case, _ = case_with_match()
     claim_case(user, case.pk)
-    AuditEvent.objects.filter(action="case.claimed").update(created_at=timezone.now() - timedelta(minutes=25))
     reveal_events(user, 3)
-    exposure = exposure_today(user)
+    # A fixed hour of the day, so that "25 minutes ago" is today whenever the suite runs (even at 00:10).
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    AuditEvent.objects.filter(action="case.claimed").update(created_at=noon - timedelta(minutes=25))
+    AuditEvent.objects.filter(action="evidence.revealed").update(created_at=noon - timedelta(minutes=1))
+    exposure = exposure_today(user, now=noon)
     assert exposure.reveals == 3 and 24 <= exposure.minutes <= 26
-    assert exposure_today(users["reviewer"]).reveals == 0
+    assert exposure_today(users["reviewer"], now=noon).reveals == 0
 
 
 def test_past_the_budget_the_next_case_does_not_open_by_itself(client, users, settings):
