@@ -12,7 +12,7 @@ ROLES = {
     # Senior reviewer: everything a specialist may, plus the escalations queue.
     # Hash banks (lists of known material) are seen and changed only by seniors and admins.
     "senior": ["cases.review_case", "cases.reveal_evidence", "cases.review_escalated", "cases.file_cybertip",
-               "detection.view_bank", "detection.add_bank", "detection.change_bank"],
+               "detection.view_bank", "detection.add_bank", "detection.change_bank", "cases.manage_rules"],
     # Law-enforcement liaison: handles legal requests; sees no review queue and no evidence.
     "liaison": ["cases.handle_legal_requests"],
 }

@@ -322,7 +322,7 @@ def remove_entry(user, entry, *, ip=None, via=None):
 LOCAL_BANK = "local-confirmed"
 ALLOW_BANK = "allow-list"
 SYSTEM_BANKS = {
-    LOCAL_BANK: {"kind": BankKind.LOCAL, "source": "reviewers",
+    LOCAL_BANK: {"kind": BankKind.LOCAL, "trust": "local", "source": "reviewers",
                  "description": "Material our reviewers confirmed (ban, remove or report)"},
     # A tight PDQ threshold: the allow-list should excuse one image and its re-encodings, not its neighbours.
     ALLOW_BANK: {"kind": BankKind.ALLOW, "source": "reviewers", "pdq_threshold": 16,

@@ -29,13 +29,24 @@ from cases.models.policies import (
 from cases.models.preferences import ViewingPreference
 from cases.models.preservation import DestructionRequest, IntegrityAlert, LegalHold
 from cases.models.review import Case, CaseStatus, CaseView, ReviewQueue, RoutingRule, SubjectNote
+from cases.models.rules import (
+    Breaker,
+    BreakerScope,
+    FiringOutcome,
+    Rule,
+    RuleEffect,
+    RuleFiring,
+    RuleMode,
+    RuleVersion,
+)
 
 __all__ = [
     "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
-    "BankEffect", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile", "CyberTipReport",
+    "BankEffect", "Breaker", "BreakerScope", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile", "CyberTipReport",
     "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus", "EnrolmentCode",
+    "FiringOutcome",
     "IntegrityAlert",
     "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus",
     "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview", "ReasonCode", "RemoveScope", "ReviewQueue",
-    "RoutingRule", "SubjectNote", "ViewingPreference", "generate_secret",
+    "RoutingRule", "Rule", "RuleEffect", "RuleFiring", "RuleMode", "RuleVersion", "SubjectNote", "ViewingPreference", "generate_secret",
 ]

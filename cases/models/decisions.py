@@ -49,6 +49,10 @@ class Decision(models.Model):
                                         related_name="second_reviews")
     second_reviewed_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    rule_version = models.ForeignKey("cases.RuleVersion", on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="decisions",
+                                     help_text="Taken by this automation rule (decided_by is then the rules' account)")
+    rolled_back_at = models.DateTimeField(null=True, blank=True, help_text="Reversed by a rule rollback")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -54,7 +54,8 @@ class BankEffect(models.TextChoices):
     LOCAL = "local", "Add the media to the local bank of confirmed material"
 
 
-EFFECT_FIELDS = ("category", "ban", "remove", "report", "hold", "bank", "notify_user", "protect", "incident_type")
+EFFECT_FIELDS = ("category", "ban", "remove", "report", "hold", "bank", "notify_user", "protect", "incident_type",
+                 "view_before_filing")
 
 
 class Policy(models.Model):
@@ -70,6 +71,9 @@ class Policy(models.Model):
     notify_user = models.BooleanField(default=False, help_text="Ask the platform to tell the user why")
     protect = models.BooleanField(default=False, help_text="Ask the platform to protect the account (a child "
                                                            "victim): limit contact from strangers, offer support")
+    view_before_filing = models.BooleanField(
+        default=False, help_text="A report from an automated decision waits until a specialist has viewed the "
+                                 "files: without a provider's view, police may need a warrant to open them")
     incident_type = models.CharField(max_length=100, blank=True,
                                      choices=[(t, t) for t in INCIDENT_TYPES],
                                      help_text="CyberTipline incident type of its reports")

@@ -37,12 +37,34 @@ class BankKind(models.TextChoices):
     ALLOW = "allow", "Allow-list (known false positives)"
 
 
+class BankTrust(models.TextChoices):
+    """How far a bank's entries are trusted to act on their own (automation rules read it)."""
+    VERIFIED = "verified", "Verified (each entry confirmed by a hotline or clearinghouse)"
+    UNVERIFIED = "unverified", "Unverified (shared by a third party, not confirmed)"
+    LOCAL = "local", "Local (confirmed by our own reviewers)"
+
+
+class EntryStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DECONFIRMED = "deconfirmed", "Deconfirmed (matches are recorded, never acted on)"
+    QUARANTINED = "quarantined", "Quarantined by the circuit breaker (matches go to people)"
+
+
+class EntryOutcome(models.TextChoices):
+    CONFIRMED = "confirmed", "Confirmed by a reviewer"
+    DISMISSED = "dismissed", "Dismissed by a reviewer"
+    AUTO_ACTIONED = "auto_actioned", "Acted on by an automation rule"
+    OVERTURNED = "overturned", "An action on it was rolled back or overturned"
+
+
 class Bank(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.CharField(max_length=255, blank=True)
     kind = models.CharField(max_length=8, choices=BankKind, default=BankKind.KNOWN,
                             help_text="An allow-list bank's matches suppress the other banks' matches")
     source = models.CharField(max_length=64, blank=True, help_text="Where the hashes come from, e.g. ncmec, file")
+    trust = models.CharField(max_length=12, choices=BankTrust, default=BankTrust.UNVERIFIED,
+                             help_text="Automation rules may require a verified bank before acting alone")
     enabled = models.BooleanField(default=True)
     severity = models.PositiveSmallIntegerField(default=90, help_text="0..100, used for case priority")
     pdq_threshold = models.PositiveSmallIntegerField(default=31, help_text="Max Hamming distance of 256 bits")
@@ -81,6 +103,16 @@ class BankHash(models.Model):
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                  related_name="+")
     added_at = models.DateTimeField(auto_now_add=True)
+    # The hash-quality loop: what became of this entry's matches, kept as running counts (the
+    # outcome rows below hold each one) so that the bank pages and the breaker read one row.
+    status = models.CharField(max_length=12, choices=EntryStatus, default=EntryStatus.ACTIVE)
+    status_reason = models.CharField(max_length=255, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    match_count = models.PositiveIntegerField(default=0)
+    confirm_count = models.PositiveIntegerField(default=0)
+    dismiss_count = models.PositiveIntegerField(default=0)
+    auto_action_count = models.PositiveIntegerField(default=0)
+    last_matched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["bank", "hash_type", "value"]
@@ -93,6 +125,7 @@ class BankHash(models.Model):
             models.Index(fields=["media_key"], name="bankhash_media_idx", condition=~models.Q(media_key="")),
             # Browsing by label prefix, and removing an exchange's entries by their reference.
             models.Index(fields=["bank", "label"], name="bankhash_label_idx"),
+            models.Index(fields=["bank", "status"], name="bankhash_status_idx", condition=~models.Q(status="active")),
         ]
 
     def __str__(self):
@@ -104,6 +137,28 @@ class BankHash(models.Model):
                 self.value = normalise_hash(self.value, self.hash_type)
             except ValueError as exc:
                 raise ValidationError({"value": str(exc)}) from None
+
+
+class BankHashOutcome(models.Model):
+    """One outcome of one entry's match (a reviewer confirmed or dismissed it, a rule acted on it),
+    kept for the hash-quality loop and sent back to the exchange the entry came from."""
+
+    bank_hash = models.ForeignKey(BankHash, on_delete=models.CASCADE, related_name="outcomes")
+    outcome = models.CharField(max_length=16, choices=EntryOutcome)
+    decision = models.ForeignKey("cases.Decision", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+")
+    item = models.ForeignKey("detection.Item", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="Sent back to the entry's exchange")
+    send_error = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["created_at"], name="bankhashoutcome_unsent_idx",
+                                condition=models.Q(sent_at__isnull=True))]
+
+    def __str__(self):
+        return f"{self.outcome} on entry {self.bank_hash_id}"
 
 
 class HashExchange(models.Model):

@@ -47,6 +47,7 @@ class Item(models.Model):
     declared_type = models.CharField(max_length=127, blank=True)
     size = models.PositiveBigIntegerField(default=0)
     storage_path = models.CharField(max_length=512, blank=True, help_text="Relative to EVIDENCE_ROOT")
+    hash_only = models.BooleanField(default=False, help_text="The platform sent hashes only: no media is held")
     text = models.TextField(blank=True)
     uploaded_at = models.DateTimeField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
@@ -58,6 +59,9 @@ class Item(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     pdq = models.CharField(max_length=64, blank=True)
     pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Every orientation's PDQ as scanned (32 bytes each, in detectors.hashing's dihedral order, then the
+    # untrimmed hash when bars were cut): what retroactive matching searches when new hashes arrive.
+    pdq_variants = models.BinaryField(null=True, blank=True, editable=False)
     phash = models.CharField(max_length=16, blank=True)
     dhash = models.CharField(max_length=16, blank=True)
     status = models.CharField(max_length=16, choices=ItemStatus, default=ItemStatus.QUEUED)
