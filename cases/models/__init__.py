@@ -42,11 +42,10 @@ from cases.models.rules import (
 
 __all__ = [
     "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
-    "BankEffect", "Breaker", "BreakerScope", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile", "CyberTipReport",
-    "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus", "EnrolmentCode",
-    "FiringOutcome",
-    "IntegrityAlert",
-    "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus",
-    "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview", "ReasonCode", "RemoveScope", "ReviewQueue",
-    "RoutingRule", "Rule", "RuleEffect", "RuleFiring", "RuleMode", "RuleVersion", "SubjectNote", "ViewingPreference", "generate_secret",
+    "BankEffect", "Breaker", "BreakerScope", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile",
+    "CyberTipReport", "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus",
+    "EnrolmentCode", "FiringOutcome", "IntegrityAlert", "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest",
+    "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview",
+    "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "Rule", "RuleEffect", "RuleFiring", "RuleMode",
+    "RuleVersion", "SubjectNote", "ViewingPreference", "generate_secret",
 ]

@@ -22,9 +22,8 @@ from detection.models.subjects import Account, AccountLink, Group, Membership, S
 from detection.models.terms import TermCategory, TermMatch, TextTerm
 
 __all__ = [
-    "HEX_LENGTHS", "Account", "AccountLink", "Bank", "BankHash", "BankHashOutcome", "BankImport", "BankKind", "BankTrust",
-    "EntryOutcome", "EntryStatus", "EvidenceOnHold",
-    "Group", "HashExchange", "HashType", "ImportStatus", "Item", "ItemKind", "ItemQuerySet", "ItemStatus",
-    "Membership", "Signal", "SignalKind", "SubjectStatus", "TermCategory", "TermMatch", "TextTerm", "UserReport",
-    "held_now", "normalise_hash",
+    "HEX_LENGTHS", "Account", "AccountLink", "Bank", "BankHash", "BankHashOutcome", "BankImport", "BankKind",
+    "BankTrust", "EntryOutcome", "EntryStatus", "EvidenceOnHold", "Group", "HashExchange", "HashType", "ImportStatus",
+    "Item", "ItemKind", "ItemQuerySet", "ItemStatus", "Membership", "Signal", "SignalKind", "SubjectStatus",
+    "TermCategory", "TermMatch", "TextTerm", "UserReport", "held_now", "normalise_hash",
 ]
