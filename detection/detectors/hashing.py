@@ -338,3 +338,30 @@ def hash_image(data, *, max_pixels=50_000_000, max_frames=500):
 
 def hamming_hex(a, b):
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+ORIENTATION_NAMES = (*DIHEDRAL, UNTRIMMED)
+
+
+def pack_orientations(variants):
+    """((name, hex), ...) as scanned → 32 bytes per orientation, in ORIENTATION_NAMES order (stored
+    on the item, so that hashes that arrive later can be searched against every orientation)."""
+    by_name = dict(variants)
+    if not by_name:
+        return b""
+    # A hash sent without its orientations (hash-only intake) is stored as its original alone.
+    names = [name for name in ORIENTATION_NAMES if name in by_name]
+    if names[:1] != ["original"] or names[:len(DIHEDRAL)] != list(DIHEDRAL)[:len(names[:len(DIHEDRAL)])]:
+        raise ValueError("orientations must start with the original and follow the dihedral order")
+    return b"".join(bytes.fromhex(by_name[name]) for name in names)
+
+
+def unpack_orientations(data):
+    """The stored bytes back as ((name, hex), ...). One hash: the original only; 9: with the untrimmed."""
+    data = bytes(data or b"")
+    if len(data) % 32:
+        raise ValueError("stored orientations are not a whole number of 256-bit hashes")
+    hashes = [data[i:i + 32].hex() for i in range(0, len(data), 32)]
+    if len(hashes) == len(DIHEDRAL) + 1 or len(hashes) <= len(DIHEDRAL):
+        return tuple(zip(ORIENTATION_NAMES, hashes, strict=False))
+    raise ValueError(f"{len(hashes)} stored orientations: expected at most {len(ORIENTATION_NAMES)}")

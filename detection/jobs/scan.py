@@ -17,7 +17,13 @@ from django.utils import timezone
 from rq.timeouts import BaseTimeoutException
 
 from detection import matching
-from detection.detectors.hashing import RejectedFile, fault_reason, hash_image
+from detection.detectors.hashing import (
+    RejectedFile,
+    fault_reason,
+    hash_image,
+    pack_orientations,
+    unpack_orientations,
+)
 from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
 from detection.match_signals import build_match_signals, entry_labels, match_video_frames, with_video_signals
 from detection.models import Item, ItemKind, ItemStatus, Signal
@@ -224,6 +230,10 @@ def _store_fields(hashed):
 def _hash_fields(item):
     if item.kind == ItemKind.TEXT:
         return {}
+    if item.hash_only:
+        # The platform hashed at its edge and sent no bytes: the hashes came in with the item.
+        item.pdq_variants = unpack_orientations(item.pdq_orientations) if item.pdq_orientations else ()
+        return {"pdq": item.pdq, "pdq_quality": item.pdq_quality}
     data = read_original(item.storage_path)
     if item.kind == ItemKind.VIDEO:
         return _video_fields(data)
@@ -239,6 +249,7 @@ def _hash_fields(item):
         "pdq_quality": hashes.pdq_quality,
         "phash": hashes.phash,
         "dhash": hashes.dhash,
+        "pdq_orientations": pack_orientations(hashes.pdq_variants),
     }
 
 

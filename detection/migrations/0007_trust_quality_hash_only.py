@@ -86,7 +86,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='item',
-            name='pdq_variants',
+            name='pdq_orientations',
             field=models.BinaryField(blank=True, null=True),
         ),
         migrations.AddIndex(

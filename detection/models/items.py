@@ -61,7 +61,7 @@ class Item(models.Model):
     pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
     # Every orientation's PDQ as scanned (32 bytes each, in detectors.hashing's dihedral order, then the
     # untrimmed hash when bars were cut): what retroactive matching searches when new hashes arrive.
-    pdq_variants = models.BinaryField(null=True, blank=True, editable=False)
+    pdq_orientations = models.BinaryField(null=True, blank=True, editable=False)
     phash = models.CharField(max_length=16, blank=True)
     dhash = models.CharField(max_length=16, blank=True)
     status = models.CharField(max_length=16, choices=ItemStatus, default=ItemStatus.QUEUED)
