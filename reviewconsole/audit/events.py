@@ -18,11 +18,19 @@ class Event(models.TextChoices):
     BANK_ENTRIES_ADDED = "bank.entries_added"
     BANK_ENTRY_ADDED = "bank.entry_added"
     BANK_ENTRY_CHANGED = "bank.entry_changed"
+    BANK_ENTRY_DECONFIRMED = "bank.entry_deconfirmed"
+    BANK_ENTRY_QUARANTINED = "bank.entry_quarantined"
+    BANK_ENTRY_RECONFIRMED = "bank.entry_reconfirmed"
     BANK_ENTRY_REMOVED = "bank.entry_removed"
     BANK_EXPORTED = "bank.exported"
+    BANK_FEEDBACK_EXPORTED = "bank.feedback_exported"
+    BANK_FEEDBACK_SENT = "bank.feedback_sent"
     BANK_IMPORT_FAILED = "bank.import_failed"
     BANK_IMPORT_QUEUED = "bank.import_queued"
     BANK_IMPORTED = "bank.imported"
+
+    BREAKER_RESUMED = "breaker.resumed"
+    BREAKER_TRIPPED = "breaker.tripped"
 
     CASE_BAN = "case.ban"
     CASE_BAN_PROPOSED = "case.ban.proposed"
@@ -43,6 +51,7 @@ class Event(models.TextChoices):
     CASE_REPORT = "case.report"
     CASE_REPORT_PROPOSED = "case.report.proposed"
     CASE_REPORT_REJECTED = "case.report.rejected"
+    CASE_ROLLED_BACK = "case.rolled_back"
     CASE_SIGNALS_ADDED = "case.signals_added"
     CASE_TAKEN_OVER = "case.taken_over"
     CASE_UNDO = "case.undo"
@@ -85,6 +94,8 @@ class Event(models.TextChoices):
     LEGAL_RESPONDED = "legal.responded"
     LEGAL_SUBJECTS_LINKED = "legal.subjects_linked"
 
+    MATCH_RETROACTIVE = "match.retroactive"
+    MATCH_SHARED_OUTWARD = "match.shared_outward"
     MATCH_SUPPRESSED = "match.suppressed"
 
     METRICS_TRANSPARENCY_EXPORTED = "metrics.transparency_exported"
@@ -93,6 +104,12 @@ class Event(models.TextChoices):
     POLICY_CREATED = "policy.created"
 
     QA_REVIEWED = "qa.reviewed"
+
+    RULE_BACKTESTED = "rule.backtested"
+    RULE_CHANGED = "rule.changed"
+    RULE_CREATED = "rule.created"
+    RULE_FIRED = "rule.fired"
+    RULE_ROLLED_BACK = "rule.rolled_back"
 
     REPORT_RECEIVED = "report.received"
 
