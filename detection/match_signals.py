@@ -4,13 +4,15 @@ suppresses known false positives. Used by the scan job."""
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Count
 
 from detection import matching
 from detection.detectors import vpdq
-from detection.detectors.hashing import UNTRIMMED
+from detection.detectors.hashing import DIHEDRAL, UNTRIMMED
+from detection.matching import HashMatch
 from detection.models import BankHash, BankKind, HashType, Signal, SignalKind
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
@@ -243,9 +245,14 @@ def _trim_note(evidence):
     trimmed = next((e["trimmed"] for e in evidence if e.get("trimmed")), None)
     if not trimmed:
         return ""
+    return f", compared after removing {_bars(trimmed)}"
+
+
+def _bars(trimmed):
+    """"a pillarbox (80, 0, 80, 0 px left, top, right, bottom)": the bars cut off, in the file's pixels."""
     left, top, right, bottom = trimmed
     kind = "letterbox" if not (left or right) else "pillarbox" if not (top or bottom) else "border"
-    return f", compared after removing a {kind} ({left}, {top}, {right}, {bottom} px left, top, right, bottom)"
+    return f"a {kind} ({left}, {top}, {right}, {bottom} px left, top, right, bottom)"
 
 
 def _edits_undone(match, item, entry):
@@ -267,28 +274,79 @@ def _edits_undone(match, item, entry):
 _bank_video_frames = {}  # (bank id, bank updated_at, media key) -> entries: bank changes bump updated_at
 
 
+@dataclass
+class FrameMatch(HashMatch):
+    """A sampled frame's PDQ match, with the bars cut off the frame before it agreed."""
+
+    trimmed: tuple = ()
+
+
+# The frame hashes that each carry a frame's eight orientations, and the bars cut off before them.
+FRAME_TRIMS = (("variants", "trimmed"), ("outer_variants", "outer_trimmed"))
+
+
+def _frames_to_match(frames, min_quality):
+    """The frames worth matching: as vpdq.usable_frames, and also those usable once trimmed."""
+    seen, usable = set(), []
+    for frame in frames or []:
+        pdq = frame.get("pdq") or ""
+        oriented = tuple(tuple(frame.get(key) or ()) for key, _ in FRAME_TRIMS)
+        as_is = len(pdq) == 64 and (frame.get("quality") or 0) >= min_quality
+        if (as_is or any(oriented)) and (pdq, oriented) not in seen:
+            seen.add((pdq, oriented))
+            usable.append(frame)
+    return usable
+
+
+def _frame_queries(frame, min_quality):
+    """[(query, bars cut off)] for one frame: as it is (vPDQ's hash), then trimmed as a still is, in
+    every orientation, so that a known picture shown inside a video matches however it was framed."""
+    blank = {"md5": "", "sha256": "", "pdq_usable": True, "phash": "", "dhash": ""}
+    queries = []
+    if len(frame.get("pdq") or "") == 64 and (frame.get("quality") or 0) >= min_quality:
+        queries.append(({**blank, "pdq": frame["pdq"]}, ()))
+    for variants_key, trimmed_key in FRAME_TRIMS:
+        variants = frame.get(variants_key) or ()
+        if len(variants) == len(DIHEDRAL):
+            queries.append(({**blank, "pdq": variants[0], "pdq_variants": list(zip(DIHEDRAL, variants, strict=True))},
+                            tuple(frame.get(trimmed_key) or ())))
+    return queries
+
+
 def match_video_frames(hashed):
     """PDQ matches of every usable sampled frame, for all items of a batch at once.
 
-    Returns {item pk: (frames, matches per frame, {entry id: (media key, seconds)}, frame counts, banks)}
-    for the items with at least one frame match; the vPDQ rule itself is applied in the transaction,
-    after the allow-list has had its say.
+    Every frame's orientations go into the one search with the rest of the batch. Returns
+    {item pk: (frames, matches per frame, {entry id: (media key, seconds)}, frame counts, banks)}
+    for the items with at least one frame match; the vPDQ rule itself is applied in the
+    transaction, after the allow-list has had its say.
     """
-    queued = [(item.pk, frame) for item, fields in hashed
-              for frame in vpdq.usable_frames(fields.get("frame_hashes"), settings.PDQ_MIN_QUALITY)]
+    queued, queries = [], []
+    for item, fields in hashed:
+        for frame in _frames_to_match(fields.get("frame_hashes"), settings.PDQ_MIN_QUALITY):
+            asked = _frame_queries(frame, settings.PDQ_MIN_QUALITY)
+            queued.append((item.pk, frame, [trimmed for _, trimmed in asked]))
+            queries += [query for query, _ in asked]
     if not queued:
         return {}
-    found = matching.find_matches_many([
-        {"md5": "", "sha256": "", "pdq": frame["pdq"], "pdq_usable": True, "phash": "", "dhash": ""}
-        for _, frame in queued
-    ])
+    found = iter(matching.find_matches_many(queries))
     per_item, banks = {}, {}
-    for (pk, frame), (matches, frame_banks) in zip(queued, found, strict=True):
-        pdq_matches = [m for m in matches if m.hash_type == HashType.PDQ]
+    for pk, frame, trims in queued:
+        best = {}
+        for trimmed in trims:
+            matches, frame_banks = next(found)
+            banks.update(frame_banks)
+            for m in matches:
+                if m.hash_type != HashType.PDQ:
+                    continue
+                match = FrameMatch(**vars(m), trimmed=trimmed)
+                # One match per entry and frame, the closest; on a tie, the one with the fewest edits undone.
+                rank = (match.distance, bool(match.transform), bool(match.trimmed))
+                if m.bank_hash_id not in best or rank < best[m.bank_hash_id][0]:
+                    best[m.bank_hash_id] = (rank, match)
         frames, frame_matches = per_item.setdefault(pk, ([], []))
         frames.append(frame)
-        frame_matches.append(pdq_matches)
-        banks.update(frame_banks)
+        frame_matches.append([match for _, match in sorted(best.values(), key=lambda v: v[1].bank_hash_id)])
     per_item = {pk: v for pk, v in per_item.items() if any(v[1])}
     entry_ids = {m.bank_hash_id for _, frame_matches in per_item.values() for ms in frame_matches for m in ms}
     media = {pk: (key, seconds) for pk, key, seconds in
@@ -332,12 +390,15 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
     allow_exact = [m for m in matches if getattr(banks.get(m.bank_id), "kind", "") == BankKind.ALLOW]
     kept = {id(m) for m in apply_allow_list(item, allow_exact + [m for ms in frame_matches for m in ms], frame_banks)}
     frame_matches = [[m for m in ms if id(m) in kept] for ms in frame_matches]
+    # How each frame matched each entry: vpdq's hits keep the time and the entry, not the edits undone.
+    undone = {(frame["t"], m.bank_hash_id): m for frame, ms in zip(frames, frame_matches, strict=True) for m in ms}
     findings = vpdq.match_frames(frames, frame_matches, media, counts,
                                  {pk: bank.video_match_percent for pk, bank in frame_banks.items()})
     by_key = {signal.dedupe_key: signal for signal in signals}
     for bank_id, finding in sorted(findings.items()):
         bank = frame_banks[bank_id]
-        text = _named_entries(vpdq.explain(finding, bank.name), finding.image_hits, labels)
+        text = _named_entries(vpdq.explain(finding, bank.name), finding.image_hits, labels) + _frames_edited(
+            finding, undone)
         key = f"item:{item.pk}:bank:{bank.pk}"
         label = _fit_label(f"{'Video' if finding.media_key else 'Known image in video'} match, bank {bank.name}")
         if key in by_key:
@@ -354,7 +415,7 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
             else:
                 signal.explanation = f"{signal.explanation} {text}"
             signal.score = max(signal.score, vpdq.score(finding))
-            signal.details["video"] = _video_details(finding)
+            signal.details["video"] = _video_details(finding, undone)
             continue
         best = finding.best
         evidence = {"type": HashType.PDQ, "entry_id": best.entry_id, "distance": best.distance,
@@ -363,6 +424,9 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
                             f"at {vpdq.clock(best.t)} ({entry_name(best.entry_id, labels)})"}
         if labels.get(best.entry_id):
             evidence["entry_label"] = labels[best.entry_id]
+        how = undone.get((best.t, best.entry_id))
+        evidence.update(_frame_edit_fields(how))
+        evidence["text"] += f"; {_frame_edits(how)}" if _frame_edits(how) else ""
         signal = Signal(
             item=item, account=item.account, group_id=item.group_id, kind=SignalKind.HASH_MATCH,
             detector="hash_match",  # the same detector as the still-image matches: routing rules see one kind
@@ -372,7 +436,7 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
                 "bank": bank.name, "bank_id": bank.pk, "entry_id": best.entry_id, "basis": "video",
                 **({"entry_label": labels[best.entry_id]} if labels.get(best.entry_id) else {}),
                 "hashes": [evidence],
-                "video": _video_details(finding),
+                "video": _video_details(finding, undone),
             },
             dedupe_key=key,
         )
@@ -389,9 +453,39 @@ def _named_entries(text, hits, labels):
     return text
 
 
-def _video_details(finding):
+def _frame_edits(match):
+    """"the copy is mirrored, compared after removing a pillarbox (...)": what was undone before a
+    frame matched, in the words of a still's explanation; "" for a frame that matched as it is."""
+    parts = [f"the copy is {match.transform}"] if getattr(match, "transform", "") else []
+    if any(getattr(match, "trimmed", ())):
+        parts.append(f"compared after removing {_bars(match.trimmed)}")
+    return ", ".join(parts)
+
+
+def _frame_edit_fields(match):
+    """The edits undone as evidence fields, under the keys a still's evidence uses."""
+    return {**({"transform": match.transform} if getattr(match, "transform", "") else {}),
+            **({"trimmed": list(match.trimmed)} if any(getattr(match, "trimmed", ())) else {})}
+
+
+def _frames_edited(finding, undone):
+    """" Frame at 0:04: the copy is mirrored, ...": said for the frame each part of vpdq.explain names."""
+    notes = []
+    for hits in (finding.hits, finding.image_hits):
+        if not hits:
+            continue
+        best = min(hits, key=lambda h: h.distance)  # the frame vpdq.explain gives the time of
+        edits = _frame_edits(undone.get((best.t, best.entry_id)))
+        note = f" Frame at {vpdq.clock(best.t)}: {edits}."
+        if edits and note not in notes:
+            notes.append(note)
+    return "".join(notes)
+
+
+def _video_details(finding, undone):
     def frames(hits):
-        return [{"t": h.t, "entry_id": h.entry_id, "distance": h.distance, "bank_t": h.bank_t} for h in hits]
+        return [{"t": h.t, "entry_id": h.entry_id, "distance": h.distance, "bank_t": h.bank_t,
+                 **_frame_edit_fields(undone.get((h.t, h.entry_id)))} for h in hits]
 
     return {
         "method": "vpdq", "media_key": finding.media_key, "required_percent": finding.percent,

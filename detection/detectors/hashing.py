@@ -274,6 +274,26 @@ def trim(rgb, passes=2):
     return rgb, tuple(int(b) for b in total)
 
 
+def trim_stages(img, passes=2):
+    """The image after each trimming pass that cut something, with the widths cut off so far:
+    [(image, (left, top, right, bottom)), ...], the last as trim() returns it; [(img, zeros)] when
+    there are no bars.
+
+    Video frames are hashed at every stage: compression smooths the noise out of a picture's flat
+    gradients (a sky, a backdrop) until the second pass takes them for bars inside the bars.
+    """
+    stages, total = [], np.zeros(4, dtype=int)
+    for _ in range(passes):
+        borders = find_borders(img)
+        if not any(borders):
+            break
+        left, top, right, bottom = borders
+        img = img.crop((left, top, img.width - right, img.height - bottom))
+        total += borders
+        stages.append((img, tuple(int(b) for b in total)))
+    return stages or [(img, (0, 0, 0, 0))]
+
+
 def _bar_width(band):
     """How many leading rows of `band` form a bar: flat, noiseless, and ending in a sharp edge."""
     edge = band[0].astype(np.int16)

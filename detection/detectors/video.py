@@ -15,9 +15,11 @@ from detection.detectors.hashing import (
     _to_rgb,
     check_polyglot,
     fault_reason,
+    pdq_dihedral,
     pdq_of,
     rejects_faults,
     sniff_format,
+    trim_stages,
 )
 
 # Sampled frames are kept this small: PDQ works on 64x64 anyway and a contact sheet tile is smaller
@@ -275,13 +277,40 @@ def _sample_sequence(img, fmt, count, limits, started, *, max_pixels, max_source
 
 
 @rejects_faults()
-def frame_hashes(frames):
-    """PDQ of each sampled frame: [{"t", "pdq", "quality"}], the shape stored on Item.frame_hashes."""
-    hashes = []
+def frame_hashes(frames, *, orientations=False, min_quality=0, size=None):
+    """PDQ of each sampled frame: [{"t", "pdq", "quality"}], the shape stored on Item.frame_hashes.
+
+    "pdq" is the frame as it is, the hash Meta's vPDQ takes, so that video banks made elsewhere
+    match. With `orientations`, a frame whose trimmed picture reaches `min_quality` also carries
+    "variants": the eight PDQ (in DIHEDRAL order) of the frame trimmed of its bars as hash_image
+    trims a still, and "trimmed": those bars in pixels of `size` (the source's width, height), when
+    there were any. Where a single trimming pass cut less than two, "outer_variants" and
+    "outer_trimmed" hold the frame trimmed once.
+    """
+    hashes, oriented = [], {}
     for frame in frames:
         pdq, quality = pdq_of(frame.image)
-        hashes.append({"t": frame.t, "pdq": pdq, "quality": quality})
+        entry = {"t": frame.t, "pdq": pdq, "quality": quality}
+        if orientations:
+            # A scene held for seconds is sampled again and again: its picture is trimmed and turned once.
+            if pdq not in oriented:
+                oriented[pdq] = _orientations(frame.image, min_quality, size or frame.image.size)
+            entry.update(oriented[pdq])
+        hashes.append(entry)
     return hashes
+
+
+def _orientations(image, min_quality, size):
+    sx, sy = size[0] / image.width, size[1] / image.height
+    found = {}
+    for prefix, (content, borders) in zip(("", "outer_"), reversed(trim_stages(image.convert("L"))), strict=False):
+        variants, quality = pdq_dihedral(content)
+        if quality < min_quality:
+            continue
+        found[f"{prefix}variants"] = [value for _, value in variants]
+        if any(borders):
+            found[f"{prefix}trimmed"] = [round(b * s) for b, s in zip(borders, (sx, sy, sx, sy), strict=True)]
+    return found
 
 
 def sample_frames(data, *, count=16, limits=DEFAULT_LIMITS):

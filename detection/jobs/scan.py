@@ -233,7 +233,10 @@ def _hash_fields(item):
     if item.hash_only:
         # The platform hashed at its edge and sent no bytes: the hashes came in with the item.
         item.pdq_variants = unpack_orientations(item.pdq_orientations) if item.pdq_orientations else ()
-        return {"pdq": item.pdq, "pdq_quality": item.pdq_quality}
+        fields = {"pdq": item.pdq, "pdq_quality": item.pdq_quality}
+        if item.frame_hashes:  # vPDQ frames sent for a video: matched as a scanned video's frames are
+            fields["frame_hashes"] = item.frame_hashes
+        return fields
     data = read_original(item.storage_path)
     if item.kind == ItemKind.VIDEO:
         return _video_fields(data)
@@ -261,7 +264,7 @@ def text_item_signals(hashed):
 def _video_fields(data):
     sampled = sample_video(data, Limits.from_settings(settings))  # a file that does not decode is rejected here
     return {"detected_format": sampled.format, "width": sampled.width, "height": sampled.height,
-            "frame_hashes": frame_hashes(sampled.frames)}
+            "frame_hashes": _oriented_frame_hashes(sampled)}
 
 
 def _animation_fields(data, hashes):
@@ -270,4 +273,11 @@ def _animation_fields(data, hashes):
         return {}
     sampled = sample_animation(data, Limits.from_settings(settings), max_pixels=settings.IMAGE_MAX_PIXELS,
                                max_source_frames=settings.IMAGE_MAX_FRAMES)
-    return {"frame_hashes": frame_hashes(sampled.frames)} if sampled else {}
+    return {"frame_hashes": _oriented_frame_hashes(sampled)} if sampled else {}
+
+
+def _oriented_frame_hashes(sampled):
+    """Frames trimmed and turned as stills are: a known picture shown inside a video or an animation
+    is as often pillarboxed, mirrored or rotated as one shared on its own."""
+    return frame_hashes(sampled.frames, orientations=True, min_quality=settings.PDQ_MIN_QUALITY,
+                        size=(sampled.width, sampled.height))
