@@ -14,6 +14,7 @@ from reviewconsole import storage
 THUMB_SIDE = 320
 REVEAL_SIDE = 1024
 SHEET_FRAMES = 16  # of the sampled frames, spread over the whole video: enough to judge at a glance
+NO_MEDIA = "No media held (the platform sent hashes only)"
 
 
 def _encode(img, quality=80):
@@ -87,7 +88,7 @@ def shows_unblurred(item, pref):
     """Whether `blurred(item, pref)` would show the item's pixels without blur (a "no blur" preference
     on a picture): such a rendition is a reveal, whatever its other filters."""
     return (pref.blur == ViewingPreference.Blur.NONE and not pref.warning_screen and not pref.problem_for(None)
-            and not item.purged_at and item.kind in (ItemKind.IMAGE, ItemKind.VIDEO))
+            and not item.purged_at and not item.hash_only and item.kind in (ItemKind.IMAGE, ItemKind.VIDEO))
 
 
 def org_default(category=""):
@@ -106,6 +107,8 @@ def blurred(item, pref=None, caption=()):
     pref = pref or ViewingPreference()
     if pref.problem_for(None):
         pref = ViewingPreference()  # never unfiltered by default, whatever was stored
+    if item.hash_only:
+        return _placeholder(NO_MEDIA)
     if pref.warning_screen:
         return warning_card(list(caption) or ["Evidence item"])
     if item.purged_at:
@@ -126,6 +129,8 @@ def blurred(item, pref=None, caption=()):
 
 def revealed(item):
     """The unblurred rendition, re-encoded; only ever produced after the reveal is audited."""
+    if item.hash_only:
+        return _placeholder(NO_MEDIA)
     if item.purged_at:
         return _placeholder("Evidence destroyed")
     if item.kind not in (ItemKind.IMAGE, ItemKind.VIDEO):

@@ -1,16 +1,33 @@
 """Intake: accept subjects, items and user reports from the platform and commit them as rows.
 
 An item's original bytes are written to the evidence store and its row committed before it is
-handed to the scan queue; if the hand-off fails the sweep finds the row still `queued`.
+handed to the scan queue; if the hand-off fails the sweep finds the row still `queued`. A platform
+that hashes at its edge sends hashes instead of bytes: the item is stored `hash_only`, with no file,
+and the same scan matches the hashes it came with.
 """
 
+import math
+import re
 from dataclasses import dataclass
+from json import dumps
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import JSONField
 
-from detection.detectors.hashing import digests
-from detection.models import Account, AccountLink, Group, Item, ItemKind, Membership, Signal, SignalKind, UserReport
+from detection.detectors.hashing import DIHEDRAL, digests, pack_orientations
+from detection.models import (
+    Account,
+    AccountLink,
+    Group,
+    Item,
+    ItemKind,
+    ItemStatus,
+    Membership,
+    Signal,
+    SignalKind,
+    UserReport,
+)
 from reviewconsole import storage
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
@@ -148,6 +165,333 @@ def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, externa
         storage.delete_original(relative)  # no row points at it
         raise
     return item
+
+
+# What a hash-only item may carry, and the bounds on it.
+HASH_KEYS = ("pdq", "pdq_quality", "pdq_orientations", "md5", "sha256", "frames")
+FRAME_KEYS = ("t", "pdq", "quality")
+HEX_CHARS = {"pdq": 64, "md5": 32, "sha256": 64}
+MAX_FRAMES = 4096
+# Far longer than any upload; it only keeps absurd numbers (1e300) out of the stored frame list.
+MAX_FRAME_SECONDS = 10**6
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+class InvalidHashes(Exception):
+    """The hashes sent in place of a file, refused: every problem by field (`hashes.pdq`, `hashes.frames[3].t`)."""
+
+    def __init__(self, fields):
+        super().__init__("; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items()))
+        self.fields = fields
+
+
+def _hex_problem(value, chars):
+    if not isinstance(value, str):
+        return f"must be a string of {chars} hex digits"
+    if len(value) != chars:
+        return f"must be {chars} hex digits, not {len(value)} characters"
+    if not _HEX.fullmatch(value):
+        return f"must be {chars} hex digits (0-9, a-f): it holds other characters"
+    return None
+
+
+def _whole(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _frames_problem(frames):
+    """(field suffix, message) of the first bad frame, or None. One problem is enough: a list of 4096
+    broken frames should not come back as 4096 messages."""
+    if not isinstance(frames, list):
+        return "", "must be a list of frames: [{\"t\": seconds, \"pdq\": hex, \"quality\": 0-100}, ...]"
+    if not frames:
+        return "", "must hold at least one frame (or leave `frames` out)"
+    if len(frames) > MAX_FRAMES:
+        return "", f"at most {MAX_FRAMES} frames, not {len(frames)}"
+    previous = None
+    for n, frame in enumerate(frames):
+        at = f"[{n}]"
+        if not isinstance(frame, dict):
+            return at, "must be an object with t, pdq and quality"
+        unknown = [k for k in frame if k not in FRAME_KEYS]
+        if unknown:
+            return at, f"unknown key {unknown[0][:40]!r}; a frame holds t, pdq and quality"
+        missing = [k for k in FRAME_KEYS if frame.get(k) is None]
+        if missing:
+            return f"{at}.{missing[0]}", "required"
+        t = frame["t"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or (isinstance(t, float) and not math.isfinite(t)):
+            return f"{at}.t", "must be a number of seconds"
+        if t < 0:
+            return f"{at}.t", "must not be negative"
+        if t > MAX_FRAME_SECONDS:
+            return f"{at}.t", f"at most {MAX_FRAME_SECONDS} seconds"
+        if previous is not None and t <= previous:
+            return f"{at}.t", f"must be later than the frame before ({previous} s): frames go in time order"
+        previous = t
+        problem = _hex_problem(frame["pdq"], HEX_CHARS["pdq"])
+        if problem:
+            return f"{at}.pdq", problem
+        if not _whole(frame["quality"], 0, 100):
+            return f"{at}.quality", "must be a whole number from 0 to 100"
+    return None
+
+
+def clean_hashes(hashes, kind):
+    """The hashes a platform sent in place of a file, checked and in lower-case hex, or InvalidHashes.
+
+    Returns {"md5", "sha256", "pdq", "pdq_quality", "pdq_orientations" (hex list), "frames"}; absent
+    hashes are "" (None for the quality, [] for the lists). A null value counts as left out.
+    """
+    if not isinstance(hashes, dict):
+        raise InvalidHashes({"hashes": ["must be an object: {\"pdq\", \"pdq_quality\", \"md5\", \"sha256\", "
+                                        "\"pdq_orientations\", \"frames\"}"]})
+    errors = {}
+    for key in hashes:
+        if key not in HASH_KEYS:
+            errors[f"hashes.{key[:40]}"] = [f"unknown key; a hash-only item holds {', '.join(HASH_KEYS)}"]
+    sent = {k: v for k, v in hashes.items() if k in HASH_KEYS and v is not None}
+    if not ({"pdq", "md5", "sha256", "frames"} & set(sent)):
+        errors.setdefault("hashes", []).append("at least one hash is required: pdq, md5, sha256 or frames")
+    for key, chars in HEX_CHARS.items():
+        problem = _hex_problem(sent[key], chars) if key in sent else None
+        if problem:
+            errors[f"hashes.{key}"] = [problem]
+    if "pdq" in sent and "pdq_quality" not in sent:
+        errors["hashes.pdq_quality"] = ["required with pdq (the quality the PDQ hasher reported, 0 to 100)"]
+    elif "pdq_quality" in sent and "pdq" not in sent:
+        errors["hashes.pdq_quality"] = ["only with pdq"]
+    elif "pdq_quality" in sent and not _whole(sent["pdq_quality"], 0, 100):
+        errors["hashes.pdq_quality"] = ["must be a whole number from 0 to 100"]
+    orientations = sent.get("pdq_orientations")
+    if orientations is not None:
+        problem = None
+        if "pdq" not in sent:
+            problem = "only with pdq"
+        elif not isinstance(orientations, list) or len(orientations) != len(DIHEDRAL):
+            problem = (f"must be a list of the {len(DIHEDRAL)} dihedral PDQ hashes, the original first: "
+                       + ", ".join(DIHEDRAL))
+        else:
+            bad = next(((n, p) for n, v in enumerate(orientations) if (p := _hex_problem(v, 64))), None)
+            if bad:
+                problem = f"hash {bad[0]} {bad[1]}"
+            elif isinstance(sent["pdq"], str) and orientations[0].lower() != sent["pdq"].lower():
+                problem = "the first (the original orientation) must equal pdq"
+        if problem:
+            errors["hashes.pdq_orientations"] = [problem]
+    if "frames" in sent:
+        if kind != ItemKind.VIDEO:
+            errors["hashes.frames"] = ['only for videos: send "kind": "video" with frames']
+        else:
+            found = _frames_problem(sent["frames"])
+            if found:
+                errors[f"hashes.frames{found[0]}"] = [found[1]]
+    if errors:
+        raise InvalidHashes(errors)
+    return {
+        "md5": sent.get("md5", "").lower(), "sha256": sent.get("sha256", "").lower(),
+        "pdq": sent.get("pdq", "").lower(), "pdq_quality": sent.get("pdq_quality"),
+        "pdq_orientations": [v.lower() for v in orientations or []],
+        "frames": [{"t": float(f["t"]), "pdq": f["pdq"].lower(), "quality": f["quality"]}
+                   for f in sent.get("frames", [])],
+    }
+
+
+def submit_hashes(hashes, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", uploaded_at=None,
+                  ip=None, actor_label="api"):
+    """Store an image or video the platform hashed at its edge as a hash-only item and queue it for
+    scanning, which matches the hashes it came with. Raises InvalidHashes or Rejection, storing nothing."""
+    if kind not in (ItemKind.IMAGE, ItemKind.VIDEO):
+        raise Rejection("kind", "hashes describe an image or a video: kind must be image or video")
+    refuse_nul(account=account_id, group=group_id, external_id=external_id)
+    clean = clean_hashes(hashes, kind)
+    orientations = None
+    if clean["pdq"]:
+        # Without the platform's orientations the original alone is kept: later bank entries are then
+        # searched against the picture as sent, not its mirror images.
+        sent = clean["pdq_orientations"] or [clean["pdq"]]
+        orientations = pack_orientations(list(zip(DIHEDRAL, sent, strict=False)))
+    with transaction.atomic():
+        account, group = _subjects(account_id, group_id)
+        item = Item.objects.create(
+            account=account, group=group, kind=kind, external_id=external_id, hash_only=True,
+            uploaded_at=uploaded_at, ip=ip, md5=clean["md5"], sha256=clean["sha256"], pdq=clean["pdq"],
+            pdq_quality=clean["pdq_quality"], pdq_orientations=orientations, frame_hashes=clean["frames"],
+        )
+        audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label,
+              details={"kind": kind, "hash_only": True, "sha256": clean["sha256"], "md5": clean["md5"],
+                       "pdq": clean["pdq"], "orientations": len(clean["pdq_orientations"]),
+                       "frames": len(clean["frames"])})
+        request_scan(item.pk)
+    return item
+
+
+# A platform at scale sends hashes in batches: one request, one transaction and one audit row for up to
+# this many items, in place of as many round trips.
+MAX_BATCH_ITEMS = 1000
+
+
+@dataclass(frozen=True)
+class HashItem:
+    """One item of a batch of hash-only items, its hashes as sent (submit_hash_batch checks them)."""
+
+    account_id: str
+    hashes: object
+    group_id: str | None = None
+    kind: str = ItemKind.IMAGE
+    external_id: str = ""
+    uploaded_at: object = None
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    id: int
+    status: str
+    duplicate: bool = False
+
+
+def _packed(clean):
+    if not clean["pdq"]:
+        return None
+    return pack_orientations(list(zip(DIHEDRAL, clean["pdq_orientations"] or [clean["pdq"]], strict=False)))
+
+
+def _checked(entry):
+    if entry.kind not in (ItemKind.IMAGE, ItemKind.VIDEO):
+        raise Rejection("kind", "hashes describe an image or a video: kind must be image or video")
+    refuse_nul(account=entry.account_id, group=entry.group_id, external_id=entry.external_id)
+    if not entry.account_id:
+        raise Rejection("account", "required")
+    return clean_hashes(entry.hashes, entry.kind)
+
+
+def insert_rows(model, rows, *, ignore_conflicts=False):
+    """Insert `rows` (dicts of field attname to value; every other field takes its default) and return
+    the new ids in order (with ignore_conflicts, only those inserted, unordered).
+
+    On PostgreSQL it is one INSERT ... SELECT FROM unnest(): an array per column that varies and the
+    defaults given once. bulk_create's statement for a thousand rows of a wide table costs ten times
+    more to build and send than the database takes to store it; SQLite is left to bulk_create.
+    """
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        created = model.objects.bulk_create([model(**row) for row in rows], ignore_conflicts=ignore_conflicts)
+        return [obj.pk for obj in created if obj.pk is not None]
+    template, varying = model(), list(rows[0])
+    quote = connection.ops.quote_name
+    columns, picks, params, arrays = [], [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        cast = field.db_type(connection)
+        columns.append(quote(field.column))
+        if field.attname in varying:
+            as_json = isinstance(field, JSONField)  # sent as text, cast in the statement
+            values = [dumps(row[field.attname]) if as_json else row[field.attname] for row in rows]
+            picks.append(f"u.c{len(arrays)}" + (f"::{cast}" if as_json else ""))
+            arrays.append((f"%s::{'text' if as_json else cast}[]", values))
+        else:
+            picks.append(f"%s::{cast}")
+            params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
+    names = ", ".join(f"c{n}" for n in range(len(arrays)))
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) SELECT {', '.join(picks)} "
+           f"FROM unnest({', '.join(a[0] for a in arrays)}) AS u({names})"
+           + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + f" RETURNING {quote(model._meta.pk.column)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + [a[1] for a in arrays])
+        # Ids come from the sequence in the order the rows are read from unnest: the same order.
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _subject_ids(model, external_ids):
+    """{external_id: pk}, creating the subjects that do not exist yet in one statement. Sorted, so that
+    two batches inserting the same new subjects take their row locks in the same order."""
+    wanted = sorted(external_ids)
+    found = {}
+    for start in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
+        found.update(model.objects.filter(external_id__in=wanted[start:start + 500]).values_list("external_id", "pk"))
+    missing = [e for e in wanted if e not in found]
+    if missing:
+        insert_rows(model, [{"external_id": e} for e in missing], ignore_conflicts=True)
+        for start in range(0, len(missing), 500):
+            found.update(model.objects.filter(external_id__in=missing[start:start + 500])
+                         .values_list("external_id", "pk"))
+    return found
+
+
+def _already_received(pairs):
+    """{(account pk, external_id): (pk, status)} of the items earlier submissions created (the first of each)."""
+    found = {}
+    if not pairs:
+        return found
+    rows = Item.objects.filter(account_id__in={a for a, _ in pairs}, external_id__in={e for _, e in pairs})
+    for pk, account_id, external_id, status in rows.order_by("pk").values_list("pk", "account_id", "external_id",
+                                                                               "status"):
+        found.setdefault((account_id, external_id), (pk, status))
+    return found
+
+
+def submit_hash_batch(entries, *, actor_label="api"):
+    """Store a batch of hash-only items (HashItem, at most MAX_BATCH_ITEMS) and queue them for scanning.
+
+    Each entry is checked on its own: one with bad hashes or fields is refused with its reasons and the
+    rest go on. A retried entry (same account and external_id as an item already received, or as an
+    earlier entry of this batch) is answered with that item. Accounts, groups, memberships and items are
+    written with a statement each, and the batch with one audit row listing its items. Returns, in the
+    order of `entries`, a Received or the Rejection/InvalidHashes that refused the entry.
+    """
+    if len(entries) > MAX_BATCH_ITEMS:
+        raise Rejection("items", f"at most {MAX_BATCH_ITEMS} items a batch, not {len(entries)}")
+    results, ready = [None] * len(entries), []
+    for n, entry in enumerate(entries):
+        try:
+            ready.append((n, entry, _checked(entry)))
+        except (Rejection, InvalidHashes) as exc:
+            results[n] = exc
+    if not ready:
+        return results
+    with transaction.atomic():
+        accounts = _subject_ids(Account, {entry.account_id for _, entry, _ in ready})
+        groups = _subject_ids(Group, {entry.group_id for _, entry, _ in ready if entry.group_id})
+        insert_rows(Membership, [{"account_id": a, "group_id": g} for a, g in sorted(
+            {(accounts[e.account_id], groups[e.group_id]) for _, e, _ in ready if e.group_id})],
+            ignore_conflicts=True)
+        earlier = _already_received({(accounts[e.account_id], e.external_id) for _, e, _ in ready if e.external_id})
+        new, first_of, repeats = [], {}, []
+        for n, entry, clean in ready:
+            account_id = accounts[entry.account_id]
+            key = (account_id, entry.external_id) if entry.external_id else None
+            if key in earlier:
+                results[n] = Received(*earlier[key], duplicate=True)
+            elif key in first_of:
+                repeats.append((n, first_of[key]))  # answered with the item the first one creates
+            else:
+                if key:
+                    first_of[key] = n
+                new.append((n, {
+                    "account_id": account_id, "group_id": groups[entry.group_id] if entry.group_id else None,
+                    "kind": entry.kind, "external_id": entry.external_id, "hash_only": True,
+                    "uploaded_at": entry.uploaded_at, "ip": entry.ip, "md5": clean["md5"], "sha256": clean["sha256"],
+                    "pdq": clean["pdq"], "pdq_quality": clean["pdq_quality"], "pdq_orientations": _packed(clean),
+                    "frame_hashes": clean["frames"]}))
+        ids = insert_rows(Item, [row for _, row in new])
+        for (n, _), pk in zip(new, ids, strict=True):
+            results[n] = Received(pk, ItemStatus.QUEUED)
+        for n, first in repeats:
+            results[n] = Received(results[first].id, results[first].status, duplicate=True)
+        if ids:
+            audit(None, Event.ITEM_RECEIVED, actor_label=actor_label, object_type="item_batch",
+                  object_id=f"{ids[0]}-{ids[-1]}",
+                  details={"hash_only": True, "items": ids, "count": len(ids),
+                           "videos": sum(row["kind"] == ItemKind.VIDEO for _, row in new),
+                           "duplicates": sum(isinstance(r, Received) and r.duplicate for r in results)})
+            # One kick per scan slot the batch touches (at most SCAN_SLOTS): every worker can take a
+            # share of a large batch, and the batch costs a handful of Redis calls, not one an item.
+            for slot in sorted({pk % settings.SCAN_SLOTS for pk in ids}):
+                kick_after_commit(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")
+    return results
 
 
 def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=None, ip=None, actor_label="api"):

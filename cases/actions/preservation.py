@@ -53,7 +53,8 @@ def hold_for_decision(decision, items, start=None):
 
 
 def _remove_bytes(item):
-    storage.delete_original(item.storage_path)
+    if item.storage_path:  # a text or hash-only item has none: "" would name the evidence root itself
+        storage.delete_original(item.storage_path)
     for rendition in storage.derivative_path(item.pk, "x").parent.glob(f"{item.pk}-*"):
         rendition.unlink(missing_ok=True)
 
@@ -79,8 +80,8 @@ def purgeable(now=None):
     cutoff = now - timedelta(days=settings.EVIDENCE_RETENTION_DAYS)
     held = LegalHold.active(now).values("item_id")
     in_open_case = Item.objects.filter(signals__case__isnull=False, signals__case__closed_at__isnull=True).values("pk")
-    return (Item.objects.filter(purged_at__isnull=True, created_at__lt=cutoff).exclude(storage_path="")
-            .exclude(pk__in=held).exclude(pk__in=in_open_case))
+    return (Item.objects.filter(purged_at__isnull=True, created_at__lt=cutoff, hash_only=False)
+            .exclude(storage_path="").exclude(pk__in=held).exclude(pk__in=in_open_case))
 
 
 def purge_expired(progress=None, dry_run=False):
@@ -116,8 +117,10 @@ def raise_alert(item, problem, found=""):
 
 
 def verify(limit=None, progress=None):
-    """Chain of custody: re-hash stored evidence, least recently checked first. Returns (checked, alerts)."""
-    queryset = (Item.objects.filter(purged_at__isnull=True).exclude(storage_path="")
+    """Chain of custody: re-hash stored evidence, least recently checked first. Returns (checked, alerts).
+
+    Only items whose bytes are held: a hash-only item never had a file, so none can be missing."""
+    queryset = (Item.objects.filter(purged_at__isnull=True, hash_only=False).exclude(storage_path="")
                 .order_by(F("verified_at").asc(nulls_first=True), "pk"))
     checked = alerts = 0
     for item in (queryset[:limit] if limit else queryset).iterator(chunk_size=200):

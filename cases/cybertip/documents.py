@@ -101,6 +101,26 @@ class Upload:
 
 
 @dataclass
+class HashOnlyItem:
+    """A file of the report that the platform hashed at its edge: no bytes are held, so none are
+    uploaded, and its hashes are told in the report's additionalInfo instead of a fileDetails."""
+
+    item_id: int
+    kind: str
+    uploaded_at: object = None
+    md5: str = ""
+    sha256: str = ""
+    pdq: str = ""
+    pdq_quality: object = None
+    frames: list = field(default_factory=list)  # [{"t", "pdq", "quality"}], vPDQ
+    matches: list = field(default_factory=list)  # what matched, in the signals' words
+
+
+# Frame hashes quoted in a hash-only item's paragraph; the rest are counted.
+HASH_ONLY_FRAMES = 16
+
+
+@dataclass
 class ReportData:
     incident_type: str
     incident_at: object
@@ -127,6 +147,7 @@ class ReportData:
     additional_info: str = ""
     notes: list = field(default_factory=list)  # more paragraphs for additionalInfo
     victims: list = field(default_factory=list)  # Victim rows: a child on the platform who was harmed
+    hash_only: list = field(default_factory=list)  # HashOnlyItem: files reported by their hashes alone
     now: object = None  # the builder's clock (default: now); no time sent is later than this
 
 
@@ -345,10 +366,35 @@ def report_xml(data):
             _add(element, "displayName", _clip(victim.display_name, "displayName", notes))
         if victim.age_band:
             _add(element, "additionalInfo", f"Age band the platform holds for this account: {victim.age_band}")
-    paragraphs = [p for p in [data.additional_info, *data.notes, *notes] if not _blank(p)]
+    hashed = [hash_only_paragraph(entry, now) for entry in data.hash_only]
+    paragraphs = [p for p in [data.additional_info, *data.notes, *hashed, *notes] if not _blank(p)]
     if paragraphs:
         _add(root, "additionalInfo", "\n\n".join(paragraphs))
     return _serialise(root)
+
+
+def hash_only_paragraph(entry, now=None):
+    """A hash-only file in words and hex: what fileDetails would have carried, had there been bytes."""
+    now = _aware(now or timezone.now())
+    when = f", uploaded {_iso(_past(entry.uploaded_at, now))}" if entry.uploaded_at else ""
+    lines = [f"Item {entry.item_id} ({entry.kind}{when}): the platform hashed this file on its own systems and "
+             "sent only its hashes. The provider holds no copy of it, none is uploaded with this report, and no "
+             "one here has viewed it."]
+    hashes = [f"{name} {value}" for name, value in (("MD5", entry.md5), ("SHA-256", entry.sha256)) if value]
+    if entry.pdq:
+        hashes.append(f"PDQ {entry.pdq}" + (f" (quality {entry.pdq_quality})" if entry.pdq_quality is not None
+                                            else ""))
+    if hashes:
+        lines.append("Hashes: " + "; ".join(hashes) + ".")
+    if entry.frames:
+        shown = entry.frames[:HASH_ONLY_FRAMES]
+        more = len(entry.frames) - len(shown)
+        lines.append(f"vPDQ frame hashes ({len(entry.frames)} frames; seconds: PDQ, quality): "
+                     + "; ".join(f"{frame['t']:g}: {frame['pdq']}, {frame['quality']}" for frame in shown)
+                     + (f"; and {more} more." if more else "."))
+    if entry.matches:
+        lines.append("Matched: " + "; ".join(entry.matches) + ".")
+    return "\n".join(lines)
 
 
 def file_details_xml(data):

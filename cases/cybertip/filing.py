@@ -1,5 +1,8 @@
 """Filing a CyberTipline report: submit -> upload each file -> fileinfo -> finish, resumable.
 
+A file the platform sent as hashes only (`Item.hash_only`) has no bytes: it is neither uploaded nor
+given a fileDetails; the report's additionalInfo names it with its hashes and what it matched.
+
 Each step's result is committed the moment the service answers (the report id before any upload,
 each file id before the next file), so a job that died resumes at the first step not done and
 never submits a report twice. A finish whose answer was lost is sent again: the service answers
@@ -23,7 +26,7 @@ from cases.actions.preservation import hold_for_report, raise_alert
 from cases.cybertip import documents
 from cases.cybertip.client import CyberTipClient, Unreachable
 from cases.models import CyberTipExchange, CyberTipFile, CyberTipReport, Enforcement, EnforcementStatus, PolicyCategory
-from detection.models import Account, Item, ItemKind, SubjectStatus
+from detection.models import Account, Item, ItemKind, SignalKind, SubjectStatus
 from reviewconsole import storage
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
@@ -191,9 +194,12 @@ def _advance(report, client):
         hold_for_report(report, start=report.submitted_at)
         audit(None, Event.CYBERTIP_SUBMITTED, case=report.case, object_type="cybertipreport", object_id=report.pk,
               details={"ncmec_report_id": answer.report_id, "request_id": answer.request_id})
-    for report_file in report.files.select_related("item").filter(ncmec_file_id=""):
+    # A hash-only item's file row stays without an NCMEC file id: there are no bytes to upload, and
+    # its hashes went into the report's additionalInfo (gather_report).
+    with_bytes = report.files.select_related("item").filter(item__hash_only=False)
+    for report_file in with_bytes.filter(ncmec_file_id=""):
         _upload(report, report_file, client)
-    for report_file in report.files.select_related("item").filter(fileinfo_sent_at__isnull=True):
+    for report_file in with_bytes.filter(fileinfo_sent_at__isnull=True):
         document = documents.file_details_xml(gather_file(report, report_file))
         problems = documents.validate(document)
         if problems:
@@ -306,8 +312,16 @@ def gather_report(report):
         additional_info=report.additional_info or case.summary,
         notes=notes,
         victims=victims,
+        hash_only=[_hash_only(f.item, case) for f in files if f.item.hash_only],
         **documents.reporter_settings(),
     )
+
+
+def _hash_only(item, case):
+    matches = [signal.label for signal in item.signals.filter(case=case, kind=SignalKind.HASH_MATCH).order_by("pk")]
+    return documents.HashOnlyItem(item_id=item.pk, kind=item.get_kind_display().lower(), uploaded_at=item.uploaded_at,
+                                  md5=item.md5, sha256=item.sha256, pdq=item.pdq, pdq_quality=item.pdq_quality,
+                                  frames=list(item.frame_hashes or []), matches=matches)
 
 
 def _when(item):

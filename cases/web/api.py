@@ -8,7 +8,7 @@ from functools import wraps
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, ValidationError
 from django.db.models import Count
 from django.http import JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
@@ -17,7 +17,14 @@ from django.views.decorators.csrf import csrf_exempt
 from cases.actions import enforcement as enforcement_actions
 from cases.models import Case, CaseStatus, Enforcement
 from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of, json_type_errors
-from cases.web.openapi import MAX_ID, MAX_JSON_DEPTH, MAX_LIMIT, MAX_OFFSET, document  # the documented bounds
+from cases.web.openapi import (  # the documented bounds
+    MAX_BATCH_BYTES,
+    MAX_ID,
+    MAX_JSON_DEPTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    document,
+)
 from cases.web.permissions import api_token_for, client_ip
 from detection import intake
 from detection.models import Item, ItemKind, Signal
@@ -70,6 +77,8 @@ def api_view(methods):
                 return error(400, str(exc), **({"fields": exc.fields} if exc.fields else {}))
             except intake.Rejection as exc:
                 return error(400, "invalid input", fields={exc.field: [exc.message]})
+            except intake.InvalidHashes as exc:
+                return error(400, "invalid hashes", fields=exc.fields)
             except Exception:  # never Django's HTML error page under /api/
                 logger.exception("API error on %s %s", request.method, request.path)
                 return error(500, "internal error; the request was not applied")
@@ -96,18 +105,22 @@ def _finite(text):
     return value
 
 
-def _check_tree(value):
-    """Depth and unpaired surrogates anywhere in parsed JSON (keys included)."""
+# Where a lone surrogate can come from in UTF-8 JSON text: an escape (UTF-8 itself cannot encode one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_tree(value, strings=True):
+    """Depth and (with `strings`) unpaired surrogates anywhere in parsed JSON (keys included)."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(node, dict):
-            stack += [(k, depth) for k in node] + [(v, depth + 1) for v in node.values()]
+            stack += ([(k, depth) for k in node] if strings else []) + [(v, depth + 1) for v in node.values()]
         elif isinstance(node, list):
             stack += [(v, depth + 1) for v in node]
-        elif isinstance(node, str):  # NUL characters are refused by the forms, naming the field
+        elif strings and isinstance(node, str):  # NUL characters are refused by the forms, naming the field
             try:
                 node.encode("utf-8")
             except UnicodeEncodeError:
@@ -119,7 +132,8 @@ def parse_json(raw):
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
-        _check_tree(value)
+        # Looking at every string costs more than parsing them; only an escape can hide a bad one.
+        _check_tree(value, strings=not isinstance(raw, bytes) or bool(_SURROGATE_ESCAPE.search(text)))
     except UnicodeDecodeError:
         raise ValueError("malformed JSON: the body is not valid UTF-8") from None
     except RecursionError:
@@ -199,40 +213,132 @@ def openapi(request):
     return JsonResponse(document())
 
 
+class HashItemForm(ItemForm):
+    """An image or video the platform hashed at its edge: an item's fields, no file and no text.
+
+    The hashes themselves are checked by detection.intake.clean_hashes, which the action runs too.
+    """
+
+    text = None
+    file = None
+    kind = forms.ChoiceField(choices=[(ItemKind.IMAGE, "Image"), (ItemKind.VIDEO, "Video")], required=False,
+                             error_messages={"invalid_choice": "hashes describe an image or a video: kind must be "
+                                                               "image or video, not %(value)s"})
+
+    def clean(self):
+        data = self.cleaned_data
+        if "kind" not in self.errors:
+            data["kind"] = data.get("kind") or ItemKind.IMAGE
+        return data
+
+
+def _clean_fields(form_class, body):
+    """(cleaned data, errors by field) of a JSON body by the form's own fields and messages, without a
+    form instance: an instance deep-copies its fields, which costs ten times the checks themselves
+    when a batch holds a thousand small items."""
+    body = {k: v for k, v in body.items() if v is not None}
+    wrong = json_type_errors(form_class, body)
+    if wrong:  # as _json_form: a wrong JSON type is answered before the values are looked at
+        return {}, wrong
+    data = _form_data(body, form_class)
+    cleaned, errors = {}, {}
+    for name, field in form_class.base_fields.items():
+        try:
+            cleaned[name] = field.clean(data.get(name))
+        except ValidationError as exc:
+            errors[name] = list(exc.messages)
+    return cleaned, errors
+
+
+def _not_both(body):
+    return {name: [f"send either a file or hashes, not both: `{name}` belongs to a {what}"]
+            for name, what in (("file", "multipart upload"), ("text", "text item")) if body.get(name) is not None}
+
+
+def _hash_item_form(body):
+    """(form, errors by field) for the item fields of a JSON body that carried hashes."""
+    fields = _not_both(body)
+    body, form, wrong = _json_form(body, HashItemForm)
+    if wrong:
+        fields.update(wrong)
+    elif not form.is_valid():
+        fields.update(errors_of(form))
+    return form, fields
+
+
+def _hash_errors(body, hashes):
+    kind = body.get("kind") if body.get("kind") in (ItemKind.IMAGE, ItemKind.VIDEO) else ItemKind.IMAGE
+    try:
+        intake.clean_hashes(hashes, kind)
+    except intake.InvalidHashes as exc:
+        return exc.fields
+    return {}
+
+
+def _check_hash_item(body, hashes):
+    """The valid form for a JSON body that carried `hashes`, or BadInput naming every bad field, the
+    item's and the hashes' together."""
+    form, fields = _hash_item_form(body)
+    fields.update(_hash_errors(body, hashes))
+    if fields:
+        raise BadInput("invalid item", fields)
+    return form
+
+
+def _existing(data):
+    """The item a retried submission (same account and external_id) already created, if any."""
+    if not data["external_id"]:
+        return None
+    return Item.objects.filter(account__external_id=data["account"], external_id=data["external_id"]).first()
+
+
 @api_view(["POST"])
 def items(request):
     declared = int(request.META.get("CONTENT_LENGTH") or 0)  # a whole number: checked by api_view
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return error(413, f"request too large: limit {settings.MAX_UPLOAD_BYTES} bytes per file")
+    hashes = None
     if request.content_type == "application/json":
         try:
             body = _json_body(request)
         except ValueError as exc:
             return error(400, str(exc))
-        body.setdefault("kind", ItemKind.TEXT)
-        body, form, wrong = _json_form(body, ItemForm)
-        if wrong:
-            return error(400, "invalid item", fields=wrong)
+        if body.get("hashes") is not None:
+            hashes = body.pop("hashes")
+            form = _check_hash_item(body, hashes)
+        else:
+            if body.get("kind") in (ItemKind.IMAGE, ItemKind.VIDEO):
+                return error(400, "invalid item", fields={"hashes": [
+                    "required for an image or video sent as JSON; or send the file itself as multipart `file`"]})
+            body.setdefault("kind", ItemKind.TEXT)
+            body, form, wrong = _json_form(body, ItemForm)
+            if wrong:
+                return error(400, "invalid item", fields=wrong)
     elif request.content_type == "multipart/form-data":
+        if "hashes" in request.POST:
+            return error(400, "invalid item", fields={"hashes": [
+                "send either a file or hashes, not both; hashes go in a JSON body (Content-Type: application/json)"
+                if "file" in request.FILES else "hashes go in a JSON body (Content-Type: application/json)"]})
         upload = request.FILES.get("file")
         if upload is not None and upload.size > settings.MAX_UPLOAD_BYTES:
             return error(413, f"file too large: {upload.size} bytes (limit {settings.MAX_UPLOAD_BYTES})")
         form = ItemForm(request.POST, request.FILES)
     else:
-        return error(415, "send multipart/form-data with a `file`, or JSON for text items")
+        return error(415, "send multipart/form-data with a `file`, or JSON for text items and hashes")
     if not form.is_valid():
         return error(400, "invalid item", fields=errors_of(form))
     data = form.cleaned_data
-    if data["external_id"]:
-        existing = Item.objects.filter(account__external_id=data["account"], external_id=data["external_id"]).first()
-        if existing:  # a retried submission: same item, not a second one
-            return JsonResponse({"id": existing.pk, "status": existing.status, "duplicate": True}, status=200)
+    existing = _existing(data)
+    if existing:  # a retried submission: same item, not a second one
+        return JsonResponse({"id": existing.pk, "status": existing.status, "duplicate": True}, status=200)
     common = {
         "account_id": data["account"], "group_id": data["group"] or None, "external_id": data["external_id"],
         "uploaded_at": data["uploaded_at"], "ip": data["ip"] or None,
         "actor_label": f"api:{request.api_token.name}",
     }
-    if data["kind"] == ItemKind.TEXT:
+    if hashes is not None:
+        item = intake.submit_hashes(hashes, kind=data["kind"], **common)
+    elif data["kind"] == ItemKind.TEXT:
         item = intake.submit_text(data["text"], **common)
     else:
         upload = data["file"]
@@ -241,6 +347,75 @@ def items(request):
             **common,
         )
     return JsonResponse({"id": item.pk, "status": item.status}, status=202)
+
+
+@api_view(["POST"])
+def items_batch(request):
+    """Up to MAX_BATCH_ITEMS hash-only items in one request: each answered at its position."""
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)  # a whole number: checked by api_view
+    if declared > MAX_BATCH_BYTES:
+        return error(413, f"batch too large: {declared} bytes (limit {MAX_BATCH_BYTES}); send it in smaller batches")
+    if request.content_type != "application/json" and declared:
+        return error(415, "send the batch as JSON with Content-Type: application/json")
+    try:
+        # Not request.body: that refuses anything over DATA_UPLOAD_MAX_MEMORY_SIZE, the bound of one item.
+        body = parse_json(request.read(MAX_BATCH_BYTES) or b"{}")
+    except ValueError as exc:
+        return error(400, str(exc))
+    if not isinstance(body, dict):
+        return error(400, 'the JSON body must be an object: {"items": [...]}')
+    fields = {key[:40]: ["unknown key; a batch holds only `items`"] for key in body if key != "items"}
+    entries = body.get("items")
+    if not isinstance(entries, list):
+        fields["items"] = ["required: a list of hash-only items, each as POST /api/v1/items takes it"]
+    elif not entries:
+        fields["items"] = ["at least one item"]
+    if fields:
+        return error(400, "invalid batch", fields=fields)
+    if len(entries) > intake.MAX_BATCH_ITEMS:
+        return error(413, f"at most {intake.MAX_BATCH_ITEMS} items a batch, not {len(entries)}; split it")
+    results, valid = [None] * len(entries), []
+    for n, raw in enumerate(entries):
+        try:
+            valid.append((n, _batch_entry(raw)))
+        except BadInput as exc:
+            results[n] = {"error": str(exc), "fields": exc.fields}
+    outcomes = intake.submit_hash_batch([entry for _, entry in valid], actor_label=f"api:{request.api_token.name}")
+    for (n, _), outcome in zip(valid, outcomes, strict=True):
+        results[n] = _batch_result(outcome)
+    duplicates = sum(bool(r.get("duplicate")) for r in results)
+    refused = sum("error" in r for r in results)
+    return JsonResponse({"items": results, "accepted": len(results) - duplicates - refused,
+                         "duplicates": duplicates, "refused": refused}, status=202)
+
+
+def _batch_entry(raw):
+    """The intake.HashItem for one entry of a batch, or BadInput naming all its bad fields at once."""
+    if not isinstance(raw, dict):
+        raise BadInput("invalid item", {"item": ['must be an object: {"account", "kind", "hashes", ...}']})
+    body = {k: v for k, v in raw.items() if k != "hashes"}
+    hashes = raw.get("hashes")
+    fields = _not_both(body)
+    data, errors = _clean_fields(HashItemForm, body)
+    fields.update(errors)
+    if hashes is None:
+        fields["hashes"] = ["required: a batch holds hash-only items; send a file to POST /api/v1/items"]
+    elif fields:
+        # The hashes of an entry that passes the form are checked once, by the action.
+        fields.update(_hash_errors(body, hashes))
+    if fields:
+        raise BadInput("invalid item", fields)
+    return intake.HashItem(account_id=data["account"], hashes=hashes, group_id=data["group"] or None,
+                           kind=data["kind"] or ItemKind.IMAGE, external_id=data["external_id"],
+                           uploaded_at=data["uploaded_at"], ip=data["ip"] or None)
+
+
+def _batch_result(outcome):
+    if isinstance(outcome, intake.Received):
+        return {"id": outcome.id, "status": outcome.status, **({"duplicate": True} if outcome.duplicate else {})}
+    if isinstance(outcome, intake.Rejection):
+        return {"error": "invalid item", "fields": {outcome.field: [outcome.message]}}
+    return {"error": "invalid item", "fields": outcome.fields}
 
 
 @api_view(["GET"])
@@ -253,13 +428,15 @@ def item_detail(request, pk):
     return JsonResponse({
         "id": item.pk,
         "kind": item.kind,
+        "hash_only": item.hash_only,
         "status": item.status,
         "reject_reason": item.reject_reason or None,
         "account": item.account.external_id,
         "group": item.group.external_id if item.group else None,
         "external_id": item.external_id or None,
-        "hashes": {"md5": item.md5, "sha256": item.sha256, "pdq": item.pdq or None,
-                   "pdq_quality": item.pdq_quality, "phash": item.phash or None, "dhash": item.dhash or None},
+        "hashes": {"md5": item.md5 or None, "sha256": item.sha256 or None, "pdq": item.pdq or None,
+                   "pdq_quality": item.pdq_quality, "phash": item.phash or None, "dhash": item.dhash or None,
+                   "frames": len(item.frame_hashes or [])},
         "signals": [
             {"id": s.pk, "kind": s.kind, "detector": s.detector, "label": s.label, "score": s.score,
              "severity": s.severity, "explanation": s.explanation, "details": s.details, "case": s.case_id}

@@ -7,6 +7,7 @@ app_name = "api"
 urlpatterns = [
     path("openapi.json", api.openapi, name="openapi"),
     path("items", api.items, name="items"),
+    path("items/batch", api.items_batch, name="items_batch"),
     path("items/<int:pk>", api.item_detail, name="item"),
     path("accounts/<str:external_id>", api.account, name="account"),
     path("groups/<str:external_id>", api.group, name="group"),

@@ -3,11 +3,14 @@
 from django.conf import settings
 
 from cases.web.forms import MAX_DEVICE_HASHES, MAX_HASH_CHARS, MAX_MEMBER_COUNT, MAX_MEMBERS
-from detection.intake import REPORT_REASONS
+from detection.detectors.hashing import DIHEDRAL
+from detection.intake import MAX_BATCH_ITEMS, MAX_FRAME_SECONDS, MAX_FRAMES, REPORT_REASONS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 # Bounds the API enforces (cases.web.api): query numbers, JSON nesting.
 MAX_LIMIT, MAX_OFFSET, MAX_ID, MAX_JSON_DEPTH = 500, 10**9, 2**63 - 1, 32
+# A batch of hash-only items: room for 1000 items with every orientation, or fewer videos with frames.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def _opt(schema):
@@ -34,6 +37,36 @@ def _responses(ok_status, ok_schema, *errors):
     return responses
 
 
+def _hex(digits):
+    return {"type": "string", "minLength": digits, "maxLength": digits, "pattern": f"^[0-9a-fA-F]{{{digits}}}$"}
+
+
+def _hash_item(item_fields):
+    """The JSON body of an image or video the platform hashed at its edge (no bytes)."""
+    quality = {"type": "integer", "minimum": 0, "maximum": 100}
+    frame = {"type": "object", "required": ["t", "pdq", "quality"], "additionalProperties": False, "properties": {
+        "t": {"type": "number", "minimum": 0, "maximum": MAX_FRAME_SECONDS,
+              "description": "Seconds from the start; later than the frame before"},
+        "pdq": _hex(64), "quality": quality}}
+    hashes = {
+        "type": "object", "additionalProperties": False,
+        "description": ("At least one of pdq, md5, sha256 or frames. `pdq` needs `pdq_quality` (what the PDQ "
+                        "hasher reported; below the console's floor it is not compared). `pdq_orientations`: "
+                        f"the {len(DIHEDRAL)} dihedral PDQ hashes in this order: {', '.join(DIHEDRAL)} (the "
+                        f"first equal to `pdq`). `frames` (videos only): vPDQ frame hashes in time order, at "
+                        f"most {MAX_FRAMES}."),
+        "anyOf": [{"required": [name]} for name in ("pdq", "md5", "sha256", "frames")],
+        "properties": {
+            "pdq": _hex(64), "pdq_quality": quality, "md5": _hex(32), "sha256": _hex(64),
+            "pdq_orientations": {"type": "array", "items": _hex(64), "minItems": len(DIHEDRAL),
+                                 "maxItems": len(DIHEDRAL)},
+            "frames": {"type": "array", "items": frame, "minItems": 1, "maxItems": MAX_FRAMES},
+        }}
+    return {"type": "object", "required": ["account", "hashes"],
+            "description": "Hashes only, for a platform that hashes at its edge: no media is held.",
+            "properties": {**item_fields, "kind": _opt({"enum": ["image", "video"]}), "hashes": hashes}}
+
+
 UPSERTED = {"$ref": "#/components/schemas/Upserted"}
 EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
@@ -41,6 +74,8 @@ EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
 
 def document():
     string = {"type": "string"}
+    json_item_fields = {"account": _text(255, 1), "group": _opt(_text(255)), "external_id": _opt(_text(255)),
+                        "uploaded_at": _opt({"type": "string", "format": "date-time"}), "ip": _opt(string)}
     subject_fields = {
         "facts": {"type": "object", "description": "Behaviour facts, free-form (≤ 16 KiB of JSON)"},
     }
@@ -88,6 +123,7 @@ def document():
                     "details": {"type": "object"}, "case": {"type": ["integer", "null"]}}},
                 "Item": {"type": "object", "properties": {
                     "id": {"type": "integer"}, "kind": {"enum": ["image", "video", "text"]},
+                    "hash_only": {"type": "boolean", "description": "The platform sent hashes only: no media is held"},
                     "status": {"enum": ["queued", "scanned", "rejected"]},
                     "reject_reason": {"type": ["string", "null"]}, "account": string,
                     "group": {"type": ["string", "null"]}, "hashes": {"type": "object"},
@@ -113,13 +149,27 @@ def document():
                     "description": "Exactly one of account, group or item."},
                 "Upserted": {"type": "object", "properties": {
                     "external_id": string, "created": {"type": "boolean"}, "status": string}},
+                "BatchAccepted": {"type": "object", "required": ["items", "accepted", "duplicates", "refused"],
+                                  "properties": {
+                    "items": {"type": "array", "description": "One answer per item, in the order sent", "items": {
+                        "anyOf": [
+                            {"type": "object", "required": ["id", "status"], "properties": {
+                                "id": {"type": "integer"}, "status": string,
+                                "duplicate": {"type": "boolean", "description": (
+                                    "Already received (same account and external_id, earlier or in this "
+                                    "batch): the id is the first item's")}}},
+                            {"type": "object", "required": ["error", "fields"], "description": "Refused",
+                             "properties": {"error": string, "fields": {
+                                 "type": "object", "additionalProperties": {"type": "array", "items": string}}}},
+                        ]}},
+                    "accepted": count, "duplicates": count, "refused": count}},
                 "CaseList": {"type": "object", "properties": {
                     "count": {"type": "integer"}, "results": {"type": "array", "items": {"type": "object"}}}},
             },
         },
         "paths": {
             "/items": {"post": {
-                "summary": "Submit an image, video or text item for scanning",
+                "summary": "Submit an image, video or text item for scanning, or an image's or video's hashes alone",
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file", "account"],
                         "properties": {"file": {"type": "string", "format": "binary"}, "account": _text(255, 1),
@@ -127,16 +177,30 @@ def document():
                                        "external_id": _text(255),
                                        "uploaded_at": {"type": "string", "format": "date-time"},
                                        "ip": string}}},
-                    "application/json": {"schema": {"type": "object", "required": ["text", "account"],
-                        "properties": {"text": _text(settings.MAX_TEXT_CHARS, 1), "account": _text(255, 1),
-                                       "group": _opt(_text(255)), "kind": _opt({"enum": ["text"]}),
-                                       "external_id": _opt(_text(255)),
-                                       "uploaded_at": _opt({"type": "string", "format": "date-time"}),
-                                       "ip": _opt(string)}}},
+                    "application/json": {"schema": {"anyOf": [
+                        {"type": "object", "required": ["text", "account"], "description": "A text item",
+                         "properties": {"text": _text(settings.MAX_TEXT_CHARS, 1), **json_item_fields,
+                                        "kind": _opt({"enum": ["text"]})}},
+                        _hash_item(json_item_fields),
+                    ]}},
                 }},
                 "responses": {**_responses(202, {"$ref": "#/components/schemas/Accepted"}, 400, 413, 415),
                               "200": {"description": "Already received (same account and external_id)",
                                       **_json({"type": "object"})}},
+            }},
+            "/items/batch": {"post": {
+                "summary": f"Submit up to {MAX_BATCH_ITEMS} hash-only items at once",
+                "description": (
+                    "Each item is checked as POST /api/v1/items checks a hash-only item. A refused item is "
+                    "answered with its errors at its position and the others are taken; a retried item (same "
+                    "account and external_id) is answered with the item first received. The whole batch is "
+                    f"refused only when it is not a JSON object with a list of 1 to {MAX_BATCH_ITEMS} items "
+                    f"(400, or 413 past {MAX_BATCH_ITEMS} items or {MAX_BATCH_BYTES} bytes)."),
+                "requestBody": {"required": True, **_json({
+                    "type": "object", "required": ["items"], "additionalProperties": False, "properties": {
+                        "items": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_ITEMS,
+                                  "items": _hash_item(json_item_fields)}}})},
+                "responses": _responses(202, {"$ref": "#/components/schemas/BatchAccepted"}, 400, 413, 415),
             }},
             "/items/{id}": {"get": {
                 "summary": "An item's status, hashes, signals and case",

@@ -280,6 +280,8 @@ def caption_for(item):
 @require_GET
 def evidence_blurred(request, item_id):
     item = access_item(request.user, item_id)
+    if item.hash_only:  # a card saying so, not evidence: nobody sees anything, so nothing is recorded as viewed
+        return _image_response(renditions.blurred(item))
     case = (Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id), pk=request.GET.get("case") or 0)
             .select_related("queue").first())
     category = case.queue.slug if case else ""
@@ -336,6 +338,10 @@ def viewing_preferences(request):
 @require_POST
 def evidence_reveal(request, item_id):
     item = access_item(request.user, item_id, reveal=True)
+    if item.hash_only:
+        # Refused before the audit row: a reveal on record would tell NCMEC a person viewed the file.
+        return HttpResponse(f"{renditions.NO_MEDIA}: there is nothing to reveal.", status=409,
+                            content_type="text/plain")
     if settings.REQUIRE_2FA_FOR_REVEAL and not request.user.is_verified():
         return HttpResponse("Two-factor verification is required to reveal evidence.", status=403,
                             content_type="text/plain")

@@ -3,8 +3,9 @@
 A classifier alone never actions anything: its signal opens or raises a case in the new-content
 queue, and a reviewer decides.
 
-Claiming. The pending work is `status = scanned, classified_at IS NULL`. A job claims items the way
-scans do, by a conditional UPDATE of the item's claim pair `scan_token` / `scan_started_at`: a scan
+Claiming. The pending work is `status = scanned, classified_at IS NULL`, images and videos whose
+bytes are held (a hash-only item has none). A job claims items the way scans do, by a conditional
+UPDATE of the item's claim pair `scan_token` / `scan_started_at`: a scan
 only ever claims `queued` items and classification only `scanned` ones, so the pair is free for
 classification once the scan has finished, and the two can never hold the same item at once (a
 rescan that moves the item back to `queued` simply makes our conditional store find nothing). A
@@ -45,8 +46,9 @@ class GiveUp(Exception):
 
 
 def pending():
+    # Never pending, a hash-only item is neither claimed nor counted by the sweep as waiting.
     return Item.objects.filter(status=ItemStatus.SCANNED, kind__in=(ItemKind.IMAGE, ItemKind.VIDEO),
-                               classified_at__isnull=True, purged_at__isnull=True)
+                               classified_at__isnull=True, purged_at__isnull=True, hash_only=False)
 
 
 def _free(now):
