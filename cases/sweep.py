@@ -15,6 +15,7 @@ from cases import dispatch
 from cases.cybertip import filing
 from detection.jobs import classify
 from detection.jobs.analysis import analyse_pending
+from detection.jobs.retro import retro_pending
 from detection.models import BankImport, ImportStatus, Item, ItemStatus, Signal
 from reviewconsole.queueing import enqueue_now, kick, kicked
 
@@ -72,6 +73,7 @@ def sweep(older_than=None, progress=None):
             counts["imports"] += 1
     # Subjects whose facts changed since their risk and text surfaces were last scored.
     counts["subjects"] = analyse_pending(cutoff)
+    counts["retro"] = retro_pending(cutoff)  # new bank entries and actioned accounts' media to match
     if any(counts.values()):
         log.info("sweep re-enqueued %s", counts)
     return counts

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from detection import matching
+from detection import matching, retro
 from detection.detectors.vpdq import parse_vpdq_lines
 from detection.models import Bank, BankHash, BankImport, BankKind, HashType, ImportStatus, normalise_hash
 from reviewconsole import storage
@@ -115,7 +115,7 @@ def _import_into(bank, stream, *, fmt, hash_type, progress=None, on_flush=None):
     def flush(final=False):
         if not batch and not (final and on_flush):
             return
-        with transaction.atomic():
+        with transaction.atomic(), retro.new_entries(bank):
             fresh = {}
             if batch:
                 existing = set(
@@ -368,7 +368,7 @@ def add_item_hashes(bank, items, *, user, label_for):
                 frame_seconds=seconds, added_by=user if getattr(user, "pk", None) else None))
     if not wanted:
         return []
-    with transaction.atomic():
+    with transaction.atomic(), retro.new_entries(bank):
         existing = set(BankHash.objects.filter(bank=bank, value__in={v for _, v in wanted})
                        .values_list("hash_type", "value"))
         fresh = [entry for key, entry in wanted.items() if key not in existing]
@@ -451,7 +451,7 @@ def import_vpdq(bank_name, stream, *, media_key, label="", min_quality=None, pro
             summary["low_quality"] += 1
         else:
             frames.setdefault(frame[1], frame)  # the first time a hash is seen, as vPDQ's dedupe keeps
-    with transaction.atomic():
+    with transaction.atomic(), retro.new_entries(bank):
         existing = set(BankHash.objects.filter(bank=bank, hash_type=HashType.PDQ, value__in=list(frames))
                        .values_list("value", flat=True))
         fresh = [BankHash(bank=bank, hash_type=HashType.PDQ, value=value, label=(label or media_key)[:255],

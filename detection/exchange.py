@@ -14,7 +14,7 @@ from threatexchange.exchanges.impl import ncmec_api
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from detection import matching
+from detection import matching, retro
 from detection.models import Bank, BankHash, BankKind, HashExchange, HashType, normalise_hash
 from reviewconsole import outbound
 
@@ -124,7 +124,7 @@ def fetch(bank_name=None, *, since=None, client=None, progress=None):
     counts = Counter()
     try:
         for delta in _Exchange(client).fetch_iter([], checkpoint):
-            with transaction.atomic():
+            with transaction.atomic(), retro.new_entries(bank):
                 apply_updates(bank, delta.updates.values(), counts)
                 HashExchange.objects.filter(pk=exchange.pk).update(checkpoint=dump_checkpoint(delta.checkpoint))
                 counts["pages"] += 1

@@ -19,5 +19,6 @@ class Command(BaseCommand):
             counts = sweep(age, progress=bar.update)
         labels = {"items": "items to scan", "classify": "items to classify", "signals": "signals to triage",
                   "enforcements": "enforcement deliveries", "reports": "CyberTipline filings",
-                  "subjects": "accounts and groups to analyse"}
+                  "subjects": "accounts and groups to analyse",
+                  "retro": "retroactive matching runs (new bank entries, actioned accounts' media)"}
         self.stdout.write("re-enqueued " + ", ".join(f"{counts.get(key, 0)} {label}" for key, label in labels.items()))
