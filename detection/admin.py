@@ -6,10 +6,10 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from detection import matching
+from detection import matching, retro
 from detection.banks import delete_bank, remove_entry
 from detection.detectors.text import MAX_CHARS, check_term, highlight_pieces, match_terms, normalise, score
-from detection.models import Bank, BankHash, HashExchange, TextTerm
+from detection.models import Bank, BankHash, BankHashOutcome, HashExchange, TextTerm
 from detection.termlists import active_terms
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
@@ -89,16 +89,24 @@ class BankAdmin(admin.ModelAdmin):
 
 @admin.register(BankHash)
 class BankHashAdmin(admin.ModelAdmin):
-    list_display = ["value", "hash_type", "bank", "label", "media_key", "added_by", "added_at"]
-    list_filter = ["hash_type", "bank"]
+    list_display = ["value", "hash_type", "bank", "label", "media_key", "status", "match_count", "confirm_count",
+                    "dismiss_count", "auto_action_count", "added_by", "added_at"]
+    list_filter = ["hash_type", "status", "bank"]
     # Prefix searches only: a substring search reads every row of a 10M-entry bank.
     search_fields = ["^value", "^label"]
     list_select_related = ["bank", "added_by"]
     raw_id_fields = ["added_by"]
     show_full_result_count = False
+    # The record is kept by the hash-quality loop, and the status changes only through its audited
+    # actions (the bank page's deconfirm and reconfirm, the circuit breaker).
+    readonly_fields = ["status", "status_reason", "status_changed_at", "match_count", "confirm_count",
+                       "dismiss_count", "auto_action_count", "last_matched_at"]
 
     def save_model(self, request, obj, form, change):
-        with transaction.atomic():
+        # An entry added (or its value edited) here is matched against the stored items too.
+        with transaction.atomic(), retro.new_entries(obj.bank_id):
+            if change and "value" in form.changed_data:
+                retro.request_retro(obj.bank_id, after_id=obj.pk - 1)
             super().save_model(request, obj, form, change)
             _audited(request, Event.BANK_ENTRY_CHANGED if change else Event.BANK_ENTRY_ADDED, obj.bank,
                      entry=obj.pk, type=obj.hash_type, value=obj.value)
@@ -116,6 +124,27 @@ class BankHashAdmin(admin.ModelAdmin):
                                "label": label})
             BankHash.objects.filter(pk__in=[row[0] for row in rows]).delete()
             _touch([row[1] for row in rows])
+
+
+@admin.register(BankHashOutcome)
+class BankHashOutcomeAdmin(admin.ModelAdmin):
+    """Read-only: outcomes are written by decisions and rules, and marked sent by the feedback job."""
+
+    list_display = ["created_at", "outcome", "bank_hash", "decision", "item", "sent_at", "send_error"]
+    list_filter = ["outcome", ("sent_at", admin.EmptyFieldListFilter), "bank_hash__bank"]
+    list_select_related = ["bank_hash__bank"]
+    raw_id_fields = ["bank_hash", "decision", "item"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class TextTermForm(forms.ModelForm):

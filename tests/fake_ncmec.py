@@ -5,9 +5,15 @@ whose timestamp lies in the range (both ends included), `PAGE_SIZE` a page with 
 carrying start/size/max, images and videos, deleted entries as <deletedImage>/<deletedVideo>.
 Fault injection: make the next calls answer 500, hang past the client's timeout, send malformed
 or unreadable XML, or drop the connection.
+
+Feedback: `GET /v2/feedback/{TYPE}/reasons` lists the negative reasons (`REASONS`), and
+`PUT /v2/entries/{member}/{id}/{TYPE}/feedback` takes a <feedbackSubmission> with <affirmative/> or
+<negative><reasonIds><guid>..</guid></reasonIds></negative>; the latest one per entry and type is kept
+in `feedback` (404 for an entry it does not hold, 400 for a reason it does not know).
 """
 
 import base64
+import re
 import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -18,6 +24,10 @@ from tests.loopback import LoopbackServer
 USER, PASSWORD = "esp-hash-user", "esp-hash-pass"
 NS = "https://hashsharing.ncmec.org/hashsharing/v2"
 DATE = "%Y-%m-%dT%H:%M:%SZ"
+REASONS = {"b3c0ffee-0000-4000-8000-000000000001": "Not CSAM",
+           "b3c0ffee-0000-4000-8000-000000000002": "Poor hash quality"}
+FEEDBACK_PATH = re.compile(r"^entries/(\d+)/([^/]+)/([A-Z0-9_]+)/feedback$")
+REASONS_PATH = re.compile(r"^feedback/([A-Z0-9_]+)/reasons$")
 
 
 def stamp(ts):
@@ -38,7 +48,16 @@ class FakeNCMECHashAPI(LoopbackServer):
         self.calls = []  # (endpoint, query dict)
         self.faults = []
         self.page_faults = {}  # page start -> faults for its next requests
+        self.feedback = {}  # (member, entry id, type) -> ("affirmative" | "negative", [reason ids])
+        self.feedback_calls = []  # (member, entry id, type, sentiment) as received, in order
+        self.reasons = dict(REASONS)
         super().__init__()
+        # The shared loopback server answers GET and POST; feedback comes as PUT. A function, not the
+        # bound method, so that the handler passes itself as the request.
+        def do_put(request):
+            self.handle(request)
+
+        self.httpd.RequestHandlerClass.do_PUT = do_put
 
     def add(self, entry_id, ts, *, kind="image", member=42, deleted=False, **fingerprints):
         self.entries.append({"member": member, "id": entry_id, "kind": kind, "deleted": deleted, "ts": ts,
@@ -60,6 +79,7 @@ class FakeNCMECHashAPI(LoopbackServer):
     def handle(self, request):
         parts = urlsplit(request.path)
         endpoint = parts.path[len(self.path):].strip("/").removeprefix("v2/")
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0)) if request.command == "PUT" else b""
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
         self.calls.append((endpoint, query))
         planned = self.page_faults.get(int(query.get("start", 1))) if endpoint == "entries" else None
@@ -84,7 +104,28 @@ class FakeNCMECHashAPI(LoopbackServer):
             return self.send(request, 200, ET.tostring(root))
         if endpoint == "entries":
             return self.send(request, 200, self.page(query))
+        if request.command == "PUT" and FEEDBACK_PATH.match(endpoint):
+            return self.take_feedback(request, *FEEDBACK_PATH.match(endpoint).groups(), body)
+        if REASONS_PATH.match(endpoint):
+            root = ET.Element("feedbackReasons", xmlns=NS)
+            available = ET.SubElement(root, "availableFeedbackReasons")
+            for guid, name in self.reasons.items():
+                ET.SubElement(available, "reason", guid=guid, name=name)
+            return self.send(request, 200, ET.tostring(root))
         return self.send(request, 404, b"<error>not found</error>")
+
+    def take_feedback(self, request, member, entry_id, fingerprint, body):
+        if not any(str(e["member"]) == member and e["id"] == entry_id and not e["deleted"] for e in self.entries):
+            return self.send(request, 404, b"<error>no such entry</error>")
+        root = ET.fromstring(body)
+        vote = root[0].tag.split("}")[-1] if len(root) else ""
+        guids = [node.text for node in root.iter() if node.tag.split("}")[-1] == "guid"]
+        if vote not in ("affirmative", "negative") or (vote == "negative" and
+                                                       (not guids or not set(guids) <= set(self.reasons))):
+            return self.send(request, 400, b"<error>bad feedback</error>")
+        self.feedback[(int(member), entry_id, fingerprint)] = (vote, guids)
+        self.feedback_calls.append((int(member), entry_id, fingerprint, vote))
+        return self.send(request, 200, f'<feedbackResult xmlns="{NS}"/>'.encode())
 
     def authorised(self, request):
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()

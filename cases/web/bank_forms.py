@@ -1,4 +1,4 @@
-"""Forms for the bank pages: a bank's settings and a hash-list upload."""
+"""Forms for the bank pages: a bank's settings, a hash-list upload, and why an entry is deconfirmed or reconfirmed."""
 
 from django import forms
 from django.conf import settings
@@ -71,3 +71,8 @@ class ImportForm(forms.Form):
         if data["format"] == "txt" and not data.get("hash_type"):
             self.add_error("hash_type", "A plain-text list holds bare hashes: say which type they are.")
         return data
+
+
+class EntryStatusForm(forms.Form):
+    reason = forms.CharField(min_length=5, max_length=255, strip=True,
+                             help_text="Kept with the entry and in the audit log")

@@ -12,4 +12,8 @@ urlpatterns = [
     path("<int:pk>/import/", views.bank_import, name="import"),
     path("<int:pk>/export/", views.bank_export, name="export"),
     path("<int:pk>/entries/<int:entry_id>/delete/", views.entry_delete, name="entry_delete"),
+    path("<int:pk>/entries/<int:entry_id>/deconfirm/", views.entry_deconfirm, name="entry_deconfirm"),
+    path("<int:pk>/entries/<int:entry_id>/reconfirm/", views.entry_reconfirm, name="entry_reconfirm"),
+    path("<int:pk>/feedback/export/", views.feedback_export, name="feedback_export"),
+    path("<int:pk>/feedback/send/", views.feedback_send, name="feedback_send"),
 ]
