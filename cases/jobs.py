@@ -1,10 +1,12 @@
 """Case-stage jobs: triage signals into cases."""
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from cases.actions.rules import apply_rules
 from cases.actions.triage import attach_signals
 from cases.selectors import unreported_confirmations
 from detection.models import Group, Signal, SignalKind
@@ -14,10 +16,26 @@ log = logging.getLogger(__name__)
 
 
 def triage_signals(signal_ids):
-    """Idempotent: signals already triaged are skipped."""
+    """Idempotent: signals already triaged are skipped. Automation rules then run over the cases."""
     cases = [case.pk for case in attach_signals(signal_ids)]
     restale_groups_of_matched_members(signal_ids)
+    if cases:
+        apply_rules(cases)
     return cases
+
+
+def apply_rules_recent(minutes=15, settle_seconds=60):
+    """The rules again over cases that got signals lately: triage runs them at once, but a triage job
+    lost with its worker or a flushed Redis would otherwise leave a case the rules never saw. A rule
+    version acts on a case once, so this repeats nothing."""
+    now = timezone.now()
+    case_ids = list(Signal.objects.filter(created_at__gte=now - timedelta(minutes=minutes),
+                                          created_at__lt=now - timedelta(seconds=settle_seconds),
+                                          case__isnull=False, case__closed_at__isnull=True)
+                    .values_list("case_id", flat=True).distinct()[:50_000])
+    for start in range(0, len(case_ids), 1000):
+        apply_rules(case_ids[start:start + 1000])
+    return len(case_ids)
 
 
 def restale_groups_of_matched_members(signal_ids):

@@ -25,8 +25,10 @@ from cases.models import (
     LegalRequestStatus,
     ReasonCode,
     ReviewQueue,
+    RuleFiring,
     SubjectNote,
 )
+from detection import hash_quality
 from detection.detectors.risk import DETECTORS as RISK_DETECTORS
 from detection.models import Account, Item, Signal, UserReport
 
@@ -119,7 +121,7 @@ def case_page(case):
         Q(account=case.account_id) if case.account_id else Q(group=case.group_id)
     ).exclude(pk=case.pk).order_by("-created_at")[:20]
     decisions = Decision.objects.filter(case__in=[case.pk, *[c.pk for c in history]]).select_related(
-        "reason", "decided_by", "case"
+        "reason", "decided_by", "case", "rule_version__rule"
     )[:50]
     if case.account_id:
         facts = {
@@ -133,6 +135,12 @@ def case_page(case):
     return {
         "subject": case.subject, "items": list(items.values()), "subject_signals": subject_signals,
         "history": history, "decisions": decisions, "facts": facts,
+        # Entries this case's matches rest on that people deconfirmed, the breaker quarantined, or that
+        # reviewers keep dismissing: the reviewer should know before trusting the match.
+        "entry_standing": sorted(hash_quality.entry_standing(hash_quality.entries_of_signals(signals)).items()),
+        # What automation made of this case: a rule in shadow, or one that left it to people and why.
+        "rule_firings": RuleFiring.objects.filter(case=case).exclude(outcome="decided").select_related(
+            "rule_version__rule", "rule_version__policy", "rule_version__queue")[:10],
         "user_reports": UserReport.objects.filter(about).order_by("-created_at")[:20],
         "notes": SubjectNote.objects.filter(about).select_related("author")[:50],
         # A case resting on reports alone still shows what the account sent (blurred, on request).

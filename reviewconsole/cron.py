@@ -4,13 +4,15 @@ from django.conf import settings
 from rq import cron
 
 from cases.actions.preservation import purge_job, verify_job
-from cases.jobs import alert_unreported
+from cases.jobs import alert_unreported, apply_rules_recent
 from cases.metrics import rollup_recent
 from cases.routing import age_priorities
 from cases.sweep import sweep_job
 
 cron.register(sweep_job, queue_name="default", interval=settings.SWEEP_INTERVAL_SECONDS, job_timeout=300)
 cron.register(age_priorities, queue_name="default", interval=300, job_timeout=600)
+# Automation rules over cases whose triage job was lost (the rules run in triage; this is the net).
+cron.register(apply_rules_recent, queue_name="default", interval=300, job_timeout=600)
 # The "confirmed, not reported" alarm: a reportable decision whose report is overdue.
 cron.register(alert_unreported, queue_name="default", interval=900, job_timeout=300)
 # Metrics behind the dashboard: today and yesterday again, plus any day never rolled up.
@@ -21,5 +23,8 @@ cron.register(verify_job, queue_name="default", cron="45 3 * * *", job_timeout=3
 # NCMEC hash sharing, hourly, only where the console has credentials for it.
 if settings.NCMEC_HASH_API_USER and settings.NCMEC_HASH_API_PASSWORD:
     from detection.exchange import fetch_job  # noqa: PLC0415 - threatexchange loads only when used
+    from detection.hash_quality import send_pending_feedback  # noqa: PLC0415 - the same
 
     cron.register(fetch_job, queue_name="default", interval=3600, job_timeout=6 * 3600)
+    # What reviewers made of NCMEC's entries goes back to NCMEC (confirmed: positive; dismissed: negative).
+    cron.register(send_pending_feedback, queue_name="default", interval=3600, job_timeout=3600)

@@ -115,7 +115,13 @@ RQ_QUEUES = {
     "classify": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
 # Queues a worker started without names listens on, most urgent first.
-WORKER_QUEUES = ["triage", "dispatch", "scan", "classify", "default"]
+# Retroactive matching has a queue of its own: the worker serving it holds the index of every stored
+# item's hashes (about 100 bytes a hash, eight hashes an image), so run one such worker per machine.
+RQ_QUEUES["retro"] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}
+WORKER_QUEUES = ["triage", "dispatch", "scan", "classify", "default", "retro"]
+RETRO_SETTLE_SECONDS = envint("RETRO_SETTLE_SECONDS", 60)
+RETRO_LEASE_SECONDS = envint("RETRO_LEASE_SECONDS", 900)
+RETRO_JOB_SECONDS = envint("RETRO_JOB_SECONDS", 600)
 RQ = {"WORKER_CLASS": "reviewconsole.worker.ConsoleWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
@@ -229,6 +235,13 @@ DUAL_CONTROL_ACTIONS = envlist("DUAL_CONTROL_ACTIONS", "")
 DUAL_CONTROL_GROUP_MEMBERS = envint("DUAL_CONTROL_GROUP_MEMBERS", 100)
 # Share of closing decisions sampled for blind QA by a senior (0..1).
 QA_SAMPLE_RATE = float(os.environ.get("QA_SAMPLE_RATE", "0.05"))
+# Automation rules' circuit breakers: a rule, bank or bank entry trips when its automatic decisions in
+# the last hour exceed BREAKER_FACTOR times its usual hourly rate (the last week's), and at least the
+# floor below; a senior resumes it. A rule may set its own hourly limit instead.
+BREAKER_FACTOR = float(os.environ.get("BREAKER_FACTOR", "10"))
+BREAKER_RULE_MIN_PER_HOUR = envint("BREAKER_RULE_MIN_PER_HOUR", 2000)
+BREAKER_BANK_MIN_PER_HOUR = envint("BREAKER_BANK_MIN_PER_HOUR", 2000)
+BREAKER_ENTRY_MIN_PER_HOUR = envint("BREAKER_ENTRY_MIN_PER_HOUR", 100)
 # Seconds a reviewer has to undo a decision before anything leaves the console.
 UNDO_SECONDS = envint("UNDO_SECONDS", 10)
 # Exposure budget per reviewer per day: past it the console suggests a break and stops auto-advancing.
@@ -309,6 +322,9 @@ CYBERTIP_TIMEOUT = envint("CYBERTIP_TIMEOUT", 60)
 CYBERTIP_BACKOFF_SECONDS = envint("CYBERTIP_BACKOFF_SECONDS", 60)
 CYBERTIP_MAX_ATTEMPTS = envint("CYBERTIP_MAX_ATTEMPTS", 20)
 CYBERTIP_REQUIRE_APPROVAL = envbool("CYBERTIP_REQUIRE_APPROVAL", True)
+# Reports from automation rules' decisions (matches to verified known material) are filed without a
+# senior's approval unless this is on, or the rule's policy asks for a specialist's view first.
+CYBERTIP_APPROVE_AUTOMATED = envbool("CYBERTIP_APPROVE_AUTOMATED", False)
 # A confirmed reportable decision whose report is not filed this many hours later raises the
 # "confirmed, not reported" alarm (queue page tile for seniors, an error in the log every 15 min).
 CYBERTIP_REPORT_DEADLINE_HOURS = envint("CYBERTIP_REPORT_DEADLINE_HOURS", 24)
@@ -340,6 +356,13 @@ NCMEC_HASH_API_USER = os.environ.get("NCMEC_HASH_API_USER", "")
 NCMEC_HASH_API_PASSWORD = os.environ.get("NCMEC_HASH_API_PASSWORD", "")
 NCMEC_HASH_API_TIMEOUT = envint("NCMEC_HASH_API_TIMEOUT", 60)
 NCMEC_HASH_BANK = os.environ.get("NCMEC_HASH_BANK", "ncmec")
+# The hash-quality loop: an active entry dismissed at least this many times, in at least this share
+# of its outcomes, is flagged on its bank's page. Outcomes go back to NCMEC in runs of this many;
+# NCMEC asks for a reason with negative feedback (its name or id, as NCMEC lists them).
+BANK_ENTRY_FLAG_DISMISSALS = envint("BANK_ENTRY_FLAG_DISMISSALS", 3)
+BANK_ENTRY_FLAG_SHARE = float(os.environ.get("BANK_ENTRY_FLAG_SHARE", "0.5"))
+BANK_FEEDBACK_BATCH = envint("BANK_FEEDBACK_BATCH", 500)
+NCMEC_FEEDBACK_REASON = os.environ.get("NCMEC_FEEDBACK_REASON", "")
 
 LOGGING = {
     "version": 1,

@@ -29,7 +29,13 @@ def world(users):
     bank = Bank.objects.get(name="known")
     legal = submit_legal_request(users["officer"])
     destruction = request_destruction(users["senior"], report.files.get().item)
-    return {"case": case, "item": item, "report": report, "decision": report.decision, "qa": qa,
+    from cases.actions.rules import save_rule
+    from cases.models import Breaker, Rule
+    rule = save_rule(users["senior"], Rule(code="known", title="Known"), effect="apply_policy",
+                     policy_code="csam-known", mode="shadow",
+                     conditions_list=[{"field": "signal.kind", "op": "eq", "value": "hash_match"}])
+    breaker = Breaker.objects.create(scope="rule", object_id=rule.pk, label="rule known", reason="test")
+    return {"rule": rule, "breaker": breaker, "case": case, "item": item, "report": report, "decision": report.decision, "qa": qa,
             "bank": bank, "entry": bank.hashes.first(), "legal": legal, "legal_doc": legal.documents.get(),
             "destruction": destruction}
 
@@ -130,6 +136,14 @@ ROUTES = {
     "admin:audit_auditevent_changelist": ("get", {}, {"admin"}),
     "rq_home": ("get", {}, {"admin"}),
     # Hash banks: seniors and admins only (the hashes of known material are need-to-know).
+    # Automation rules: seniors and admins (the rules permission).
+    "cases:rules": ("get", {}, FILERS),
+    "cases:rule_new": ("get", {}, FILERS),
+    "cases:rule": ("get", {"pk": "rule"}, FILERS),
+    "cases:rule_edit": ("post", {"pk": "rule"}, FILERS),
+    "cases:rule_backtest": ("post", {"pk": "rule"}, FILERS),
+    "cases:rule_rollback": ("post", {"pk": "rule"}, FILERS),
+    "cases:breaker_resume": ("post", {"pk": "breaker"}, FILERS),
     "banks:list": ("get", {}, FILERS),
     "banks:new": ("get", {}, FILERS),
     "banks:detail": ("get", {"pk": "bank"}, FILERS),
@@ -137,6 +151,10 @@ ROUTES = {
     "banks:import": ("post", {"pk": "bank"}, FILERS),
     "banks:export": ("get", {"pk": "bank"}, FILERS),
     "banks:entry_delete": ("post", {"pk": "bank", "entry_id": "entry"}, FILERS),
+    "banks:entry_deconfirm": ("post", {"pk": "bank", "entry_id": "entry"}, FILERS),
+    "banks:entry_reconfirm": ("post", {"pk": "bank", "entry_id": "entry"}, FILERS),
+    "banks:feedback_export": ("get", {"pk": "bank"}, FILERS),
+    "banks:feedback_send": ("post", {"pk": "bank"}, FILERS),
 }
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from cases.actions import ActionError
 from cases.models import INCIDENT_TYPES, CyberTipFile, CyberTipReport
 from reviewconsole.audit.events import Event
+from reviewconsole.audit.models import AuditEvent
 from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue
 
@@ -106,6 +107,27 @@ def check_approver(user, report_id):
         raise ActionError("You decided this case: a different senior must approve its report.")
 
 
+def check_viewed_if_required(user, report_id):
+    """A report from an automated decision whose policy asks for a human view before filing is approved
+    only by a specialist who has revealed every file in it: then fileViewedByEsp is true, and police
+    can open the files without a warrant of their own."""
+    report = CyberTipReport.objects.select_related("decision").filter(pk=report_id).first()
+    if report is None or report.decision is None or not report.decision.rule_version_id:
+        return
+    if not (report.decision.options.get("effects") or {}).get("view_before_filing"):
+        return
+    if not user.has_perm("cases.reveal_evidence"):
+        raise ActionError("This report waits for a specialist's view of its files.")
+    # A hash-only item has no file to view: the platform kept it, and the report says so.
+    items = set(report.files.filter(item__hash_only=False).values_list("item_id", flat=True))
+    seen = set(AuditEvent.objects.filter(actor=user, action=Event.EVIDENCE_REVEALED, item__in=items)
+               .values_list("item_id", flat=True))
+    if items - seen:
+        raise ActionError(f"View every file before approving: {len(items - seen)} of {len(items)} not yet revealed "
+                          "by you. An automated decision's report is filed with the files seen by a person, as "
+                          "its policy requires.")
+
+
 def approve(user, report, ip=None, unclassified_confirmed=False):
     """A senior's approval puts a report awaiting approval into the filing queue.
 
@@ -116,6 +138,7 @@ def approve(user, report, ip=None, unclassified_confirmed=False):
     """
     report_id = getattr(report, "pk", report)
     check_approver(user, report_id)
+    check_viewed_if_required(user, report_id)
     with transaction.atomic():
         if not CyberTipReport.objects.filter(pk=report_id, status=Status.AWAITING_APPROVAL).update(
                 status=Status.QUEUED, approved_by=user, approved_at=timezone.now()):
@@ -142,6 +165,7 @@ def save_and_approve(user, report, cleaned_data, file_changes, *, ip=None, uncla
     """
     report_id = getattr(report, "pk", report)
     check_approver(user, report_id)
+    check_viewed_if_required(user, report_id)
     with transaction.atomic():
         locked = CyberTipReport.objects.select_for_update().filter(pk=report_id).first()
         if locked is None or locked.status != Status.AWAITING_APPROVAL:

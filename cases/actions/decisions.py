@@ -33,7 +33,8 @@ from cases.models import (
 )
 from cases.selectors import matched_members, open_legal_requests
 from detection import banks as hash_banks
-from detection.models import Account, Group, Item, ItemKind, ItemStatus, SignalKind, SubjectStatus
+from detection import hash_quality, retro
+from detection.models import Account, EntryOutcome, Group, Item, ItemKind, ItemStatus, SignalKind, SubjectStatus
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
 from reviewconsole.audit.recorder import audit
@@ -124,6 +125,9 @@ def carry_out(case, decision, now, *, ip=None):
     else:
         effects = apply_policy(case, decision, decision.policy, now)
         effects.update(bank_decision(case, decision, ip=ip))
+        outcome = entry_outcome(decision)
+        if outcome:
+            record_entry_outcomes(case, decision, outcome)
     sample_for_qa(decision)
     return effects
 
@@ -145,6 +149,13 @@ def apply_policy(case, decision, policy, now):
     if rules.get("protect"):
         _enforce(decision, "protect_account", case.subject.external_id, {"reason": policy.category})
         effects["protected"] = case.subject.external_id
+    if case.account_id and rules.get("ban", BanScope.NONE) != BanScope.NONE and (
+            policy.category == "known_csam" or (policy.reportable and case.signals.filter(
+                kind=SignalKind.HASH_MATCH).exists())):
+        # Whoever else shared the media this account is banned for should be looked at too.
+        retro.request_share_outward(case.account_id, decision_id=decision.pk,
+                                    reason=f"banned under “{policy.title}” (case #{case.pk})")
+        effects["shared_media_search"] = True
     if rules.get("report") or policy.reportable:  # reportable by law, whatever the row says
         effects.update(_report(case, decision, now, rules.get("incident_type") or policy.incident_type))
     elif rules.get("hold"):
@@ -346,7 +357,13 @@ def _report(case, decision, now, incident_type):
     decider is not cleared to view evidence; then `cases.cybertip.filing` files it. A case without
     files (grooming, enticement) is reported without files.
     """
-    queued = not settings.CYBERTIP_REQUIRE_APPROVAL and decision.decided_by.has_perm("cases.reveal_evidence")
+    if decision.rule_version_id:
+        # No person viewed the files: the report says so (fileViewedByEsp=false, read from the audit
+        # log when it is built). A policy may instead hold it until a specialist has viewed them.
+        queued = not settings.CYBERTIP_APPROVE_AUTOMATED and not (decision.options.get("effects") or {}).get(
+            "view_before_filing")
+    else:
+        queued = not settings.CYBERTIP_REQUIRE_APPROVAL and decision.decided_by.has_perm("cases.reveal_evidence")
     report = CyberTipReport.objects.create(
         case=case, decision=decision, created_by=decision.decided_by, additional_info=case.summary,
         status=CyberTipReport.Status.QUEUED if queued else CyberTipReport.Status.AWAITING_APPROVAL,
@@ -418,6 +435,7 @@ def undo(user, decision_id, *, ip=None):
         case.save()
         Decision.objects.filter(pk=decision.pk).update(undone_at=now)
         unbanked = hash_banks.remove_entries(decision.options.get("bank_entries"))
+        hash_quality.forget_outcomes(decision.pk)
         audit(user, Event.CASE_UNDO, case=case, ip=ip, object_type="decision", object_id=decision.pk,
               details={"action": decision.action, "bank_entries_removed": unbanked})
         # The reviewer goes back to this case: the next case the decision opened is given back.
@@ -425,3 +443,97 @@ def undo(user, decision_id, *, ip=None):
     decision.refresh_from_db()
     return decision
 
+
+REVERSALS = {"ban_account": "unban_account", "ban_group": "unban_group", "remove_content": "restore_content",
+             "protect_account": "unprotect_account"}
+
+
+def reverse_decision(user, decision, now, *, why, ip=None):
+    """Reverse what a decision did, inside the caller's transaction (a rollback of a rule's decisions).
+
+    Unlike undo, this may come after the platform acted: what was delivered is reversed through the
+    same outbox (unban, restore), what was not is cancelled. A report already filed with NCMEC is
+    never retracted — the legal duty to report and preserve stands once knowledge was reported —
+    and keeps its holds; a report not yet submitted is cancelled. Returns counts for the audit.
+    """
+    case = Case.objects.select_for_update().select_related("account", "group").get(pk=decision.case_id)
+    result = {"enforcements_cancelled": 0, "reversals_sent": 0, "reports_cancelled": 0, "reports_kept": 0}
+    for enforcement in decision.enforcements.all():
+        if enforcement.status == EnforcementStatus.DELIVERED:
+            reverse = REVERSALS.get(enforcement.action)
+            if reverse:
+                _enforce_now(decision, reverse, enforcement.target,
+                             {**enforcement.payload, "reverses": enforcement.pk, "reason": why})
+                result["reversals_sent"] += 1
+        elif enforcement.status != EnforcementStatus.CANCELLED:
+            Enforcement.objects.filter(pk=enforcement.pk).update(status=EnforcementStatus.CANCELLED,
+                                                                 next_attempt_at=None)
+            result["enforcements_cancelled"] += 1
+    actions = set(decision.enforcements.values_list("action", flat=True))
+    if actions & {"ban_account", "ban_group"} and not _standing_bans(case, decision).exists():
+        model = Account if case.account_id else Group
+        model.objects.filter(pk=case.subject.pk).update(status=SubjectStatus.ACTIVE, banned_at=None)
+    members = list(decision.enforcements.filter(action="ban_account").exclude(
+        target=case.subject.external_id).values_list("target", flat=True))
+    Account.objects.filter(external_id__in=members).update(status=SubjectStatus.ACTIVE, banned_at=None)
+    removed = [e.payload.get("item_id") for e in decision.enforcements.filter(action="remove_content")]
+    Item.objects.filter(pk__in=[pk for pk in removed if pk]).update(removed_at=None)
+    LegalHold.objects.filter(pk__in=decision.options.get("holds") or [], lifted_at__isnull=True).update(
+        lifted_by=user, lifted_at=now, lift_reason=why[:255])
+    for report in CyberTipReport.objects.filter(decision=decision):
+        if report.status in (CyberTipReport.Status.AWAITING_APPROVAL, CyberTipReport.Status.QUEUED) \
+                and not report.ncmec_report_id:
+            CyberTipReport.objects.filter(pk=report.pk).update(status=CyberTipReport.Status.CANCELLED)
+            report.holds.filter(lifted_at__isnull=True).update(lifted_by=user, lifted_at=now, lift_reason=why[:255])
+            result["reports_cancelled"] += 1
+        elif report.status != CyberTipReport.Status.CANCELLED:
+            result["reports_kept"] += 1
+    unbanked = hash_banks.remove_entries(decision.options.get("bank_entries"))
+    Decision.objects.filter(pk=decision.pk).update(rolled_back_at=now)
+    reopened = case.closed_at is not None and not case.decisions.filter(created_at__gt=decision.created_at).exists()
+    if reopened:
+        case.queue = routing.route_signals(case.signals.all())
+        case.status, case.assigned_to, case.closed_at, case.resolution = CaseStatus.OPEN, None, None, ""
+        case.lease_expires_at = None
+        case.version += 1
+        case.save()
+    record_entry_outcomes(case, decision, EntryOutcome.OVERTURNED)
+    result.update({"bank_entries_removed": unbanked, "reopened": int(reopened)})
+    audit(user, Event.CASE_ROLLED_BACK, case=case, ip=ip, object_type="decision", object_id=decision.pk,
+          details={"why": why, "rule_version": decision.rule_version_id, **result})
+    return result
+
+
+def _standing_bans(case, decision):
+    field = "case__account" if case.account_id else "case__group"
+    return Decision.objects.filter(**{field: case.subject}, undone_at__isnull=True, rolled_back_at__isnull=True,
+                                   enforcements__action__in=["ban_account", "ban_group"]).exclude(pk=decision.pk)
+
+
+def _enforce_now(decision, action, target, payload):
+    """A reversal goes out at once: there is no undo window for undoing."""
+    platforms = list(Platform.objects.filter(enabled=True).exclude(webhook_url="")) or [None]
+    for platform in platforms:
+        enforcement, created = Enforcement.objects.get_or_create(
+            decision=decision, action=action, target=target, platform=platform, defaults={"payload": payload})
+        if created and platform is not None:
+            enqueue("cases.dispatch.dispatch_enforcement", enforcement.pk, queue="dispatch")
+
+
+def record_entry_outcomes(case, decision, outcome):
+    """What became of the bank entries the case's matches rest on, for the hash-quality loop."""
+    hash_quality.record_outcome(case.signals.filter(kind=SignalKind.HASH_MATCH), outcome, decision_id=decision.pk)
+
+
+def entry_outcome(decision):
+    """The quality-loop outcome a final decision means for its bank entries, or None."""
+    if decision.rule_version_id:
+        return EntryOutcome.AUTO_ACTIONED
+    policy = decision.policy
+    if policy is None:
+        return None
+    if policy.reportable or policy.acts:
+        return EntryOutcome.CONFIRMED
+    if policy.category in ("false_positive", "benign"):
+        return EntryOutcome.DISMISSED
+    return None

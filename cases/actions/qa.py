@@ -1,6 +1,7 @@
 """Blind QA: a share of decisions sampled for a senior's judgement."""
 
 import random
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -15,8 +16,17 @@ _qa_random = random.SystemRandom()
 
 
 def sample_for_qa(decision):
-    if decision.action != Action.ESCALATE and _qa_random.random() < settings.QA_SAMPLE_RATE:
+    """A share of decisions goes to blind QA: QA_SAMPLE_RATE of people's, the rule's own share of a rule's."""
+    rate = rule_qa_rate(decision.rule_version) if decision.rule_version_id else settings.QA_SAMPLE_RATE
+    if decision.action != Action.ESCALATE and _qa_random.random() < rate:
         QAReview.objects.get_or_create(decision=decision)
+
+
+def rule_qa_rate(version):
+    """The share of a rule's decisions that go to blind QA: higher while its current version is new."""
+    rule = version.rule
+    new = version.created_at is None or timezone.now() - version.created_at < timedelta(days=rule.new_days)
+    return (rule.qa_percent_new if new else rule.qa_percent) / 100
 
 
 def record_qa(user, qa_id, *, action, note=""):

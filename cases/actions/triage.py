@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from cases import routing
 from cases.models import Case
-from detection.models import Signal
+from detection import hash_quality
+from detection.models import Signal, SignalKind
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
@@ -23,13 +24,16 @@ def attach_signals(signal_ids):
             key = ("account", signal.account_id) if signal.account_id else ("group", signal.group_id)
             by_subject[key].append(signal)
         cases = []
-        for (kind, subject_id), subject_signals in by_subject.items():
+        # Cases are locked in subject order and the bank entries' counts moved once, after them: two
+        # triage jobs running at once then take their row locks in the same order and cannot deadlock.
+        for (kind, subject_id), subject_signals in sorted(by_subject.items(), key=lambda pair: pair[0]):
             case, opened = _open_case_for(kind, subject_id)
             Signal.objects.filter(pk__in=[s.pk for s in subject_signals]).update(case=case, triaged_at=timezone.now())
             _rerank(case)
             audit(None, Event.CASE_OPENED if opened else Event.CASE_SIGNALS_ADDED, case=case,
                   details={"signals": [s.pk for s in subject_signals]})
             cases.append(case)
+        hash_quality.count_matches([s for s in signals if s.kind == SignalKind.HASH_MATCH])
         return cases
 
 

@@ -34,6 +34,12 @@ def require_senior(user):
         raise PermissionDenied
 
 
+def require_rule_manager(user):
+    """Automation rules act on thousands of accounts: seniors with the rules permission (and admins)."""
+    if not user.is_authenticated or not user.has_perm("cases.manage_rules"):
+        raise PermissionDenied
+
+
 def require_report_access(user, perm=REVEAL):
     """CyberTipline reports hold the most sensitive record there is: as few people as possible see them."""
     if not user.is_authenticated or not user.has_perm(perm):

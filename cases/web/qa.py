@@ -53,11 +53,14 @@ def qa_agreement(request):
     reviewed = QAReview.objects.filter(reviewed_at__isnull=False)
     by_reviewer = (reviewed.values("decision__decided_by__username")
                    .annotate(n=Count("pk"), agreed=Count("pk", filter=Q(agrees=True))).order_by("-n"))
+    by_rule = (reviewed.filter(decision__rule_version__isnull=False).values("decision__rule_version__rule__code")
+               .annotate(n=Count("pk"), agreed=Count("pk", filter=Q(agrees=True))).order_by("-n"))
     by_queue = (reviewed.values("decision__case__queue__name")
                 .annotate(n=Count("pk"), agreed=Count("pk", filter=Q(agrees=True))).order_by("-n"))
     rows = lambda qs, key: [{"name": r[key], "n": r["n"], "rate": round(100 * r["agreed"] / r["n"])} for r in qs]  # noqa: E731
     return render(request, "cases/qa_agreement.html", {
         "by_reviewer": rows(by_reviewer, "decision__decided_by__username"),
         "by_queue": rows(by_queue, "decision__case__queue__name"),
+        "by_rule": rows(by_rule, "decision__rule_version__rule__code"),
         "sampled": QAReview.objects.count(), "reviewed": reviewed.count(),
     })

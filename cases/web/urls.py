@@ -5,6 +5,7 @@ from cases.web import metrics as metrics_views
 from cases.web import qa as qa_views
 from cases.web import reports as report_views
 from cases.web import review as views
+from cases.web import rules as rule_views
 
 app_name = "cases"
 
@@ -28,6 +29,13 @@ urlpatterns = [
          name="destruction_approve"),
     path("destruction-requests/<int:pk>/reject/", report_views.destruction_action, {"verb": "reject"},
          name="destruction_reject"),
+    path("rules/", rule_views.rule_list, name="rules"),
+    path("rules/new/", rule_views.rule_edit, name="rule_new"),
+    path("rules/<int:pk>/", rule_views.rule_detail, name="rule"),
+    path("rules/<int:pk>/edit/", rule_views.rule_edit, name="rule_edit"),
+    path("rules/<int:pk>/backtest/", rule_views.rule_backtest, name="rule_backtest"),
+    path("rules/<int:pk>/rollback/", rule_views.rule_rollback, name="rule_rollback"),
+    path("rules/breakers/<int:pk>/resume/", rule_views.breaker_resume, name="breaker_resume"),
     path("qa/", qa_views.qa_next, name="qa"),
     path("qa/<int:pk>/", qa_views.qa_review, name="qa_review"),
     path("qa/agreement/", qa_views.qa_agreement, name="qa_agreement"),

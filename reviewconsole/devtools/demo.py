@@ -7,11 +7,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group as Role
 from django.db import transaction
 
-from cases.models import Agency, AgencyMember
+from cases.actions.rules import save_rule
+from cases.models import Agency, AgencyMember, Rule, RuleMode
 from detection import intake
 from detection.banks import import_hashes
 from detection.detectors.hashing import digests, hash_image
-from detection.models import Account
+from detection.models import Account, Bank
 from reviewconsole.devtools import synthetic
 
 BANK = "demo-known"
@@ -72,6 +73,9 @@ def load(progress=None):
     with transaction.atomic():
         import_hashes(BANK, io.StringIO(_bank_lines(KNOWN_SEEDS)), fmt="csv",
                       description="Hashes of synthetic demo images standing in for known material")
+        # It stands in for a hotline's verified list, so that the demo rule below can be tried on it.
+        Bank.objects.filter(name=BANK).update(trust="verified")
+        _demo_rule()
     tick(len(KNOWN_SEEDS))
     for n in range(1, 13):
         intake.upsert_account(f"demo-acct-{n:02d}", {
@@ -133,6 +137,20 @@ def load(progress=None):
         "teen_non_contacts_initiated_7d": 14, "non_contacts_initiated_7d": 17, "blocked_by_teens_30d": 2}})
     _demo_legal_request()
     return True
+
+
+def _demo_rule():
+    """A rule in shadow mode: the Rules page shows what it would have done to the demo cases, and a
+    senior can backtest it and turn it on (it would then decide the known-material cases itself)."""
+    rule = Rule(code="verified-known-near", title="Known material, verified bank, near match",
+                description="An exact or near PDQ match to a verified hotline list is certain enough to act on; "
+                            "weak pHash/dHash-only matches and unverified lists stay with people.")
+    save_rule(None, rule, effect="apply_policy", policy_code="csam-known", mode=RuleMode.SHADOW,
+              conditions_list=[{"field": "signal.kind", "op": "eq", "value": "hash_match"},
+                               {"field": "bank.trust", "op": "eq", "value": "verified"},
+                               {"field": "match.kind", "op": "in", "value": ["exact", "pdq", "video"]},
+                               {"field": "match.distance", "op": "le", "value": 24}],
+              note="demo: shadow mode")
 
 
 def _demo_legal_request():
