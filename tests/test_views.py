@@ -35,8 +35,9 @@ def world(users):
                      policy_code="csam-known", mode="shadow",
                      conditions_list=[{"field": "signal.kind", "op": "eq", "value": "hash_match"}])
     breaker = Breaker.objects.create(scope="rule", object_id=rule.pk, label="rule known", reason="test")
-    return {"rule": rule, "breaker": breaker, "case": case, "item": item, "report": report, "decision": report.decision, "qa": qa,
-            "bank": bank, "entry": bank.hashes.first(), "legal": legal, "legal_doc": legal.documents.get(),
+    return {"rule": rule, "breaker": breaker, "case": case, "item": item, "report": report,
+            "decision": report.decision, "qa": qa, "bank": bank, "entry": bank.hashes.first(), "legal": legal,
+            "legal_doc": legal.documents.get(),
             "destruction": destruction}
 
 
