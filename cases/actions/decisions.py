@@ -456,7 +456,7 @@ def reverse_decision(user, decision, now, *, why, ip=None):
     never retracted — the legal duty to report and preserve stands once knowledge was reported —
     and keeps its holds; a report not yet submitted is cancelled. Returns counts for the audit.
     """
-    case = Case.objects.select_for_update().select_related("account", "group").get(pk=decision.case_id)
+    case = Case.objects.select_for_update(of=("self",)).select_related("account", "group").get(pk=decision.case_id)
     result = {"enforcements_cancelled": 0, "reversals_sent": 0, "reports_cancelled": 0, "reports_kept": 0}
     for enforcement in decision.enforcements.all():
         if enforcement.status == EnforcementStatus.DELIVERED:
