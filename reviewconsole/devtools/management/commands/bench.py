@@ -9,7 +9,8 @@ from tqdm import tqdm
 
 from reviewconsole.redis_server import PrivateRedis
 
-SECTIONS = ["throughput", "robustness", "matching", "classifiers", "video", "text", "banks", "pages", "metrics"]
+SECTIONS = ["throughput", "robustness", "matching", "retro", "classifiers", "video", "text", "banks", "pages",
+            "metrics"]
 
 
 class Command(BaseCommand):
@@ -19,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
         parser.add_argument("--images", type=int, default=1000, help="throughput: images through one worker")
         parser.add_argument("--bank-sizes", default="1000000,10000000", help="matching: PDQ bank sizes")
+        parser.add_argument("--retro-items", type=int, default=10_000_000,
+                            help="retro: stored items (eight PDQ orientations each) searched by new bank hashes")
+        parser.add_argument("--retro-hashes", type=int, default=10_000, help="retro: new bank hashes")
+        parser.add_argument("--retro-db-items", type=int, default=200_000,
+                            help="retro: items in the database for the end-to-end figure of the job")
         parser.add_argument("--bank-entries", type=int, default=200_000, help="banks: rows in the browsed bank")
         parser.add_argument("--cases", type=int, default=100_000, help="pages: open cases for the page timings")
         parser.add_argument("--metrics-items", type=int, default=1_000_000, help="metrics: items over a year")
@@ -51,6 +57,10 @@ class Command(BaseCommand):
     def bench_matching(self, out, bank_sizes, **options):
         from reviewconsole.devtools.benchmarks import matching
         matching.run(out, sizes=tuple(int(s) for s in bank_sizes.split(",") if s))
+
+    def bench_retro(self, out, retro_items, retro_hashes, retro_db_items, **options):
+        from reviewconsole.devtools.benchmarks import retro
+        retro.run(out, items=retro_items, queries=retro_hashes, e2e_items=retro_db_items)
 
     def bench_classifiers(self, out, **options):
         from reviewconsole.devtools.benchmarks import classifiers
