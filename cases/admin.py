@@ -195,71 +195,6 @@ class PolicyAdmin(admin.ModelAdmin):
         return False  # decisions name the policy they applied: switch it off instead
 
 
-class RuleVersionInline(admin.TabularInline):
-    model = RuleVersion
-    fields = ["version", "mode", "effect", "policy", "queue", "priority", "conditions", "note", "changed_by",
-              "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Rule)
-class RuleAdmin(admin.ModelAdmin):
-    """Rules are read here; they are written, backtested, turned on and rolled back on the Rules pages,
-    which check the second factor and keep every version."""
-
-    list_display = ["title", "code", "mode", "version", "position", "qa_percent", "qa_percent_new",
-                    "breaker_per_hour", "updated_at"]
-    list_filter = ["mode"]
-    search_fields = ["code", "title"]
-    inlines = [RuleVersionInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # its decisions name it
-
-
-@admin.register(RuleFiring)
-class RuleFiringAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "rule", "rule_version", "case", "outcome", "why", "decision", "rolled_back_at"]
-    list_filter = ["outcome", "rule"]
-    list_select_related = ["rule", "rule_version", "rule_version__rule"]
-    raw_id_fields = ["case", "signal", "decision", "bank_hash"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Breaker)
-class BreakerAdmin(admin.ModelAdmin):
-    list_display = ["label", "scope", "tripped_at", "resumed_at", "resumed_by"]
-    list_filter = ["scope"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 class EnrolmentCodeForm(forms.ModelForm):
     class Meta:
         model = EnrolmentCode
@@ -298,6 +233,44 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class RuleVersionInline(admin.TabularInline):
+    model = RuleVersion
+    fields = ["version", "mode", "effect", "policy", "queue", "priority", "conditions", "note", "changed_by",
+              "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rule)
+class RuleAdmin(ReadOnlyAdmin):
+    """Rules are read here; they are written, backtested, turned on and rolled back on the Rules pages,
+    which check the second factor and keep every version."""
+
+    list_display = ["title", "code", "mode", "version", "position", "qa_percent", "qa_percent_new",
+                    "breaker_per_hour", "updated_at"]
+    list_filter = ["mode"]
+    search_fields = ["code", "title"]
+    inlines = [RuleVersionInline]  # never deleted either: its decisions name it
+
+
+@admin.register(RuleFiring)
+class RuleFiringAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "rule", "rule_version", "case", "outcome", "why", "decision", "rolled_back_at"]
+    list_filter = ["outcome", "rule"]
+    list_select_related = ["rule", "rule_version", "rule_version__rule"]
+    raw_id_fields = ["case", "signal", "decision", "bank_hash"]
+
+
+@admin.register(Breaker)
+class BreakerAdmin(ReadOnlyAdmin):
+    list_display = ["label", "scope", "tripped_at", "resumed_at", "resumed_by"]
+    list_filter = ["scope"]
 
 
 @admin.register(Decision)
