@@ -61,3 +61,10 @@ def alert_unreported():
         log.error("confirmed, not reported: decision %s on case %s, %s h ago: %s",
                   row["decision"].pk, row["case"].pk, row["hours"], row["reason"])
     return len(rows)
+
+
+def refresh_reporters():
+    """Reporters' standing (decided, upheld, dismissed reports), recounted from their reports' cases."""
+    from cases.actions.reporters import refresh_reporter_standing  # noqa: PLC0415 - no cycle; move up with the imports
+
+    return refresh_reporter_standing()

@@ -6,13 +6,17 @@ from django.contrib.auth.models import Group, Permission
 
 ROLES = {
     # Reviews cases from the blurred renditions; bans, removes, escalates, dismisses.
-    "reviewer": ["cases.review_case"],
+    "reviewer": ["cases.review_case", "cases.investigate"],
     # Child-safety specialist: may also reveal evidence and report to NCMEC.
-    "specialist": ["cases.review_case", "cases.reveal_evidence"],
+    "specialist": ["cases.review_case", "cases.reveal_evidence", "cases.investigate"],
     # Senior reviewer: everything a specialist may, plus the escalations queue.
     # Hash banks (lists of known material) are seen and changed only by seniors and admins.
     "senior": ["cases.review_case", "cases.reveal_evidence", "cases.review_escalated", "cases.file_cybertip",
+               "cases.investigate",
                "detection.view_bank", "detection.add_bank", "detection.change_bank", "cases.manage_rules"],
+    # Intelligence analyst: searches and follows networks across accounts, groups and media; sees evidence
+    # only as blurred renditions and decides nothing.
+    "analyst": ["cases.investigate"],
     # Law-enforcement liaison: handles legal requests; sees no review queue and no evidence.
     "liaison": ["cases.handle_legal_requests"],
 }

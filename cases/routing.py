@@ -33,11 +33,27 @@ def route(signal_kinds):
 
 def route_signals(signals):
     """The queue for a case with these signals: the admins' routing rules first, then the defaults."""
-    signals = list(signals)
-    for rule in RoutingRule.objects.filter(enabled=True).select_related("queue"):
-        if any(rule.matches(s) for s in signals):
-            return rule.queue
-    return get_queue(route(s.kind for s in signals))
+    return Router().route(signals)
+
+
+class Router:
+    """The routing rules and queues read once for many cases: triage re-ranks a burst's cases together."""
+
+    def __init__(self):
+        self.rules = list(RoutingRule.objects.filter(enabled=True).select_related("queue"))
+        self.queues = {}
+
+    def route(self, signals):
+        signals = list(signals)
+        for rule in self.rules:
+            if any(rule.matches(s) for s in signals):
+                return rule.queue
+        return self.queue(route(s.kind for s in signals))
+
+    def queue(self, slug):
+        if slug not in self.queues:
+            self.queues[slug] = get_queue(slug)
+        return self.queues[slug]
 
 
 def priority(signals):
@@ -46,8 +62,10 @@ def priority(signals):
     if not signals:
         return 0
     strongest = max(s.severity * s.score for s in signals)
-    reports = sum(1 for s in signals if s.kind == SignalKind.USER_REPORT)
-    corroboration = min(10, 2 * (len(signals) - 1)) + min(10, 3 * reports)
+    # A muted reporter's report is kept but corroborates nothing (its weight is in its score already).
+    counted = [s for s in signals if not (s.details or {}).get("muted")]
+    reports = sum(1 for s in counted if s.kind == SignalKind.USER_REPORT)
+    corroboration = min(10, 2 * max(0, len(counted) - 1)) + min(10, 3 * reports)
     return int(min(100, round(strongest + corroboration)))
 
 

@@ -27,6 +27,7 @@ from cases.models import (
     ReviewQueue,
     RuleFiring,
     SubjectNote,
+    SubjectTag,
 )
 from detection import hash_quality
 from detection.detectors.risk import DETECTORS as RISK_DETECTORS
@@ -93,6 +94,7 @@ def queue_page(user, queues, selected):
                          .annotate(n=Count("pk")).values_list("case", "n"))
     for case in cases:
         case.signal_count = signal_counts.get(case.pk, 0)
+    _attach_live_tags(cases)
     for case in cases:
         case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
         case.breached = case.due_at < now
@@ -101,6 +103,21 @@ def queue_page(user, queues, selected):
         Decision.objects.filter(approval="pending", case__queue__in=queues).exclude(decided_by=user)
         .select_related("case", "decided_by", "reason")[:20])
     return {"cases": cases, "mine": mine, "awaiting_second": awaiting_second, "now": now}
+
+
+def _attach_live_tags(cases):
+    """`subject_tags` on each case from one query (cases.subjects.live_tags does the same for subject pages;
+    selectors and subjects are independent modules of one layer, so neither imports the other)."""
+    by_subject = {}
+    for tag in (SubjectTag.objects.filter(Q(account__in=[c.account_id for c in cases if c.account_id])
+                                          | Q(group__in=[c.group_id for c in cases if c.group_id]),
+                                          removed_at__isnull=True).select_related("set_by")):
+        key = ("account", tag.account_id) if tag.account_id else ("group", tag.group_id)
+        by_subject.setdefault(key, []).append(tag)
+    for case in cases:
+        case.subject_tags = by_subject.get(("account", case.account_id) if case.account_id
+                                          else ("group", case.group_id), [])
+    return cases
 
 
 def case_page(case):
@@ -143,6 +160,7 @@ def case_page(case):
             "rule_version__rule", "rule_version__policy", "rule_version__queue")[:10],
         "user_reports": UserReport.objects.filter(about).order_by("-created_at")[:20],
         "notes": SubjectNote.objects.filter(about).select_related("author")[:50],
+        "subject_tags": list(SubjectTag.objects.filter(about, removed_at__isnull=True).select_related("set_by")),
         # A case resting on reports alone still shows what the account sent (blurred, on request).
         "account_items": [{"item": item, "signals": [], "alerts": [], "held": False} for item in Item.objects.filter(
             account=case.account_id, status="scanned", kind__in=["image", "video"]).order_by("-created_at")[:12]]

@@ -14,6 +14,7 @@ from json import dumps
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import JSONField
+from django.utils import timezone
 
 from detection.detectors.hashing import DIHEDRAL, digests, pack_orientations
 from detection.models import (
@@ -28,6 +29,7 @@ from detection.models import (
     SignalKind,
     UserReport,
 )
+from detection.reporters import report_weight
 from reviewconsole import storage
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
@@ -43,6 +45,8 @@ REPORT_REASONS = {
     "nudity": ("Nudity or sexual content", 40),
     "other": ("Other", 30),
 }
+# Reports about a child's safety: never silenced by a reporter's mute.
+CHILD_SAFETY_REASONS = {"csam", "child_exploitation", "grooming", "sextortion", "trafficking"}
 
 
 def request_scan(item_id):
@@ -366,9 +370,10 @@ def _checked(entry):
     return clean_hashes(entry.hashes, entry.kind)
 
 
-def insert_rows(model, rows, *, ignore_conflicts=False):
+def insert_rows(model, rows, *, ignore_conflicts=False, returning=("pk",)):
     """Insert `rows` (dicts of field attname to value; every other field takes its default) and return
-    the new ids in order (with ignore_conflicts, only those inserted, unordered).
+    the `returning` fields of the new rows as tuples (with ignore_conflicts, only of those inserted, and
+    on SQLite none: bulk_create learns no ids there).
 
     On PostgreSQL it is one INSERT ... SELECT FROM unnest(): an array per column that varies and the
     defaults given once. bulk_create's statement for a thousand rows of a wide table costs ten times
@@ -378,7 +383,7 @@ def insert_rows(model, rows, *, ignore_conflicts=False):
         return []
     if connection.vendor != "postgresql":
         created = model.objects.bulk_create([model(**row) for row in rows], ignore_conflicts=ignore_conflicts)
-        return [obj.pk for obj in created if obj.pk is not None]
+        return [tuple(getattr(obj, name) for name in returning) for obj in created if obj.pk is not None]
     template, varying = model(), list(rows[0])
     quote = connection.ops.quote_name
     columns, picks, params, arrays = [], [], [], []
@@ -398,27 +403,29 @@ def insert_rows(model, rows, *, ignore_conflicts=False):
     names = ", ".join(f"c{n}" for n in range(len(arrays)))
     sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) SELECT {', '.join(picks)} "
            f"FROM unnest({', '.join(a[0] for a in arrays)}) AS u({names})"
-           + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + f" RETURNING {quote(model._meta.pk.column)}")
+           + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + " RETURNING "
+           + ", ".join(quote((model._meta.pk if name == "pk" else model._meta.get_field(name)).column)
+                       for name in returning))
     with connection.cursor() as cursor:
         cursor.execute(sql, params + [a[1] for a in arrays])
-        # Ids come from the sequence in the order the rows are read from unnest: the same order.
-        return sorted(row[0] for row in cursor.fetchall())
+        return cursor.fetchall()
 
 
 def _subject_ids(model, external_ids):
-    """{external_id: pk}, creating the subjects that do not exist yet in one statement. Sorted, so that
-    two batches inserting the same new subjects take their row locks in the same order."""
+    """({external_id: pk}, pks of the subjects created now), creating those that do not exist yet in one
+    statement. Sorted, so that two batches inserting the same new subjects lock them in the same order."""
     wanted = sorted(external_ids)
     found = {}
     for start in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
         found.update(model.objects.filter(external_id__in=wanted[start:start + 500]).values_list("external_id", "pk"))
     missing = [e for e in wanted if e not in found]
-    if missing:
-        insert_rows(model, [{"external_id": e} for e in missing], ignore_conflicts=True)
-        for start in range(0, len(missing), 500):
-            found.update(model.objects.filter(external_id__in=missing[start:start + 500])
-                         .values_list("external_id", "pk"))
-    return found
+    created = dict(insert_rows(model, [{"external_id": e} for e in missing], ignore_conflicts=True,
+                               returning=("external_id", "pk")))
+    found.update(created)
+    late = [e for e in missing if e not in created]  # another batch's (or, on SQLite, not returned)
+    for start in range(0, len(late), 500):
+        found.update(model.objects.filter(external_id__in=late[start:start + 500]).values_list("external_id", "pk"))
+    return found, set(created.values())
 
 
 def _already_received(pairs):
@@ -453,12 +460,14 @@ def submit_hash_batch(entries, *, actor_label="api"):
     if not ready:
         return results
     with transaction.atomic():
-        accounts = _subject_ids(Account, {entry.account_id for _, entry, _ in ready})
-        groups = _subject_ids(Group, {entry.group_id for _, entry, _ in ready if entry.group_id})
+        accounts, new_accounts = _subject_ids(Account, {entry.account_id for _, entry, _ in ready})
+        groups, _ = _subject_ids(Group, {entry.group_id for _, entry, _ in ready if entry.group_id})
         insert_rows(Membership, [{"account_id": a, "group_id": g} for a, g in sorted(
             {(accounts[e.account_id], groups[e.group_id]) for _, e, _ in ready if e.group_id})],
             ignore_conflicts=True)
-        earlier = _already_received({(accounts[e.account_id], e.external_id) for _, e, _ in ready if e.external_id})
+        # An account created by this very batch has sent nothing before.
+        earlier = _already_received({(accounts[e.account_id], e.external_id) for _, e, _ in ready
+                                     if e.external_id and accounts[e.account_id] not in new_accounts})
         new, first_of, repeats = [], {}, []
         for n, entry, clean in ready:
             account_id = accounts[entry.account_id]
@@ -476,7 +485,8 @@ def submit_hash_batch(entries, *, actor_label="api"):
                     "uploaded_at": entry.uploaded_at, "ip": entry.ip, "md5": clean["md5"], "sha256": clean["sha256"],
                     "pdq": clean["pdq"], "pdq_quality": clean["pdq_quality"], "pdq_orientations": _packed(clean),
                     "frame_hashes": clean["frames"]}))
-        ids = insert_rows(Item, [row for _, row in new])
+        # Ids come from the sequence in the order the rows are inserted: ascending is the entries' order.
+        ids = sorted(pk for (pk,) in insert_rows(Item, [row for _, row in new]))
         for (n, _), pk in zip(new, ids, strict=True):
             results[n] = Received(pk, ItemStatus.QUEUED)
         for n, first in repeats:
@@ -533,15 +543,24 @@ def submit_report(*, reporter, reason, comment="", account_id=None, group_id=Non
         )
         label, severity = REPORT_REASONS[reason]
         target = f"item {item.pk}" if item else str(account or group)
+        weight = report_weight(reporter, child_safety=reason in CHILD_SAFETY_REASONS)
+        # A muted reporter's report is kept and shown but opens no case by itself: with no open case on
+        # its subject it is born triaged (so neither triage nor the sweep picks it up); with one, it joins it.
+        subject = {"account": account} if account else {"group": group}  # as triage keys its cases
+        alone = not weight.opens_case and not Signal.objects.filter(
+            **subject, case__isnull=False, case__closed_at__isnull=True).exists()
         signal = Signal.objects.create(
             item=item, account=account, group=group, kind=SignalKind.USER_REPORT, detector="user_report",
-            label=f"User report: {label}", score=0.5, severity=severity,
+            label=f"User report: {label}", score=min(1.0, 0.5 * weight.value), severity=severity,
             explanation=f"Reported by user {reporter} for '{label}' on {target}"
-                        + (f": “{comment[:200]}”" if comment else "."),
-            details={"report_id": report.pk, "reason": reason, "reporter": reporter},
-            dedupe_key=f"report:{report.pk}",
+                        + (f": “{comment[:200]}”" if comment else ".") + f" ({weight.explanation}.)",
+            details={"report_id": report.pk, "reason": reason, "reporter": reporter, "weight": weight.value,
+                     "standing": weight.standing, "muted": weight.muted},
+            dedupe_key=f"report:{report.pk}", triaged_at=timezone.now() if alone else None,
         )
         audit(None, Event.REPORT_RECEIVED, item=item, actor_label=actor_label, object_type="userreport",
-              object_id=str(report.pk), details={"reason": reason, "target": target})
-        enqueue("cases.jobs.triage_signals", [signal.pk], queue="triage")
+              object_id=str(report.pk), details={"reason": reason, "target": target, "weight": weight.value,
+                                                 "standing": weight.standing})
+        if not alone:
+            enqueue("cases.jobs.triage_signals", [signal.pk], queue="triage")
     return report

@@ -262,14 +262,15 @@ class StoredIndex:
         elif window := self._window_due():
             horizon = self.cursor[0] - timedelta(seconds=OVERLAP_SECONDS)
             after = None
-            while True:
+            complete = self._window_read(horizon)
+            while not complete:
                 page = self._page("id, scanned_at", start=horizon, after=after, through=self.cursor)
                 fresh = [pk for pk, _ in page if pk not in self.recent]
                 for lo in range(0, len(fresh), 500):
                     self._add_rows(self._rows(fresh[lo:lo + 500]), bulk)
-                if len(page) < LOAD_PAGE:
-                    break
-                after = page[-1][1], page[-1][0]
+                complete = len(page) < LOAD_PAGE
+                if not complete:
+                    after = page[-1][1], page[-1][0]
         after = self.cursor
         while True:
             page = self._page(ROW_COLUMNS, start=after[0] if after else None, after=after)
@@ -286,6 +287,19 @@ class StoredIndex:
         if window:  # late commits went in out of order: a last pass over the window
             horizon = self.cursor[0] - timedelta(seconds=OVERLAP_SECONDS)
             self.recent = OrderedDict((pk, at) for pk, at in self.recent.items() if at >= horizon)
+
+    def _window_read(self, horizon):
+        """Whether every item in the window up to the cursor was read already: the database's count and
+        sum of their ids against those of the ids read. Two numbers in one indexed aggregate, where reading
+        the window's ids and times again costs a second a million rows; any difference (a late commit, a
+        deletion) sends the caller to read the window again."""
+        read = [pk for pk, at in self.recent.items() if at >= horizon]
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*), SUM(id) FROM {Item._meta.db_table} WHERE scanned_at >= %s "
+                           "AND (scanned_at, id) <= (%s, %s)", [adapt(horizon), adapt(self.cursor[0]), self.cursor[1]])
+            count, total = cursor.fetchone()
+        return count == len(read) and int(total or 0) == sum(read)
 
     def _window_due(self):
         now = time.monotonic()
@@ -488,3 +502,54 @@ def share_request(account_id, *, decision_id=None, reason=""):
         except IntegrityError:  # another run recorded it a moment ago
             request = rows.order_by("pk").first()
     return request
+
+
+# Near search for the web: the index answers through a small job on its own queue ----------------
+
+NEAR_JOB = "detection.jobs.retro.near_search"
+
+
+def nearest(index, vectors, radius, limit):
+    """The `limit` items nearest to any of the 32-byte `vectors` within `radius`, each once at its smallest
+    distance, as {"hits": [[item id, distance]], "complete": whether none was left out, "rows": rows searched}."""
+    qidx, items, dist = index.search(np.frombuffer(vectors, dtype=np.uint8), int(radius))
+    del qidx
+    best = {}
+    for pk, d in zip(items.tolist(), dist.tolist(), strict=True):
+        if pk not in best or d < best[pk]:
+            best[pk] = d
+    ranked = sorted(best.items(), key=lambda hit: (hit[1], hit[0]))
+    return {"hits": [list(hit) for hit in ranked[:limit]], "complete": len(ranked) <= limit, "rows": len(index)}
+
+
+def ask_near(vectors, radius, limit, timeout):
+    """Ask the worker that holds the index (a job on the retro queue, answered through RQ's results) for the
+    items near `vectors`; None when no worker answered within `timeout` seconds or Redis is unreachable."""
+    import django_rq
+    from rq.results import Result
+
+    job = None
+    try:
+        queue = django_rq.get_queue(queue_name(), commit_mode="auto")  # a question goes now, transaction or not
+        wait = max(0.05, float(timeout))
+        # ttl: a question nobody picked up in time is dropped rather than answered to nobody later; at_front:
+        # a search waits behind the job that runs, not behind every retroactive run queued.
+        job = queue.enqueue(NEAR_JOB, bytes(vectors), int(radius), int(limit), result_ttl=60, failure_ttl=60,
+                            ttl=int(wait) + 6, job_timeout=60, at_front=True)
+        # Job.latest_result(timeout=...) takes whole seconds (RQ multiplies by 1000 and redis-py refuses a
+        # float block), so the wait is the same XREAD on the job's result stream, in milliseconds, and in
+        # steps of a second so that no step outlasts the connection's socket timeout.
+        deadline, answered = time.monotonic() + wait, None
+        while not answered and (left := deadline - time.monotonic()) > 0:
+            answered = queue.connection.xread({Result.get_key(job.id): "0-0"}, block=max(1, int(min(left, 1) * 1000)))
+        result = job.latest_result() if answered else None
+        if result is not None and result.type == Result.Type.SUCCESSFUL:
+            return result.return_value
+    except Exception as exc:  # Redis down or flushed: the caller falls back to the database
+        log.warning("stored index: near search not answered (%s)", exc)
+    if job is not None:
+        try:
+            job.cancel()  # not answered: nobody should work on it later
+        except Exception:  # already taken, finished or gone
+            pass
+    return None

@@ -122,6 +122,8 @@ WORKER_QUEUES = ["triage", "dispatch", "scan", "classify", "default", "retro"]
 RETRO_SETTLE_SECONDS = envint("RETRO_SETTLE_SECONDS", 60)
 RETRO_LEASE_SECONDS = envint("RETRO_LEASE_SECONDS", 900)
 RETRO_JOB_SECONDS = envint("RETRO_JOB_SECONDS", 600)
+# How long a search waits for the retro worker to answer a PDQ near search before it searches exact matches.
+SEARCH_NEAR_TIMEOUT = float(os.environ.get("SEARCH_NEAR_TIMEOUT", "2"))
 RQ = {"WORKER_CLASS": "reviewconsole.worker.ConsoleWorker"}
 RQ_SHOW_ADMIN_LINK = True
 

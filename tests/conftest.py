@@ -106,6 +106,7 @@ def users(db):
         "reviewer": make_user("rita", "reviewer"),
         "specialist": make_user("sam", "specialist"),
         "senior": make_user("sena", "senior"),
+        "analyst": make_user("ana", "analyst"),
         "admin": make_user("ada", is_staff=True, is_superuser=True),
         "nobody": make_user("nora"),
         "liaison": make_user("lia", "liaison"),

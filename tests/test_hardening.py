@@ -57,6 +57,18 @@ def test_no_blur_with_a_second_factor_is_audited_and_counted_as_a_reveal(setting
     assert exposure_today(users["specialist"]).reveals == 1
 
 
+def test_listing_thumbnails_stay_blurred_whatever_the_reviewers_own_filter(settings, client, users, no_blur):
+    """Search results, subject pages and pivots show many pictures: their thumbnails take the
+    organisation's blurred default even for a specialist whose own filter (with a second factor) has none."""
+    settings.REQUIRE_2FA_FOR_REVEAL = True
+    case, item = no_blur
+    verify_2fa(client, users["specialist"])
+    response = client.get(f"/evidence/{item.pk}/blurred.jpg?listing=1")
+    assert response.status_code == 200 and response.content == blurred(item, ViewingPreference())
+    actions = list(AuditEvent.objects.filter(item=item, actor=users["specialist"]).values_list("action", flat=True))
+    assert actions == [Event.EVIDENCE_VIEWED_BLURRED]
+
+
 def test_a_reviewer_never_gets_an_organisation_default_without_blur(client, users):
     case, item = case_with_match()
     ViewingPreference.objects.create(user=None, category="", blur="none", tone="sepia")
@@ -92,7 +104,10 @@ def test_every_route_answers_with_the_content_security_policy(users, world, role
             directives = {d.strip() for d in response.get("Content-Security-Policy", "").split(";")}
             # A legal document is a PDF download under its own, stricter policy (cases.web.legal: sandbox).
             document = response.get("Content-Type") == "application/pdf" and directives == {"sandbox"}
-            if not (POLICY <= directives or document):
+            # The network view is an SVG image that loads nothing and runs nothing (cases.web.subjects).
+            drawing = (response.get("Content-Type", "").startswith("image/svg+xml")
+                       and directives == {"default-src 'none'", "sandbox"})
+            if not (POLICY <= directives or document or drawing):
                 missing.append((name, response.status_code, response.get("Content-Security-Policy")))
             transaction.set_rollback(True)
     assert not missing

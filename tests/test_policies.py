@@ -404,6 +404,9 @@ def test_a_reported_account_without_flagged_files_shows_its_own_items(client, us
     assert f"/evidence/{item.pk}/blurred.jpg" in page and "No detector flagged a file here" in page
     assert client.get(f"/evidence/{item.pk}/blurred.jpg?case={case.pk}").status_code == 200
     assert AuditEvent.objects.filter(action="evidence.viewed_blurred", item=item, actor=users["reviewer"]).exists()
+    # Outside any case an item is blurred-only, for investigators (its account's page), never revealed.
+    assert client.post(f"/evidence/{other.pk}/reveal/").status_code == 403
+    client.force_login(users["liaison"])
     assert client.get(f"/evidence/{other.pk}/blurred.jpg").status_code == 403
 
 

@@ -12,7 +12,7 @@ from tests.conftest import verify_2fa
 from tests.factories import case_with_match
 
 pytestmark = pytest.mark.django_db
-ROLES = ["anonymous", "nobody", "reviewer", "specialist", "senior", "admin", "liaison", "officer"]
+ROLES = ["anonymous", "nobody", "reviewer", "specialist", "senior", "analyst", "admin", "liaison", "officer"]
 
 
 @pytest.fixture
@@ -35,7 +35,11 @@ def world(users):
                      policy_code="csam-known", mode="shadow",
                      conditions_list=[{"field": "signal.kind", "op": "eq", "value": "hash_match"}])
     breaker = Breaker.objects.create(scope="rule", object_id=rule.pk, label="rule known", reason="test")
+    from detection.models import Group, Reporter
+    group = Group.objects.create(external_id="grp-world", name="World group")
+    reporter = Reporter.objects.create(external_id="reporter-world")
     return {"rule": rule, "breaker": breaker, "case": case, "item": item, "report": report,
+            "account": case.account, "group": group, "reporter": reporter,
             "decision": report.decision, "qa": qa, "bank": bank, "entry": bank.hashes.first(), "legal": legal,
             "legal_doc": legal.documents.get(),
             "destruction": destruction}
@@ -77,7 +81,8 @@ CLEARED = {"specialist", "senior", "admin"}
 FILERS = {"senior", "admin"}
 OFFICERS = {"officer"}
 LIAISONS = {"liaison", "admin"}
-SIGNED_IN = REVIEWERS | {"nobody", "liaison", "officer"}
+INVESTIGATORS = REVIEWERS | {"analyst"}
+SIGNED_IN = REVIEWERS | {"nobody", "liaison", "officer", "analyst"}
 EVERYONE = SIGNED_IN | {"anonymous"}
 
 # Every route the console serves to people (the API has its own token tests), with its method,
@@ -93,7 +98,7 @@ ROUTES = {
     "cases:undo": ("post", {"decision_id": "decision"}, REVIEWERS),
     "cases:second_review": ("post", {"decision_id": "decision"}, REVIEWERS),
     "cases:note": ("post", {"pk": "case"}, REVIEWERS),
-    "cases:evidence_blurred": ("get", {"item_id": "item"}, REVIEWERS),
+    "cases:evidence_blurred": ("get", {"item_id": "item"}, INVESTIGATORS),
     "cases:evidence_reveal": ("post", {"item_id": "item"}, CLEARED),
     "cases:evidence_destroy": ("post", {"item_id": "item"}, FILERS),
     "cases:destruction_requests": ("get", {}, FILERS),
@@ -145,6 +150,22 @@ ROUTES = {
     "cases:rule_backtest": ("post", {"pk": "rule"}, FILERS),
     "cases:rule_rollback": ("post", {"pk": "rule"}, FILERS),
     "cases:breaker_resume": ("post", {"pk": "breaker"}, FILERS),
+    # Investigations: search, subject pages and pivots for every investigator (never officers); the leads'
+    # roster, reporters and the audit search for seniors.
+    "cases:search": ("get", {}, INVESTIGATORS),
+    "cases:account": ("get", {"pk": "account"}, INVESTIGATORS),
+    "cases:account_network": ("get", {"pk": "account"}, INVESTIGATORS),
+    "cases:account_tags": ("post", {"pk": "account"}, INVESTIGATORS),
+    "cases:group": ("get", {"pk": "group"}, INVESTIGATORS),
+    "cases:group_network": ("get", {"pk": "group"}, INVESTIGATORS),
+    "cases:group_tags": ("post", {"pk": "group"}, INVESTIGATORS),
+    "cases:item_pivot": ("get", {"pk": "item"}, INVESTIGATORS),
+    "cases:roster": ("get", {}, FILERS),
+    "cases:release_signed_out": ("post", {}, FILERS),
+    "cases:reporters": ("get", {}, FILERS),
+    "cases:reporter_action": ("post", {"pk": "reporter"}, FILERS),
+    "cases:audit": ("get", {}, FILERS),
+    "cases:audit_csv": ("get", {}, FILERS),
     "banks:list": ("get", {}, FILERS),
     "banks:new": ("get", {}, FILERS),
     "banks:detail": ("get", {"pk": "bank"}, FILERS),
@@ -311,10 +332,16 @@ def test_if_the_audit_row_cannot_be_written_nothing_is_shown(client, users, worl
     assert response.get("Content-Type") != "image/jpeg"
 
 
-def test_evidence_of_an_item_in_no_case_is_refused(client, users, image_bytes):
+def test_evidence_of_an_item_in_no_case_is_blurred_for_investigators_and_never_revealed(client, users, image_bytes):
+    """An account's page shows everything it sent, flagged or not: blurred, audited, never revealed without a case."""
     from tests.factories import scanned_item
     item = scanned_item(image_bytes(77))
-    assert login(client, users, "senior").get(f"/evidence/{item.pk}/blurred.jpg").status_code == 403
+    for role in ("nobody", "liaison"):
+        assert login(client, users, role).get(f"/evidence/{item.pk}/blurred.jpg").status_code == 403
+    response = login(client, users, "analyst").get(f"/evidence/{item.pk}/blurred.jpg")
+    assert response.status_code == 200 and response["Cache-Control"].startswith("no-store")
+    assert AuditEvent.objects.filter(action="evidence.viewed_blurred", item=item, actor=users["analyst"]).exists()
+    assert login(client, users, "senior").post(f"/evidence/{item.pk}/reveal/").status_code == 403
 
 
 def test_originals_are_not_under_static_or_media(settings):

@@ -130,3 +130,33 @@ def take_over(senior, case_id, *, to_user=None, ip=None):
               details={"from": previous.get_username() if previous else None, "to": target.get_username()})
     case.refresh_from_db()
     return case
+
+
+def release_signed_out(senior, claims, *, signed_in, ip=None):
+    """A senior gives back the cases held by reviewers who have signed out (no live session).
+
+    `claims` maps each case id to the version the senior saw on the roster; `signed_in` holds the ids of
+    the users with a live session now. A case whose claim changed meanwhile (another version: re-claimed,
+    taken over, decided) or whose holder is signed in is skipped. Returns (released ids, skipped ids)."""
+    if not senior.has_perm("cases.review_escalated"):
+        raise ActionError("Only a senior reviewer can release other reviewers' cases.")
+    released, skipped = [], []
+    with transaction.atomic():
+        held = {case.pk: case for case in Case.objects.select_for_update(of=("self",)).select_related(
+            "assigned_to").filter(pk__in=list(claims), status=CaseStatus.CLAIMED, closed_at__isnull=True)}
+        for pk, version in sorted(claims.items()):
+            case = held.get(pk)
+            if case is None or case.version != version or case.assigned_to_id is None \
+                    or case.assigned_to_id in signed_in:
+                skipped.append(pk)
+                continue
+            if not Case.objects.filter(pk=pk, version=version, status=CaseStatus.CLAIMED).update(
+                    status=CaseStatus.OPEN, assigned_to=None, lease_expires_at=None, version=F("version") + 1,
+                    updated_at=timezone.now()):
+                skipped.append(pk)
+                continue
+            released.append(pk)
+            audit(senior, Event.CASE_RELEASED, case=case, ip=ip,
+                  details={"why": "holder signed out", "holder": case.assigned_to.get_username()})
+        audit(senior, Event.CASES_RELEASED_SIGNED_OUT, ip=ip, details={"released": released, "skipped": skipped})
+    return released, skipped

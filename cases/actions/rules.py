@@ -189,6 +189,7 @@ def apply_rules(case_ids):
     facts.load(by_case)
     fired = set(RuleFiring.objects.filter(case__in=cases, rule_version__in=versions).values_list(
         "rule_version_id", "case_id"))
+    shared = {}  # the automation account and reason codes, read once for the batch
     for case in cases:
         for version in versions:
             if (version.pk, case.pk) in fired:
@@ -196,7 +197,7 @@ def apply_rules(case_ids):
             hit = first_hit(version, case, by_case.get(case.pk, []), facts)
             if hit is None:
                 continue
-            outcome = _fire(version, case, *hit)
+            outcome = _fire(version, case, *hit, shared=shared)
             counts[outcome] += 1
             if outcome == FiringOutcome.DECIDED:
                 break  # the case is closed: later rules have nothing to act on
@@ -212,7 +213,7 @@ def first_hit(version, case, signals, facts):
     return None
 
 
-def _fire(version, case, signal, facts):
+def _fire(version, case, signal, facts, shared=None):
     details = signal.details if isinstance(signal.details, dict) else {}
     bank_id = details.get("bank_id") if isinstance(details.get("bank_id"), int) else None
     entry_id = details.get("entry_id") if isinstance(details.get("entry_id"), int) else None
@@ -229,7 +230,7 @@ def _fire(version, case, signal, facts):
     if breaker is not None:
         _record(base, FiringOutcome.BREAKER, f"circuit breaker open: {breaker.label}")
         return FiringOutcome.BREAKER
-    outcome = decide_automatically(version, case, signal, base)
+    outcome = decide_automatically(version, case, signal, base, shared=shared)
     if outcome == FiringOutcome.DECIDED:
         breakers.acted(version.rule, bank_id, entry_id)
     return outcome
@@ -275,10 +276,16 @@ def _actor(version):
     return f"rule {version.rule.code} v{version.version}"[:150]
 
 
-def decide_automatically(version, case, signal, base):
-    """Apply the rule's policy to an open case through the decision path, or leave it to people."""
+def decide_automatically(version, case, signal, base, shared=None):
+    """Apply the rule's policy to an open case through the decision path, or leave it to people.
+
+    `shared`: a dict kept across the decisions of one batch, holding the automation account and the
+    reason codes once read."""
     policy = version.policy
-    robot = automation_account()
+    shared = {} if shared is None else shared
+    if "robot" not in shared:
+        shared["robot"] = automation_account()
+    robot = shared["robot"]
     now = timezone.now()
     with transaction.atomic():
         moved = Case.objects.filter(pk=case.pk, version=case.version, status=CaseStatus.OPEN,
@@ -296,7 +303,10 @@ def decide_automatically(version, case, signal, base):
             audit(None, Event.RULE_FIRED, case=case, object_type="rule", object_id=version.rule_id,
                   actor_label=_actor(version), details={"effect": "held_back", "why": why, "signal": signal.pk})
             return FiringOutcome.HELD_BACK
-        reason, _ = ReasonCode.objects.get_or_create(code=policy.code, defaults={"label": policy.title})
+        reason = shared.get(("reason", policy.code))
+        if reason is None:
+            reason, _ = ReasonCode.objects.get_or_create(code=policy.code, defaults={"label": policy.title})
+            shared[("reason", policy.code)] = reason
         decision = Decision.objects.create(
             case=case, case_version=case.version - 1, action=policy.action, reason=reason, decided_by=robot,
             policy=policy, policy_version=policy.version, rule_version=version,
@@ -307,6 +317,7 @@ def decide_automatically(version, case, signal, base):
                      "signal": signal.pk})
         if not _record(base, FiringOutcome.DECIDED, policy.code, decision=decision):
             transaction.set_rollback(True)
+            shared.pop(("reason", policy.code), None)  # it may have been created in what is rolled back
             return FiringOutcome.HELD_BACK
         effects = carry_out(case, decision, now)
         audit(None, Event.decision(decision.action), case=case, object_type="decision", object_id=decision.pk,

@@ -8,7 +8,7 @@ from django.utils import timezone
 from cases import routing
 from cases.models import Case
 from detection import hash_quality
-from detection.models import Signal, SignalKind
+from detection.models import Account, Signal, SignalKind
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
@@ -23,26 +23,37 @@ def attach_signals(signal_ids):
         for signal in signals:
             key = ("account", signal.account_id) if signal.account_id else ("group", signal.group_id)
             by_subject[key].append(signal)
-        cases = []
+        opened_cases = []
+        router = routing.Router()
         # Cases are locked in subject order and the bank entries' counts moved once, after them: two
         # triage jobs running at once then take their row locks in the same order and cannot deadlock.
         for (kind, subject_id), subject_signals in sorted(by_subject.items(), key=lambda pair: pair[0]):
-            case, opened = _open_case_for(kind, subject_id)
+            case, opened = _open_case_for(kind, subject_id, router)
             Signal.objects.filter(pk__in=[s.pk for s in subject_signals]).update(case=case, triaged_at=timezone.now())
-            _rerank(case)
+            opened_cases.append((case, opened, subject_signals))
+        # Every case's signals, and its account (whose age band says whether it may be a victim), read
+        # once for the batch rather than per case.
+        of_case = defaultdict(list)
+        for signal in Signal.objects.filter(case__in=[case for case, _, _ in opened_cases]):
+            of_case[signal.case_id].append(signal)
+        accounts = Account.objects.in_bulk([case.account_id for case, _, _ in opened_cases if case.account_id])
+        for case, opened, subject_signals in opened_cases:
+            if case.account_id in accounts:
+                case.account = accounts[case.account_id]
+            _rerank(case, of_case[case.pk], router)
             audit(None, Event.CASE_OPENED if opened else Event.CASE_SIGNALS_ADDED, case=case,
                   details={"signals": [s.pk for s in subject_signals]})
-            cases.append(case)
         hash_quality.count_matches([s for s in signals if s.kind == SignalKind.HASH_MATCH])
-        return cases
+        return [case for case, _, _ in opened_cases]
 
 
-def _open_case_for(kind, subject_id):
+def _open_case_for(kind, subject_id, router=None):
     lookup = {f"{kind}_id": subject_id, "closed_at__isnull": True}
-    case = Case.objects.select_for_update().filter(**lookup).first()
+    # The case row is locked, not its queue's: every triage shares the few queue rows.
+    case = Case.objects.select_for_update(of=("self",)).select_related("queue").filter(**lookup).first()
     if case:
         return case, False
-    queue = routing.get_queue(routing.USER_REPORTS)
+    queue = (router or routing.Router()).queue(routing.USER_REPORTS)
     try:
         with transaction.atomic():
             return Case.objects.create(queue=queue, **{f"{kind}_id": subject_id}), True
@@ -50,12 +61,13 @@ def _open_case_for(kind, subject_id):
         return Case.objects.select_for_update().get(**lookup), False
 
 
-def _rerank(case):
-    signals = list(case.signals.all())
+def _rerank(case, signals=None, router=None):
+    signals = list(case.signals.all()) if signals is None else signals
+    router = router or routing.Router()
     case.base_priority = routing.priority(signals)
     case.priority = routing.aged(case.base_priority, case.created_at, timezone.now())
     if case.queue.slug != routing.ESCALATIONS:
-        case.queue = routing.route_signals(signals)
+        case.queue = router.route(signals)
     top = max(signals, key=lambda s: s.severity * s.score, default=None)
     case.summary = top.label[:255] if top else ""
     case.possible_minor_victim = routing.minor_victim_reason(case)[:255]

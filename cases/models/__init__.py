@@ -6,6 +6,7 @@ from cases.models.cybertip import INCIDENT_TYPES, CyberTipExchange, CyberTipFile
 from cases.models.decisions import Action, Decision, QAReview, ReasonCode
 from cases.models.enforcement import Enforcement, EnforcementStatus, Platform, generate_secret
 from cases.models.enrolment import EnrolmentCode
+from cases.models.investigations import SubjectTag, TagKind
 from cases.models.legal import (
     Agency,
     AgencyMember,
@@ -47,5 +48,5 @@ __all__ = [
     "EnrolmentCode", "FiringOutcome", "IntegrityAlert", "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest",
     "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview",
     "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "Rule", "RuleEffect", "RuleFiring", "RuleMode",
-    "RuleVersion", "SubjectNote", "ViewingPreference", "generate_secret",
+    "RuleVersion", "SubjectNote", "SubjectTag", "TagKind", "ViewingPreference", "generate_secret",
 ]

@@ -82,6 +82,7 @@ class Case(models.Model):
             ("review_case", "Can claim and decide cases"),
             ("review_escalated", "Can review escalated cases"),
             ("reveal_evidence", "Can reveal unblurred evidence"),
+            ("investigate", "Can search and open account, group and pivot pages"),
         ]
         constraints = [
             models.UniqueConstraint(

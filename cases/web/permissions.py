@@ -8,24 +8,43 @@ are Django groups with these permissions (see cases.roles); an active superuser 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
 from cases.models import ApiToken, Case, CyberTipReport, DestructionRequest
-from detection.models import Item
+from detection.models import Account, Group, Item
 
 REVIEW = "cases.review_case"
 REVIEW_ESCALATED = "cases.review_escalated"
 REVEAL = "cases.reveal_evidence"
 FILE_CYBERTIP = "cases.file_cybertip"
 HANDLE_LEGAL = "cases.handle_legal_requests"
+INVESTIGATE = "cases.investigate"
 
 
 def require_reviewer(user):
     if not user.is_authenticated or not user.has_perm(REVIEW):
         raise PermissionDenied
+
+
+def require_investigator(user):
+    """Search, subject pages and pivots: reviewers, specialists, seniors and analysts; never officers."""
+    if not user.is_authenticated or not user.has_perm(INVESTIGATE) or hasattr(user, "agency_member"):
+        raise PermissionDenied
+
+
+def access_subject(user, kind, pk):
+    """An account ("account") or a group ("group") for an investigator. Subjects are not hidden from one
+    another's investigators: the evidence on their pages follows `can_view_item` like everywhere else."""
+    require_investigator(user)
+    if kind == "account":
+        return get_object_or_404(Account, pk=pk)
+    if kind == "group":
+        return get_object_or_404(Group, pk=pk)
+    raise Http404
 
 
 def require_senior(user):
@@ -93,15 +112,34 @@ def access_case(user, case_id):
     return case
 
 
-def access_item(user, item_id, *, reveal=False):
+def item_cases(item):
+    return Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id)).select_related("queue").distinct()
+
+
+def can_view_item(user, item, *, reveal=False):
     """An item is visible to a reviewer who may view at least one case it is evidence in, or a case
-    about the account that sent it (a reported child's own uploads, say, which no detector flagged)."""
-    require_reviewer(user)
-    if reveal and not user.has_perm(REVEAL):
+    about the account that sent it (a reported child's own uploads, say, which no detector flagged).
+    An investigator (search, subject pages, pivots) may also see the blurred rendition of an item in no
+    case, or in cases of queues they may see; never one that only senior-only cases hold, and never
+    revealed: a reveal always goes through a case the user may review."""
+    if reveal:
+        if not user.has_perm(REVEAL) or not user.has_perm(REVIEW):
+            return False
+        return any(can_view_case(user, case) for case in item_cases(item))
+    cases = list(item_cases(item))
+    if user.has_perm(REVIEW) and any(can_view_case(user, case) for case in cases):
+        return True
+    if not user.has_perm(INVESTIGATE) or hasattr(user, "agency_member"):
+        return False
+    return not any(case.queue.senior_only for case in cases) or user.has_perm(REVIEW_ESCALATED)
+
+
+def access_item(user, item_id, *, reveal=False):
+    """The item, for a user who may see it (see `can_view_item`), or PermissionDenied."""
+    if not user.is_authenticated or not (user.has_perm(REVIEW) or user.has_perm(INVESTIGATE)):
         raise PermissionDenied
     item = get_object_or_404(Item, pk=item_id)
-    cases = Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id)).select_related("queue").distinct()
-    if not any(can_view_case(user, case) for case in cases):
+    if not can_view_item(user, item, reveal=reveal):
         raise PermissionDenied
     return item
 

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cases import renditions, selectors
+from cases import leads, renditions, selectors
 from cases.actions import ActionError
 from cases.actions import notes as subject_notes
 from cases.actions.claims import claim_case, claim_next_case, release_case, take_over
@@ -45,6 +45,8 @@ def home(request):
         return redirect("cases:portal")
     if not user.has_perm("cases.review_case") and user.has_perm("cases.handle_legal_requests"):
         return redirect("cases:legal_queue")
+    if not user.has_perm("cases.review_case") and user.has_perm("cases.investigate"):
+        return redirect("cases:search")  # an analyst: investigations start from the search box
     return redirect("cases:queue")
 
 
@@ -107,6 +109,7 @@ def case_detail(request, pk):
         "cybertip_reports": case.cybertip_reports.all(),
         "can_allow_list": request.user.has_perm("detection.change_bank"),
         "risk_panels": selectors.risk_panels(case),
+        "reporter_standings": leads.reporter_standings(case),
     })
 
 
@@ -286,7 +289,9 @@ def evidence_blurred(request, item_id):
             .select_related("queue").first())
     category = case.queue.slug if case else ""
     pref = ViewingPreference.for_user(request.user, category)
-    if pref.problem_for(request.user):
+    if pref.problem_for(request.user) or request.GET.get("listing"):
+        # Thumbnails in listings (search, subject pages, pivots) always take the organisation's default:
+        # a page of many pictures is not where a reviewer's relaxed filter applies; a case page is.
         pref = renditions.org_default(category)
     unblurred = renditions.shows_unblurred(item, pref)
     may_reveal = request.user.has_perm("cases.reveal_evidence") and (

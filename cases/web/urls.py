@@ -1,11 +1,14 @@
 from django.urls import path
 
+from cases.web import leads as lead_views
 from cases.web import legal as legal_views
 from cases.web import metrics as metrics_views
 from cases.web import qa as qa_views
 from cases.web import reports as report_views
 from cases.web import review as views
 from cases.web import rules as rule_views
+from cases.web import search as search_views
+from cases.web import subjects as subject_views
 
 app_name = "cases"
 
@@ -36,6 +39,20 @@ urlpatterns = [
     path("rules/<int:pk>/backtest/", rule_views.rule_backtest, name="rule_backtest"),
     path("rules/<int:pk>/rollback/", rule_views.rule_rollback, name="rule_rollback"),
     path("rules/breakers/<int:pk>/resume/", rule_views.breaker_resume, name="breaker_resume"),
+    path("search/", search_views.search, name="search"),
+    path("accounts/<int:pk>/", subject_views.account_page, name="account"),
+    path("accounts/<int:pk>/network.svg", subject_views.account_network, name="account_network"),
+    path("accounts/<int:pk>/tags/", subject_views.account_tags, name="account_tags"),
+    path("groups/<int:pk>/", subject_views.group_page, name="group"),
+    path("groups/<int:pk>/network.svg", subject_views.group_network, name="group_network"),
+    path("groups/<int:pk>/tags/", subject_views.group_tags, name="group_tags"),
+    path("items/<int:pk>/similar/", subject_views.item_pivot, name="item_pivot"),
+    path("leads/roster/", lead_views.roster, name="roster"),
+    path("leads/release-signed-out/", lead_views.release_signed_out, name="release_signed_out"),
+    path("leads/reporters/", lead_views.reporters, name="reporters"),
+    path("leads/reporters/<int:pk>/", lead_views.reporter_action, name="reporter_action"),
+    path("leads/audit/", lead_views.audit_search, name="audit"),
+    path("leads/audit.csv", lead_views.audit_csv, name="audit_csv"),
     path("qa/", qa_views.qa_next, name="qa"),
     path("qa/<int:pk>/", qa_views.qa_review, name="qa_review"),
     path("qa/agreement/", qa_views.qa_agreement, name="qa_agreement"),

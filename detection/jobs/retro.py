@@ -454,3 +454,21 @@ def _shared_signal(other, finding, *, account, source, matched_known, decision_i
                  "hashes": hashes},
         dedupe_key=f"item:{other.pk}:shared:{account.pk}",
     )
+
+
+# Near search for the web ------------------------------------------------------------------------
+
+# A search takes in items stored since the index last looked, unless it looked this recently: a look costs a
+# query or more, the search itself a millisecond, and searches come in bursts.
+NEAR_FRESH_SECONDS = 1.0
+_near_looked = [None, 0.0]  # the index last brought up to date here, and when
+
+
+def near_search(vectors, radius, limit):
+    """The job: the stored items near the 32-byte PDQ `vectors`, from this worker's index brought up to date
+    (see retro.nearest). Reads only; the web waits for the answer through RQ's results."""
+    index = retro.stored_index()
+    if index is not _near_looked[0] or index.cursor is None or time.monotonic() - _near_looked[1] > NEAR_FRESH_SECONDS:
+        index.refresh()
+        _near_looked[:] = [index, time.monotonic()]
+    return retro.nearest(index, vectors, radius, limit)

@@ -45,17 +45,38 @@ def claim_items(limit, item_ids=None):
         candidates = candidates.filter(pk__in=item_ids)
     # Oldest first, in the order of the partial index on queued items: ordering by pk would
     # walk every item ever scanned to find the few still queued.
-    ids = list(candidates.order_by("enqueued_at", "pk").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return [], ""
+    oldest = candidates.order_by("enqueued_at", "pk")
     token = uuid.uuid4().hex
-    with transaction.atomic():
-        # Conditional: of two scans that picked the same ids, each row goes to exactly one.
-        Item.objects.filter(free, pk__in=ids).update(
-            scan_token=token, scan_started_at=now, scan_attempts=F("scan_attempts") + 1
-        )
+    if connection.vendor == "postgresql":
+        ids = _claim_skipping_locked(oldest, limit, token, now)
+        if not ids:
+            return [], ""
+    else:
+        ids = list(oldest.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return [], ""
+        with transaction.atomic():
+            # Conditional: of two scans that picked the same ids, each row goes to exactly one.
+            Item.objects.filter(free, pk__in=ids).update(
+                scan_token=token, scan_started_at=now, scan_attempts=F("scan_attempts") + 1
+            )
     claimed = Item.objects.filter(pk__in=ids, scan_token=token, status=ItemStatus.QUEUED).select_related("account")
     return list(claimed.order_by("pk")), token
+
+
+def _claim_skipping_locked(oldest, limit, token, now):
+    """PostgreSQL: pick and claim in one statement, rows another claim is taking skipped (SKIP LOCKED)
+    rather than waited for and then lost. The picking re-checks each row once it holds its lock, so
+    a row goes to exactly one claim, as with the conditional UPDATE. Returns the ids claimed."""
+    with transaction.atomic():
+        picked = oldest.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
+        sql, params = picked.query.sql_with_params()
+        table, quote = Item._meta.db_table, connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {quote(table)} SET scan_token = %s, scan_started_at = %s, "
+                           f"scan_attempts = scan_attempts + 1 WHERE {quote('id')} IN ({sql}) RETURNING {quote('id')}",
+                           [token, now, *params])
+            return [pk for (pk,) in cursor.fetchall()]
 
 
 def scan_item(item_id):
@@ -172,7 +193,8 @@ def scan_claimed(items, token, deadline=None):
                                           frames_found.get(item.pk), labels=labels)
             signals += texts.get(item.pk, [])
             outcomes[item.pk] = "scanned"
-        _store_fields([(item, fields) for item, fields in hashed if item.pk in ours])
+        # A hash-only item came with its hashes: its row holds them already, nothing to write back.
+        _store_fields([(item, fields) for item, fields in hashed if item.pk in ours and not item.hash_only])
         for pk, reason in rejected.items():
             done = mine.filter(pk=pk).update(status=ItemStatus.REJECTED, reject_reason=reason[:500], scanned_at=now)
             outcomes[pk] = "rejected" if done else "skipped"

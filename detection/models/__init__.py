@@ -16,7 +16,7 @@ from detection.models.banks import (
     normalise_hash,
 )
 from detection.models.items import EvidenceOnHold, Item, ItemKind, ItemQuerySet, ItemStatus, held_now
-from detection.models.reports import UserReport
+from detection.models.reports import Reporter, UserReport
 from detection.models.retro import RetroMatch, SharedMediaRequest
 from detection.models.signals import Signal, SignalKind
 from detection.models.subjects import Account, AccountLink, Group, Membership, SubjectStatus
@@ -25,6 +25,7 @@ from detection.models.terms import TermCategory, TermMatch, TextTerm
 __all__ = [
     "HEX_LENGTHS", "Account", "AccountLink", "Bank", "BankHash", "BankHashOutcome", "BankImport", "BankKind",
     "BankTrust", "EntryOutcome", "EntryStatus", "EvidenceOnHold", "Group", "HashExchange", "HashType", "ImportStatus",
-    "Item", "ItemKind", "ItemQuerySet", "ItemStatus", "Membership", "RetroMatch", "SharedMediaRequest", "Signal",
-    "SignalKind", "SubjectStatus", "TermCategory", "TermMatch", "TextTerm", "UserReport", "held_now", "normalise_hash",
+    "Item", "ItemKind", "ItemQuerySet", "ItemStatus", "Membership", "Reporter", "RetroMatch", "SharedMediaRequest",
+    "Signal", "SignalKind", "SubjectStatus", "TermCategory", "TermMatch", "TextTerm", "UserReport", "held_now",
+    "normalise_hash",
 ]

@@ -40,6 +40,8 @@ class Signal(models.Model):
         indexes = [
             models.Index(fields=["created_at"], name="signal_untriaged_idx", condition=Q(triaged_at__isnull=True)),
             models.Index(fields=["created_at"], name="signal_created_idx"),
+            models.Index(fields=["account", "created_at", "id"], name="signal_account_time_idx"),
+            models.Index(fields=["group", "created_at", "id"], name="signal_group_time_idx"),
         ]
 
     def __str__(self):

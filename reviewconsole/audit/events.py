@@ -55,6 +55,8 @@ class Event(models.TextChoices):
     CASE_SIGNALS_ADDED = "case.signals_added"
     CASE_TAKEN_OVER = "case.taken_over"
     CASE_UNDO = "case.undo"
+    CASES_RELEASED_SIGNED_OUT = "case.released_signed_out"
+    CLUSTER_OPENED = "case.cluster_opened"
 
     CYBERTIP_APPROVED = "cybertip.approved"
     CYBERTIP_EDITED = "cybertip.edited"
@@ -100,6 +102,16 @@ class Event(models.TextChoices):
 
     METRICS_TRANSPARENCY_EXPORTED = "metrics.transparency_exported"
 
+    AUDIT_EXPORTED = "audit.exported"
+    AUDIT_SEARCHED = "audit.searched"
+
+    REPORTER_MUTED = "reporter.muted"
+    REPORTER_TRUSTED = "reporter.trusted"
+    REPORTER_UNMUTED = "reporter.unmuted"
+    REPORTER_UNTRUSTED = "reporter.untrusted"
+
+    SEARCH_PERFORMED = "search.performed"
+
     POLICY_CHANGED = "policy.changed"
     POLICY_CREATED = "policy.created"
 
@@ -113,7 +125,12 @@ class Event(models.TextChoices):
 
     REPORT_RECEIVED = "report.received"
 
+    SUBJECT_NETWORK_VIEWED = "subject.network_viewed"
     SUBJECT_NOTE_ADDED = "subject.note_added"
+    SUBJECT_PIVOT_VIEWED = "subject.pivot_viewed"
+    SUBJECT_TAG_REMOVED = "subject.tag_removed"
+    SUBJECT_TAGGED = "subject.tagged"
+    SUBJECT_VIEWED = "subject.viewed"
 
     TEXT_TERM_CHANGED = "text_term.changed"
     TEXT_TERM_CREATED = "text_term.created"

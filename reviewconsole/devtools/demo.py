@@ -18,7 +18,8 @@ from reviewconsole.devtools import synthetic
 BANK = "demo-known"
 DEMO_USERS = [
     # (user name, password, role group, is_superuser)
-    ("analyst", "demo-analyst-pass", "reviewer", False),
+    ("reviewer", "demo-reviewer-pass", "reviewer", False),
+    ("analyst", "demo-analyst-pass", "analyst", False),  # investigates networks: search, pivots, blurred only
     ("specialist", "demo-specialist-pass", "specialist", False),
     ("senior", "demo-senior-pass", "senior", False),
     ("admin", "demo-admin-pass", None, True),
@@ -116,6 +117,7 @@ def load(progress=None):
                        original_name="truncated.jpg", actor_label="demo")
     intake.submit_file(b"GIF89a<script>alert(1)</script>", account_id="demo-acct-07", original_name="x.gif",
                        actor_label="demo")
+    _demo_reporters()
     intake.submit_report(reporter="demo-acct-11", reason="grooming", account_id="demo-acct-08",
                          comment="Keeps asking my little sister for pictures", actor_label="demo")
     intake.submit_report(reporter="demo-acct-12", reason="csam", group_id="demo-grp-1",
@@ -136,7 +138,39 @@ def load(progress=None):
     intake.upsert_account("demo-acct-09", {"age_band": "18+", "facts": {
         "teen_non_contacts_initiated_7d": 14, "non_contacts_initiated_7d": 17, "blocked_by_teens_30d": 2}})
     _demo_legal_request()
+    _demo_tags()
     return True
+
+
+def _demo_reporters():
+    """A trusted flagger (a hotline analyst's account, whose reports weigh more) and a reporter a senior
+    muted for mass-reporting a rival: the case pages show each report's standing."""
+    from cases.actions import reporters
+    from cases.actions.tags import tag_subject
+    from cases.models import TagKind
+    from detection.models import Reporter
+
+    senior = get_user_model().objects.filter(username="senior").first()
+    if senior is None:
+        return
+    flagger, _ = intake.upsert_account("demo-acct-11", {"display_name": "Hotline volunteer"})
+    tag_subject(senior, flagger, TagKind.TRUSTED_FLAGGER, note="Volunteer analyst of a partner hotline")
+    noisy, _ = Reporter.objects.get_or_create(external_id="demo-acct-10", defaults={"reports": 12, "dismissed": 11,
+                                                                                     "upheld": 1})
+    reporters.mute_reporter(senior, noisy.pk, reason="Reports every post of a rival; 11 of 12 dismissed")
+
+
+def _demo_tags():
+    from cases.actions.tags import tag_subject
+    from cases.models import TagKind
+
+    senior = get_user_model().objects.filter(username="senior").first()
+    if senior is None:
+        return
+    tag_subject(senior, Account.objects.get(external_id="demo-acct-12"), TagKind.POSSIBLE_MINOR_VICTIM,
+                note="Age band 13-15; reported for nudity by an adult who starts chats with teens")
+    tag_subject(senior, Account.objects.get(external_id="demo-acct-05"), TagKind.SENIOR_ONLY,
+                note="Subject of an open police preservation request: coordinate with the liaison first")
 
 
 def _demo_rule():

@@ -182,6 +182,11 @@
     }
     if (typing(event)) return;
     if (event.key === "?") { openDialog("help"); event.preventDefault(); return; }
+    if (event.key === "/") {
+      const box = document.querySelector("[data-search-box]");
+      if (box) { box.focus(); box.select(); event.preventDefault(); }
+      return;
+    }
     if (event.key === "j") { select(selected + 1); event.preventDefault(); return; }
     if (event.key === "k") { select(selected - 1); event.preventDefault(); return; }
     if (event.key === "v" && cards.length) {

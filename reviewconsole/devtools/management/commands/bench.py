@@ -10,14 +10,17 @@ from tqdm import tqdm
 from reviewconsole.redis_server import PrivateRedis
 
 SECTIONS = ["throughput", "robustness", "matching", "retro", "classifiers", "video", "text", "banks", "pages",
-            "metrics"]
+            "metrics", "month", "investigations"]
+# Platform-sized runs on PostgreSQL (a database of their own, an hour or more): only when named in --only.
+NAMED_ONLY = {"month", "investigations"}
 
 
 class Command(BaseCommand):
     help = "Measure scan throughput, hash robustness, matching at bank scale, classifiers, text, pages and metrics."
 
     def add_arguments(self, parser):
-        parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+        parser.add_argument("--only", default=",".join(s for s in SECTIONS if s not in NAMED_ONLY),
+                            help=f"comma-separated: {', '.join(SECTIONS)} (month and investigations only when named)")
         parser.add_argument("--images", type=int, default=1000, help="throughput: images through one worker")
         parser.add_argument("--bank-sizes", default="1000000,10000000", help="matching: PDQ bank sizes")
         parser.add_argument("--retro-items", type=int, default=10_000_000,
@@ -29,6 +32,14 @@ class Command(BaseCommand):
         parser.add_argument("--cases", type=int, default=100_000, help="pages: open cases for the page timings")
         parser.add_argument("--metrics-items", type=int, default=1_000_000, help="metrics: items over a year")
         parser.add_argument("--metrics-cases", type=int, default=200_000, help="metrics: decided cases over a year")
+        parser.add_argument("--month-scale", type=float, default=1.0,
+                            help="month: share of a tenth of a month (1.0: 1 M accounts, 50,000 groups, 3 M hash-only "
+                                 "items, 30,000 files); 0.01 runs in about a minute")
+        parser.add_argument("--month-workers", type=int, default=2, help="month: worker processes")
+        parser.add_argument("--investigations-scale", type=float, default=1.0,
+                            help="investigations: share of 1 M accounts, 100,000 groups, 10 M items and 1 M cases")
+        parser.add_argument("--investigations-reuse", action="store_true",
+                            help="investigations: measure again on the data a previous run generated")
 
     def handle(self, *args, only, **options):
         chosen = [s.strip() for s in only.split(",") if s.strip()]
@@ -81,6 +92,14 @@ class Command(BaseCommand):
     def bench_metrics(self, out, metrics_items, metrics_cases, **options):
         from reviewconsole.devtools.benchmarks import metrics as benchmarks
         benchmarks.run(out, items=metrics_items, cases=metrics_cases)
+
+    def bench_month(self, out, month_scale, month_workers, **options):
+        from reviewconsole.devtools.benchmarks import month
+        month.run(out, scale=month_scale, workers=month_workers)
+
+    def bench_investigations(self, out, investigations_scale, investigations_reuse, **options):
+        from reviewconsole.devtools.benchmarks import investigations
+        investigations.run(out, scale=investigations_scale, reuse=investigations_reuse)
 
     def bench_pages(self, out, cases, **options):
         """Server time of the queue and case pages with `cases` open cases (median of 20 requests)."""
