@@ -37,6 +37,7 @@ KIND_LABELS = {"cases": "Cases", "accounts": "Accounts", "groups": "Groups", "it
 
 HEX = re.compile(r"[0-9a-f]+")
 CASE_ID = re.compile(r"(?:case\s*)?#\s*(\d{1,18})|case\s+(\d{1,18})", re.IGNORECASE)
+ITEM_ID = re.compile(r"item\s*#?\s*(\d{1,18})", re.IGNORECASE)
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 PHONE = re.compile(r"\+?[\d\s().-]{7,32}")
 
@@ -124,6 +125,9 @@ def understand(q):
     match = CASE_ID.fullmatch(q)
     if match:  # "#123" or "case 123": a case, nothing else
         return {"case id": int(match.group(1) or match.group(2))}
+    match = ITEM_ID.fullmatch(q)
+    if match:  # "item 123": an item, nothing else
+        return {"item id": int(match.group(1))}
     lowered = q.lower()
     if q.isdigit() and len(q) <= 18:
         readings["id"] = int(q)
@@ -197,7 +201,7 @@ def _cases(user, readings, **_):
 
 
 def _accounts(user, readings, **_):
-    if "case id" in readings:
+    if readings.keys() & {"case id", "item id"}:
         return None
     rows = []
     base = Account.objects.all()
@@ -227,7 +231,7 @@ def _accounts(user, readings, **_):
 
 
 def _groups(user, readings, **_):
-    if "case id" in readings:
+    if readings.keys() & {"case id", "item id"}:
         return None
     rows = []
     if "id" in readings:
@@ -321,8 +325,8 @@ def _items(user, readings, *, near_timeout=None):
         return None
     rows, notes = [], []
     items = Item.objects.select_related("account", "group")
-    if "id" in readings:
-        rows += [(i, "item id") for i in items.filter(pk=readings["id"])]
+    if "id" in readings or "item id" in readings:
+        rows += [(i, "item id") for i in items.filter(pk=readings.get("item id", readings.get("id")))]
     for reading, label in (("md5", "MD5"), ("sha256", "SHA-256")):
         if reading in readings:
             rows += [(i, label) for i in items.filter(**{reading: readings[reading]}).order_by("-pk")[:LIMIT + 1]]
@@ -344,7 +348,8 @@ def _items(user, readings, *, near_timeout=None):
 
 
 def _reports(user, readings, **_):
-    if "case id" in readings or not user.has_perm("cases.reveal_evidence") or not user.has_perm("cases.review_case"):
+    if readings.keys() & {"case id", "item id"} or not user.has_perm("cases.reveal_evidence") \
+            or not user.has_perm("cases.review_case"):
         return None
     rows = CyberTipReport.objects.filter(ncmec_report_id=readings["reference"]).select_related("case__queue")
     if not user.has_perm("cases.review_escalated"):
@@ -353,7 +358,7 @@ def _reports(user, readings, **_):
 
 
 def _legal(user, readings, **_):
-    if "case id" in readings or not user.has_perm("cases.handle_legal_requests"):
+    if readings.keys() & {"case id", "item id"} or not user.has_perm("cases.handle_legal_requests"):
         return None
     rows = LegalRequest.objects.filter(reference__iexact=readings["reference"]).select_related("agency")
     return _bounded("legal", [(r, "reference") for r in rows.order_by("-pk")[:LIMIT + 1]])

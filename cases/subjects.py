@@ -25,7 +25,7 @@ PAGE = 50
 MEMBERS_PAGE = 50
 PIVOT_LIMIT = 500
 NETWORK_CAP = 60
-NETWORK_FETCH = 2000  # rows read per hop at most: a group of a million members is never read whole
+NETWORK_FETCH = 300  # rows read per hop at most: a group of a million members is never read whole
 ENFORCING = ("ban", "remove", "report")
 # What a decision on a group's case may do to one of its members (named by external id).
 MEMBER_ACTIONS = ("ban_account", "unban_account")
@@ -217,11 +217,27 @@ def linked_accounts(account, limit=50):
     return list(found.values())[:limit]
 
 
+# Groups larger than this are left out of the co-member ranking: sharing a huge public group says little,
+# and ranking its members would read every one of them on each page view.
+CO_MEMBER_GROUP_MAX = 5000
+
+
 def co_members(account, limit=50):
-    """Accounts in `account`'s groups, ranked by how many groups they share with it."""
-    groups = Membership.objects.filter(account=account).values("group")
-    return list(Account.objects.filter(membership__group__in=groups).exclude(pk=account.pk)
-                .annotate(shared=Count("membership", distinct=True)).order_by("-shared", "external_id")[:limit])
+    """Accounts in `account`'s groups (those up to CO_MEMBER_GROUP_MAX members), ranked by how many groups
+    they share with it; each carries `shared`. The ranking reads memberships only, then `limit` accounts."""
+    groups = list(Membership.objects.filter(account=account).values_list("group", flat=True)[:500])
+    sizes = dict(Membership.objects.filter(group__in=groups).order_by().values("group")
+                 .annotate(n=Count("id")).values_list("group", "n"))
+    ranked = [g for g in groups if sizes.get(g, 0) <= CO_MEMBER_GROUP_MAX]
+    top = list(Membership.objects.filter(group__in=ranked).exclude(account=account).order_by()
+               .values("account").annotate(shared=Count("group")).order_by("-shared", "account")[:limit])
+    accounts = Account.objects.in_bulk([row["account"] for row in top])
+    found = []
+    for row in top:
+        subject = accounts[row["account"]]
+        subject.shared = row["shared"]
+        found.append(subject)
+    return sorted(found, key=lambda a: (-a.shared, a.external_id))
 
 
 def members_page(group, after=0, page=MEMBERS_PAGE):
@@ -340,6 +356,12 @@ def _actioned(account_ids, group_ids):
     return found
 
 
+def NODE_FIELDS(kind):  # noqa: N802 - a constant per kind
+    """What a node needs of a membership's other side (not its facts, bio or description)."""
+    name = "screen_name" if kind == "account" else "name"
+    return ("account_id", "group_id", f"{kind}__external_id", f"{kind}__{name}", f"{kind}__status")
+
+
 def network(subject, hops=1, cap=NETWORK_CAP):
     """Nodes and edges around `subject`: accounts and the groups they are in, and linked accounts.
 
@@ -358,7 +380,7 @@ def network(subject, hops=1, cap=NETWORK_CAP):
         found = []
         if accounts:
             rows = list(Membership.objects.filter(account__in=accounts).select_related("group")
-                        .order_by("group__external_id")[:NETWORK_FETCH])
+                        .only(*NODE_FIELDS("group")).order_by("group__external_id")[:NETWORK_FETCH])
             reached_more |= len(rows) == NETWORK_FETCH
             found += [(("account", r.account_id), ("group", r.group_id), r.group) for r in rows]
             mine = defaultdict(set)
@@ -375,7 +397,7 @@ def network(subject, hops=1, cap=NETWORK_CAP):
                         found.append((("account", source), ("account", r.account_id), r.account))
         if groups:
             rows = list(Membership.objects.filter(group__in=groups).select_related("account")
-                        .order_by("account__external_id")[:NETWORK_FETCH])
+                        .only(*NODE_FIELDS("account")).order_by("account__external_id")[:NETWORK_FETCH])
             reached_more |= len(rows) == NETWORK_FETCH
             found += [(("group", r.group_id), ("account", r.account_id), r.account) for r in rows]
         frontier = []

@@ -144,6 +144,9 @@ def test_items_are_found_by_id_md5_sha256_and_ip(users, world):
     result = searched(users["analyst"], item.sha256)
     assert found_pks(result, "items") == [item.pk] and {"sha256", "pdq"} <= set(result.understood)
     assert found_pks(searched(users["analyst"], "203.0.113.7"), "items") == [world["with_ip"].pk]
+    for typed in (f"item {item.pk}", f"Item #{item.pk}", f"item{item.pk}"):
+        result = searched(users["analyst"], typed)
+        assert found_pks(result, "items") == [item.pk] and set(result.results) == {"items"}, typed
 
 
 def test_a_pdq_finds_exact_matches_in_the_database_when_no_worker_answers(users, db, redis_conn):

@@ -17,7 +17,7 @@ from cases.actions.notes import add_note
 from cases.actions.tags import tag_subject
 from cases.models import Case, CyberTipReport, Decision, Enforcement, ReasonCode, ReviewQueue, SubjectNote
 from cases.web import subjects as subject_views
-from cases.web.permissions import can_view_item
+from cases.web.permissions import can_view_item, visible_item_ids
 from detection import intake
 from detection.models import Account, Group, Item, ItemKind, ItemStatus, Signal, SubjectStatus
 from reviewconsole.audit.models import AuditEvent
@@ -151,8 +151,8 @@ class TestEvidence:
         for role in ALLOWED + REFUSED:
             user = users[role]
             expected = {i.pk for i in items if can_view_item(user, i)}
-            assert subject_views.visible_items(user, items) == expected, role
-        assert extra.pk in subject_views.visible_items(users["analyst"], items)
+            assert visible_item_ids(user, items) == expected, role
+        assert extra.pk in visible_item_ids(users["analyst"], items)
 
     def test_a_hash_only_item_says_no_media_is_held(self, client, users, world):
         item = Item.objects.create(account=world["account"], hash_only=True, md5="1" * 32, sha256="",
@@ -573,3 +573,13 @@ def test_the_pages_work_in_a_browser_with_no_serious_accessibility_problems(live
         assert "Tagged" in page.inner_text(".messages")
         assert "Possible minor victim" in page.inner_text(".subject-head")
         browser.close()
+
+
+def test_co_members_leave_out_huge_groups(db, settings, monkeypatch):
+    from cases import subjects as subject_queries
+    from detection import intake
+    monkeypatch.setattr(subject_queries, "CO_MEMBER_GROUP_MAX", 3)
+    intake.upsert_group("small", {}, members=["me", "friend"])
+    intake.upsert_group("huge", {}, members=["me", "x1", "x2", "x3", "friend"])
+    me = Account.objects.get(external_id="me")
+    assert [(a.external_id, a.shared) for a in subject_queries.co_members(me)] == [("friend", 1)]

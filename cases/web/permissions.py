@@ -5,6 +5,8 @@ API token) or raises PermissionDenied / Http404, as healthchecks' `_get_check_fo
 are Django groups with these permissions (see cases.roles); an active superuser has every one.
 """
 
+from collections import defaultdict
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -132,6 +134,31 @@ def can_view_item(user, item, *, reveal=False):
     if not user.has_perm(INVESTIGATE) or hasattr(user, "agency_member"):
         return False
     return not any(case.queue.senior_only for case in cases) or user.has_perm(REVIEW_ESCALATED)
+
+
+def visible_item_ids(user, items):
+    """The ids of `items` whose blurred rendition `user` may see: `can_view_item` for many
+    items in two queries instead of one per item."""
+    items = list(items)
+    if not items:
+        return set()
+    review, senior = user.has_perm(REVIEW), user.has_perm(REVIEW_ESCALATED)
+    investigator = user.has_perm(INVESTIGATE) and not hasattr(user, "agency_member")
+    by_item, by_account = defaultdict(list), defaultdict(list)
+    for item_id, senior_only in (Case.objects.filter(signals__item__in=[i.pk for i in items])
+                                 .values_list("signals__item", "queue__senior_only")):
+        by_item[item_id].append(senior_only)
+    for account_id, senior_only in (Case.objects.filter(account__in={i.account_id for i in items})
+                                    .values_list("account", "queue__senior_only")):
+        by_account[account_id].append(senior_only)
+    visible = set()
+    for item in items:
+        flags = by_item[item.pk] + by_account[item.account_id]
+        if review and any(not so or senior for so in flags):
+            visible.add(item.pk)
+        elif investigator and (senior or not any(flags)):
+            visible.add(item.pk)
+    return visible
 
 
 def access_item(user, item_id, *, reveal=False):

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from cases import search as finder
 from cases import subjects
-from cases.web.permissions import REVIEW, can_view_case, can_view_item, client_ip, require_investigator
+from cases.web.permissions import REVIEW, can_view_case, client_ip, require_investigator, visible_item_ids
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 
@@ -21,6 +21,8 @@ def _shown(text):
 def _visible(user, found):
     """Drop what the user may not open or see; mark the cases they may open (analysts see cases as text)."""
     reviews = user.has_perm(REVIEW)
+    items = found.results.get("items")
+    shown = visible_item_ids(user, [hit.obj for hit in items.hits]) if items else set()  # two queries for all
     for kind, results in found.results.items():
         kept = []
         for hit in results.hits:
@@ -29,7 +31,7 @@ def _visible(user, found):
                 if hit.linked or not reviews:
                     kept.append(hit)
             elif kind == "items":
-                if can_view_item(user, hit.obj):
+                if hit.obj.pk in shown:
                     kept.append(hit)
             elif kind == "reports":
                 if can_view_case(user, hit.obj.case):

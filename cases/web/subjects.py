@@ -1,6 +1,5 @@
 """Account and group pages, tags, pivots and the network view."""
 
-from collections import defaultdict
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,10 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 from cases import subjects
 from cases.actions import ActionError
 from cases.actions.tags import SENIOR_TAGS, tag_subject, untag_subject
-from cases.models import Case, SubjectTag, TagKind
+from cases.models import SubjectTag, TagKind
 from cases.search import near_items
 from cases.web.permissions import (
-    INVESTIGATE,
     REVEAL,
     REVIEW,
     REVIEW_ESCALATED,
@@ -24,6 +22,7 @@ from cases.web.permissions import (
     access_subject,
     client_ip,
     require_investigator,
+    visible_item_ids,
 )
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
@@ -35,31 +34,6 @@ MAX_QUERY = 200  # longest query-string value these pages read
 def _flags(user):
     return {"review": user.has_perm(REVIEW), "senior": user.has_perm(REVIEW_ESCALATED),
             "reveal": user.has_perm(REVEAL)}
-
-
-def visible_items(user, items):
-    """The ids of `items` whose blurred rendition `user` may see: `permissions.can_view_item` for many
-    items in two queries instead of one per item."""
-    items = list(items)
-    if not items:
-        return set()
-    review, senior = user.has_perm(REVIEW), user.has_perm(REVIEW_ESCALATED)
-    investigator = user.has_perm(INVESTIGATE) and not hasattr(user, "agency_member")
-    by_item, by_account = defaultdict(list), defaultdict(list)
-    for item_id, senior_only in (Case.objects.filter(signals__item__in=[i.pk for i in items])
-                                 .values_list("signals__item", "queue__senior_only")):
-        by_item[item_id].append(senior_only)
-    for account_id, senior_only in (Case.objects.filter(account__in={i.account_id for i in items})
-                                    .values_list("account", "queue__senior_only")):
-        by_account[account_id].append(senior_only)
-    visible = set()
-    for item in items:
-        flags = by_item[item.pk] + by_account[item.account_id]
-        if review and any(not so or senior for so in flags):
-            visible.add(item.pk)
-        elif investigator and (senior or not any(flags)):
-            visible.add(item.pk)
-    return visible
 
 
 def _bad_request(request, message):
@@ -78,7 +52,7 @@ def _subject_page(request, kind, pk):
         return _bad_request(request, "That page link is not valid: start again from the newest entries.")
     profile = subjects.profile(subject, int(members_after))
     items = [row["obj"] for row in rows if row["kind"] == "item"]
-    visible = visible_items(request.user, items)
+    visible = visible_item_ids(request.user, items)
     for row in rows:
         if row["kind"] == "item":
             row["visible"] = row["obj"].pk in visible
