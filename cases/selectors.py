@@ -3,7 +3,7 @@
 Views call these instead of querying; each returns plain lists and dicts for a template.
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -94,7 +94,7 @@ def queue_page(user, queues, selected):
                          .annotate(n=Count("pk")).values_list("case", "n"))
     for case in cases:
         case.signal_count = signal_counts.get(case.pk, 0)
-    _attach_live_tags(cases)
+    attach_tags(cases)
     for case in cases:
         case.due_at = case.created_at + timedelta(minutes=case.queue.sla_minutes)
         case.breached = case.due_at < now
@@ -105,18 +105,24 @@ def queue_page(user, queues, selected):
     return {"cases": cases, "mine": mine, "awaiting_second": awaiting_second, "now": now}
 
 
-def _attach_live_tags(cases):
-    """`subject_tags` on each case from one query (cases.subjects.live_tags does the same for subject pages;
-    selectors and subjects are independent modules of one layer, so neither imports the other)."""
-    by_subject = {}
-    for tag in (SubjectTag.objects.filter(Q(account__in=[c.account_id for c in cases if c.account_id])
-                                          | Q(group__in=[c.group_id for c in cases if c.group_id]),
+def live_tags(accounts=(), groups=()):
+    """{("account"|"group", pk): [live SubjectTag, ...]} for many subjects (objects or ids) in one query."""
+    account_ids = [getattr(a, "pk", a) for a in accounts if a is not None]
+    group_ids = [getattr(g, "pk", g) for g in groups if g is not None]
+    found = defaultdict(list)
+    if not account_ids and not group_ids:
+        return found
+    for tag in (SubjectTag.objects.filter(Q(account__in=account_ids) | Q(group__in=group_ids),
                                           removed_at__isnull=True).select_related("set_by")):
-        key = ("account", tag.account_id) if tag.account_id else ("group", tag.group_id)
-        by_subject.setdefault(key, []).append(tag)
+        found[("account", tag.account_id) if tag.account_id else ("group", tag.group_id)].append(tag)
+    return found
+
+
+def attach_tags(cases):
+    """Set `subject_tags` on each case (queue rows, search results) from one query."""
+    tags = live_tags([c.account_id for c in cases if c.account_id], [c.group_id for c in cases if c.group_id])
     for case in cases:
-        case.subject_tags = by_subject.get(("account", case.account_id) if case.account_id
-                                          else ("group", case.group_id), [])
+        case.subject_tags = tags.get(("account", case.account_id) if case.account_id else ("group", case.group_id), [])
     return cases
 
 

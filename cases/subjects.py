@@ -17,6 +17,7 @@ from cases.models import (
     SubjectNote,
     SubjectTag,
 )
+from cases.selectors import live_tags
 from detection.models import Account, AccountLink, Group, Item, Membership, Signal, SubjectStatus, UserReport
 from detection.retro import item_vectors
 from detection.termlists import ACCOUNT_FIELDS, GROUP_FIELDS
@@ -36,27 +37,6 @@ class BadCursor(ValueError):
 
 
 # ---------------------------------------------------------------- tags
-
-def live_tags(accounts=(), groups=()):
-    """{("account"|"group", pk): [live SubjectTag, ...]} for many subjects in one query."""
-    account_ids = [getattr(a, "pk", a) for a in accounts if a is not None]
-    group_ids = [getattr(g, "pk", g) for g in groups if g is not None]
-    found = defaultdict(list)
-    if not account_ids and not group_ids:
-        return found
-    for tag in (SubjectTag.objects.filter(Q(account__in=account_ids) | Q(group__in=group_ids),
-                                          removed_at__isnull=True).select_related("set_by")):
-        found[("account", tag.account_id) if tag.account_id else ("group", tag.group_id)].append(tag)
-    return found
-
-
-def attach_tags(cases):
-    """Set `subject_tags` on each case (queue rows, search results) from one query."""
-    tags = live_tags([c.account_id for c in cases if c.account_id], [c.group_id for c in cases if c.group_id])
-    for case in cases:
-        case.subject_tags = tags.get(("account", case.account_id) if case.account_id else ("group", case.group_id), [])
-    return cases
-
 
 def subject_kind(subject):
     return "account" if isinstance(subject, Account) else "group"
