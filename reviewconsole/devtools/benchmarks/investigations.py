@@ -195,8 +195,10 @@ def _cases(n_cases, account_pk, now):
                     (n * 37) % 100, "Near match, bank bench-known", "", 0, "", now, now, now if n % 10 == 0 else None)
                    for n in range(start, end)))
             bar.update(end - start)
-    cases = dict(Case.objects.filter(account__external_id__startswith=f"{TAG}-a").values_list("account_id", "pk")
-                 .iterator())
+    wanted = account_pk[:n_cases].tolist()
+    cases = {}
+    for start in range(0, len(wanted), 10_000):  # by the account index: no join on freshly loaded tables
+        cases.update(Case.objects.filter(account_id__in=wanted[start:start + 10_000]).values_list("account_id", "pk"))
     _copy(Signal, ["account_id", "kind", "detector", "label", "score", "severity", "explanation", "details",
                    "dedupe_key", "case_id", "triaged_at", "created_at"],
           ((int(a), "hash_match", "pdq", "Known material (benchmark)", 0.9, 90,
