@@ -1,4 +1,4 @@
-"""Case-stage jobs: triage signals into cases."""
+"""Case-stage jobs: triage signals into cases, rules, reporters, bulk actions on clusters."""
 
 import logging
 from datetime import timedelta
@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from cases.actions.clusters import carry_out_action, unfinished_actions
 from cases.actions.rules import apply_rules
 from cases.actions.triage import attach_signals
 from cases.selectors import unreported_confirmations
@@ -68,3 +69,17 @@ def refresh_reporters():
     from cases.actions.reporters import refresh_reporter_standing  # noqa: PLC0415 - no cycle; move up with the imports
 
     return refresh_reporter_standing()
+
+
+def carry_out_cluster_action(action_id):
+    """An approved bulk action on a cluster: one decision per member, each in its own transaction."""
+    return carry_out_action(action_id)
+
+
+def finish_cluster_actions():
+    """The net under bulk actions: an approved one whose job was lost with its worker or a flushed Redis
+    is carried out again (members already decided are skipped)."""
+    ids = unfinished_actions()
+    for action_id in ids:
+        enqueue("cases.jobs.carry_out_cluster_action", action_id)
+    return len(ids)

@@ -302,9 +302,11 @@ def item_pivot(item, near=None, limit=PIVOT_LIMIT):
         for table, subject in ((accounts, hit.account), (groups, hit.group)):
             if subject is None:
                 continue
-            entry = table.setdefault(subject.pk, {"subject": subject, "distance": d, "items": 0, "exact": False})
+            entry = table.setdefault(subject.pk, {"subject": subject, "distance": d, "items": 0, "exact": False,
+                                                  "item_ids": []})
             entry["distance"] = min(entry["distance"], d)
             entry["items"] += 1
+            entry["item_ids"].append(hit.pk)
             entry["exact"] = entry["exact"] or hit.pk in exact
     cases = _open_cases(accounts, groups)
     for kind, table in (("account", accounts), ("group", groups)):

@@ -4,7 +4,7 @@ from django.conf import settings
 from rq import cron
 
 from cases.actions.preservation import purge_job, verify_job
-from cases.jobs import alert_unreported, apply_rules_recent, refresh_reporters
+from cases.jobs import alert_unreported, apply_rules_recent, finish_cluster_actions, refresh_reporters
 from cases.metrics import rollup_recent
 from cases.routing import age_priorities
 from cases.sweep import sweep_job
@@ -19,6 +19,8 @@ cron.register(alert_unreported, queue_name="default", interval=900, job_timeout=
 cron.register(rollup_recent, queue_name="default", interval=600, job_timeout=1800)
 # Reporters' standing from how their reports' cases were decided: what a new report weighs.
 cron.register(refresh_reporters, queue_name="default", interval=600, job_timeout=900)
+# Approved bulk actions on clusters whose job was lost: carried out again (decided members are skipped).
+cron.register(finish_cluster_actions, queue_name="default", interval=120, job_timeout=900)
 # Retention purge and chain-of-custody check, once a day each (at night, UTC).
 cron.register(purge_job, queue_name="default", cron="30 2 * * *", job_timeout=3600)
 cron.register(verify_job, queue_name="default", cron="45 3 * * *", job_timeout=3600)

@@ -71,3 +71,59 @@ def test_search_subject_pivot_and_tag(browser, live_server, users):  # noqa: F81
     check(page, "investigation-tagged")
     page.close()
 
+
+
+def test_pivot_to_cluster_case_preview_proposal_and_second_senior(browser, live_server, users, redis_conn):  # noqa: F811
+    """A reviewer opens a cluster case from "who else shared this", previews a policy member by member
+    (a possible child victim is left out), proposes it; a senior approves with the second factor; a real
+    worker decides each member on its own case."""
+    from cases.actions.tags import tag_subject
+    from cases.models import ClusterAction, Decision
+    from detection.models import Account, SubjectStatus
+    from tests.conftest import drain
+    from tests.factories import case_with_match, encoded, scanned_item, triage_all
+
+    case, item = case_with_match(seed=62, account="acct-one")
+    for name in ("acct-two", "acct-three"):
+        scanned_item(encoded(62, "watermarked"), account=name)
+    triage_all()
+    tag_subject(users["senior"], Account.objects.get(external_id="acct-three"), "possible_minor_victim", "age")
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    sign_in(page, live_server, "rita", "/queue/")
+    page.goto(f"{live_server.url}/items/{item.pk}/similar/")
+    page.fill("#cluster-title", "Ring sharing item")
+    page.click("text=Open cluster case")
+    page.wait_for_selector("h1:has-text('Cluster #')")
+    assert page.locator("tr[data-member]").count() == 3
+    page.focus("#policy")
+    page.select_option("#policy", "csam-known")
+    page.click("button:has-text('Preview')")
+    page.wait_for_selector("[data-preview]")
+    left_out = page.inner_text("[data-preview-member='account:acct-three']")
+    assert "Left out" in left_out and "possible minor victim" in left_out
+    assert "bans the account" in page.inner_text("[data-preview-member='account:acct-two']").lower()
+    check(page, "cluster-preview")
+    page.fill("#propose-note", "All three sent the same known picture within an hour.")
+    page.click("text=Propose to a senior")
+    page.wait_for_selector("text=a different senior must approve it")
+    assert not Decision.objects.filter(options__has_key="cluster").exists()
+    page.close()
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    sign_in(page, live_server, "sena", "/queue/")
+    verify_second_factor(page, live_server, users["senior"])
+    action = ClusterAction.objects.get()
+    page.goto(f"{live_server.url}/clusters/{action.cluster_id}/")
+    check(page, "cluster-approval")
+    page.click("button:has-text('Approve and carry out')")
+    page.wait_for_selector("text=each member is being decided now")
+    drain()
+    page.reload()
+    page.wait_for_selector("text=Carried out")
+    body = page.inner_text("#actions")
+    assert "decided on case" in body and "left out" in body
+    check(page, "cluster-done")
+    assert {a.external_id for a in Account.objects.filter(status=SubjectStatus.BANNED)} == {"acct-one", "acct-two"}
+    assert Decision.objects.filter(options__cluster_action=action.pk, second_reviewer=users["senior"]).count() == 2
+    page.close()

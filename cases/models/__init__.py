@@ -6,7 +6,16 @@ from cases.models.cybertip import INCIDENT_TYPES, CyberTipExchange, CyberTipFile
 from cases.models.decisions import Action, Decision, QAReview, ReasonCode
 from cases.models.enforcement import Enforcement, EnforcementStatus, Platform, generate_secret
 from cases.models.enrolment import EnrolmentCode
-from cases.models.investigations import SubjectTag, TagKind
+from cases.models.investigations import (
+    Cluster,
+    ClusterAction,
+    ClusterActionStatus,
+    ClusterMember,
+    ClusterOrigin,
+    ClusterOutcome,
+    SubjectTag,
+    TagKind,
+)
 from cases.models.legal import (
     Agency,
     AgencyMember,
@@ -42,6 +51,12 @@ from cases.models.rules import (
 )
 
 __all__ = [
+    "Cluster",
+    "ClusterAction",
+    "ClusterActionStatus",
+    "ClusterMember",
+    "ClusterOrigin",
+    "ClusterOutcome",
     "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
     "BankEffect", "Breaker", "BreakerScope", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile",
     "CyberTipReport", "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus",

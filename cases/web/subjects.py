@@ -184,5 +184,5 @@ def item_pivot(request, pk):
               ip=client_ip(request), details={"accounts": len(pivot["accounts"]), "groups": len(pivot["groups"])})
     return render(request, "cases/subjects/pivot.html", {
         "item": item, **pivot, "warning": warning, "radius": NEAR_RADIUS,
-        "can_open_cases": request.user.has_perm(REVIEW),
+        "can_open_cases": request.user.has_perm(REVIEW), "can_cluster": True,
     })

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from cases.web import clusters as cluster_views
 from cases.web import leads as lead_views
 from cases.web import legal as legal_views
 from cases.web import metrics as metrics_views
@@ -47,6 +48,11 @@ urlpatterns = [
     path("groups/<int:pk>/network.svg", subject_views.group_network, name="group_network"),
     path("groups/<int:pk>/tags/", subject_views.group_tags, name="group_tags"),
     path("items/<int:pk>/similar/", subject_views.item_pivot, name="item_pivot"),
+    path("clusters/", cluster_views.cluster_list, name="clusters"),
+    path("clusters/new/", cluster_views.cluster_new, name="cluster_new"),
+    path("clusters/<int:pk>/", cluster_views.cluster_page, name="cluster"),
+    path("clusters/<int:pk>/propose/", cluster_views.cluster_propose, name="cluster_propose"),
+    path("clusters/actions/<int:pk>/review/", cluster_views.cluster_action_review, name="cluster_action_review"),
     path("leads/roster/", lead_views.roster, name="roster"),
     path("leads/release-signed-out/", lead_views.release_signed_out, name="release_signed_out"),
     path("leads/reporters/", lead_views.reporters, name="reporters"),

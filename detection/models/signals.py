@@ -13,6 +13,7 @@ class SignalKind(models.TextChoices):
     TEXT = "text", "Text surface"
     BEHAVIOUR = "behaviour", "Behaviour"
     USER_REPORT = "user_report", "User report"
+    INVESTIGATION = "investigation", "Linked by an investigator"
 
 
 class Signal(models.Model):

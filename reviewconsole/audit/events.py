@@ -56,7 +56,13 @@ class Event(models.TextChoices):
     CASE_TAKEN_OVER = "case.taken_over"
     CASE_UNDO = "case.undo"
     CASES_RELEASED_SIGNED_OUT = "case.released_signed_out"
-    CLUSTER_OPENED = "case.cluster_opened"
+
+    CLUSTER_ACTION_APPROVED = "cluster.action_approved"
+    CLUSTER_ACTION_FINISHED = "cluster.action_finished"
+    CLUSTER_ACTION_PROPOSED = "cluster.action_proposed"
+    CLUSTER_ACTION_REJECTED = "cluster.action_rejected"
+    CLUSTER_OPENED = "cluster.opened"
+    CLUSTER_VIEWED = "cluster.viewed"
 
     CYBERTIP_APPROVED = "cybertip.approved"
     CYBERTIP_EDITED = "cybertip.edited"
