@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
@@ -23,6 +24,7 @@ from cases.models import (
     LegalHold,
     LegalRequest,
     LegalRequestStatus,
+    QueueStats,
     ReasonCode,
     ReviewQueue,
     RuleFiring,
@@ -66,18 +68,7 @@ def queue_page(user, queues, selected):
         # A join on the queue flag, not a list of queue ids, so the ranked index stays usable.
         open_cases = open_cases.filter(queue__senior_only=False)
     now = timezone.now()
-    stats = {q.pk: {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None} for q in queues}
-    # Grouped by (queue, status) and one ranged count per queue: each served by an index on open cases.
-    for row in (Case.objects.filter(closed_at__isnull=True, queue__in=list(stats)).values("queue", "status")
-                .annotate(n=Count("pk"), oldest=Min("created_at"))):
-        entry = stats[row["queue"]]
-        entry["pending" if row["status"] == CaseStatus.OPEN else "claimed"] += row["n"]
-        if entry["oldest"] is None or row["oldest"] < entry["oldest"]:
-            entry["oldest"] = row["oldest"]
-    for q in queues:
-        if stats[q.pk]["oldest"] and stats[q.pk]["oldest"] < now - timedelta(minutes=q.sla_minutes):
-            stats[q.pk]["breaches"] = Case.objects.filter(
-                closed_at__isnull=True, queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes)).count()
+    stats, counted_at = queue_stats(queues, now)
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     # Decisions that stand: not undone, not a proposal still waiting for (or refused by) a second reviewer.
     handled = dict(Decision.objects.filter(created_at__gte=start_of_day, undone_at__isnull=True)
@@ -102,7 +93,64 @@ def queue_page(user, queues, selected):
     awaiting_second = list(
         Decision.objects.filter(approval="pending", case__queue__in=queues).exclude(decided_by=user)
         .select_related("case", "decided_by", "reason")[:20])
-    return {"cases": cases, "mine": mine, "awaiting_second": awaiting_second, "now": now}
+    return {"cases": cases, "mine": mine, "awaiting_second": awaiting_second, "now": now, "counted_at": counted_at}
+
+
+def count_queues(queues, now):
+    """{queue id: {pending, claimed, breaches, oldest}} counted now: grouped by (queue, status), and one
+    ranged count per queue whose oldest case is past its SLA, each served by an index on open cases."""
+    stats = {q.pk: {"pending": 0, "claimed": 0, "breaches": 0, "oldest": None} for q in queues}
+    for row in (Case.objects.filter(closed_at__isnull=True, queue__in=list(stats)).values("queue", "status")
+                .annotate(n=Count("pk"), oldest=Min("created_at"))):
+        entry = stats[row["queue"]]
+        entry["pending" if row["status"] == CaseStatus.OPEN else "claimed"] += row["n"]
+        if entry["oldest"] is None or row["oldest"] < entry["oldest"]:
+            entry["oldest"] = row["oldest"]
+    for q in queues:
+        if stats[q.pk]["oldest"] and stats[q.pk]["oldest"] < now - timedelta(minutes=q.sla_minutes):
+            stats[q.pk]["breaches"] = Case.objects.filter(
+                closed_at__isnull=True, queue=q, created_at__lt=now - timedelta(minutes=q.sla_minutes)).count()
+    return stats
+
+
+def open_cases_estimate():
+    """About how many cases are open, without counting them: on PostgreSQL the planner's row count of the
+    index over open cases (kept by autovacuum and ANALYZE); elsewhere an exact count (an embedded database
+    is small). -1 when the statistics have never been gathered."""
+    if connection.vendor != "postgresql":
+        return Case.objects.filter(closed_at__isnull=True).count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", ["case_queue_age_idx"])
+        row = cursor.fetchone()
+    return int(row[0]) if row else -1
+
+
+def queue_stats(queues, now):
+    """The queue page's figures and when they were counted: counted on the request while open cases are
+    few (QUEUE_COUNT_EXACT_BELOW); past that, as the cron last counted them (`refresh_queue_stats`, every
+    QUEUE_STATS_SECONDS), and counted on the request only if that is older than QUEUE_STATS_MAX_AGE
+    (the cron stopped). Returns (stats, counted_at), counted_at None when counted on this request."""
+    estimate = open_cases_estimate()
+    if estimate < settings.QUEUE_COUNT_EXACT_BELOW:  # -1 (no statistics yet): count
+        return count_queues(queues, now), None
+    kept = {row.queue_id: row for row in QueueStats.objects.filter(queue__in=queues)}
+    fresh = now - timedelta(seconds=settings.QUEUE_STATS_MAX_AGE)
+    if len(kept) < len(queues) or any(row.computed_at < fresh for row in kept.values()):
+        refresh_queue_stats(queues)
+        kept = {row.queue_id: row for row in QueueStats.objects.filter(queue__in=queues)}
+    stats = {pk: {"pending": row.pending, "claimed": row.claimed, "breaches": row.breaches, "oldest": row.oldest}
+             for pk, row in kept.items()}
+    return stats, min(row.computed_at for row in kept.values()) if kept else None
+
+
+def refresh_queue_stats(queues=None):
+    """Count every queue's open cases and keep the figures for the queue page (a cron job)."""
+    queues = list(queues) if queues is not None else list(ReviewQueue.objects.all())
+    now = timezone.now()
+    counted = count_queues(queues, now)
+    for q in queues:
+        QueueStats.objects.update_or_create(queue=q, defaults={**counted[q.pk], "computed_at": now})
+    return len(queues)
 
 
 def live_tags(accounts=(), groups=()):

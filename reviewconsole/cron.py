@@ -7,10 +7,13 @@ from cases.actions.preservation import purge_job, verify_job
 from cases.jobs import alert_unreported, apply_rules_recent, finish_cluster_actions, refresh_reporters
 from cases.metrics import rollup_recent
 from cases.routing import age_priorities
+from cases.selectors import refresh_queue_stats
 from cases.sweep import sweep_job
 
 cron.register(sweep_job, queue_name="default", interval=settings.SWEEP_INTERVAL_SECONDS, job_timeout=300)
 cron.register(age_priorities, queue_name="default", interval=300, job_timeout=600)
+# The queue page's counts where there are too many open cases to count on each visit.
+cron.register(refresh_queue_stats, queue_name="default", interval=settings.QUEUE_STATS_SECONDS, job_timeout=120)
 # Automation rules over cases whose triage job was lost (the rules run in triage; this is the net).
 cron.register(apply_rules_recent, queue_name="default", interval=300, job_timeout=600)
 # The "confirmed, not reported" alarm: a reportable decision whose report is overdue.

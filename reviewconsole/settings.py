@@ -232,6 +232,12 @@ CLASSIFY_MAX_ATTEMPTS = envint("CLASSIFY_MAX_ATTEMPTS", 3)
 CLASSIFY_VIDEO_FRAMES = envint("CLASSIFY_VIDEO_FRAMES", 4)
 
 CASE_LEASE_SECONDS = envint("CASE_LEASE_SECONDS", 30 * 60)
+# The queue page counts open cases on each request while there are fewer than QUEUE_COUNT_EXACT_BELOW
+# (PostgreSQL's estimate); past that it shows the counts the cron keeps every QUEUE_STATS_SECONDS, with
+# their time, and counts on the request only when those are older than QUEUE_STATS_MAX_AGE.
+QUEUE_COUNT_EXACT_BELOW = envint("QUEUE_COUNT_EXACT_BELOW", 50_000)
+QUEUE_STATS_SECONDS = envint("QUEUE_STATS_SECONDS", 30)
+QUEUE_STATS_MAX_AGE = envint("QUEUE_STATS_MAX_AGE", 120)
 # Dual control: these actions, and bans of groups larger than this, need a second reviewer.
 DUAL_CONTROL_ACTIONS = envlist("DUAL_CONTROL_ACTIONS", "")
 DUAL_CONTROL_GROUP_MEMBERS = envint("DUAL_CONTROL_GROUP_MEMBERS", 100)

@@ -38,7 +38,7 @@ from cases.models.policies import (
 )
 from cases.models.preferences import ViewingPreference
 from cases.models.preservation import DestructionRequest, IntegrityAlert, LegalHold
-from cases.models.review import Case, CaseStatus, CaseView, ReviewQueue, RoutingRule, SubjectNote
+from cases.models.review import Case, CaseStatus, CaseView, QueueStats, ReviewQueue, RoutingRule, SubjectNote
 from cases.models.rules import (
     Breaker,
     BreakerScope,
@@ -62,6 +62,6 @@ __all__ = [
     "CyberTipReport", "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus",
     "EnrolmentCode", "FiringOutcome", "IntegrityAlert", "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest",
     "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview",
-    "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "Rule", "RuleEffect", "RuleFiring", "RuleMode",
-    "RuleVersion", "SubjectNote", "SubjectTag", "TagKind", "ViewingPreference", "generate_secret",
+    "QueueStats", "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "Rule", "RuleEffect", "RuleFiring",
+    "RuleMode", "RuleVersion", "SubjectNote", "SubjectTag", "TagKind", "ViewingPreference", "generate_secret",
 ]

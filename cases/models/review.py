@@ -116,6 +116,24 @@ class Case(models.Model):
         return self.account or self.group
 
 
+class QueueStats(models.Model):
+    """A queue's open-case figures as last counted (cases.selectors.refresh_queue_stats): what the queue
+    page shows when there are too many open cases to count on every request."""
+
+    queue = models.OneToOneField(ReviewQueue, on_delete=models.CASCADE, related_name="counted")
+    pending = models.PositiveIntegerField(default=0)
+    claimed = models.PositiveIntegerField(default=0)
+    breaches = models.PositiveIntegerField(default=0)
+    oldest = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "queue stats"
+
+    def __str__(self):
+        return f"{self.queue}: {self.pending} pending, {self.claimed} claimed at {self.computed_at:%H:%M:%S}"
+
+
 class SubjectNote(models.Model):
     """A reviewer's note on an account or a group; it follows the subject into every later case."""
 

@@ -63,6 +63,7 @@ def queue(request):
         "unreported": selectors.unreported_alarm() if request.user.has_perm("cases.review_escalated")
         else None, "report_deadline_hours": settings.CYBERTIP_REPORT_DEADLINE_HOURS,
         "total_open": sum(q.stats["pending"] + q.stats["claimed"] for q in queues),
+        "stats_every": settings.QUEUE_STATS_SECONDS,
     })
 
 

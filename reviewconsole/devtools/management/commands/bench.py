@@ -5,7 +5,6 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from reviewconsole.redis_server import PrivateRedis
 
@@ -30,6 +29,7 @@ class Command(BaseCommand):
                             help="retro: items in the database for the end-to-end figure of the job")
         parser.add_argument("--bank-entries", type=int, default=200_000, help="banks: rows in the browsed bank")
         parser.add_argument("--cases", type=int, default=100_000, help="pages: open cases for the page timings")
+        parser.add_argument("--signals-per-case", type=int, default=10, help="pages: signals of each open case")
         parser.add_argument("--metrics-items", type=int, default=1_000_000, help="metrics: items over a year")
         parser.add_argument("--metrics-cases", type=int, default=200_000, help="metrics: decided cases over a year")
         parser.add_argument("--month-scale", type=float, default=1.0,
@@ -101,43 +101,7 @@ class Command(BaseCommand):
         from reviewconsole.devtools.benchmarks import investigations
         investigations.run(out, scale=investigations_scale, reuse=investigations_reuse)
 
-    def bench_pages(self, out, cases, **options):
-        """Server time of the queue and case pages with `cases` open cases (median of 20 requests)."""
-        from django.contrib.auth import get_user_model
-        from django.contrib.auth.models import Group as Role
-        from django.test import Client
-
-        from cases.models import Case, ReviewQueue
-        from detection.models import Account
-
-        queue_ids = list(ReviewQueue.objects.filter(senior_only=False).values_list("pk", flat=True))
-        existing = Case.objects.count()
-        batch = 5000
-        with tqdm(total=cases, unit="case", desc="cases") as bar:
-            for start in range(0, cases, batch):
-                n = min(batch, cases - start)
-                accounts = Account.objects.bulk_create(
-                    [Account(external_id=f"bench-page-{existing + start + i}") for i in range(n)])
-                Case.objects.bulk_create([
-                    Case(account=a, queue_id=queue_ids[i % len(queue_ids)], priority=(i * 37) % 100,
-                         base_priority=(i * 37) % 100, summary="Near match, bank bench-known")
-                    for i, a in enumerate(accounts)])
-                bar.update(n)
-        user = get_user_model().objects.create_user(f"bench-{existing}", password="x" * 16)
-        user.groups.add(Role.objects.get(name="reviewer"))
-        client = Client(HTTP_HOST=settings.ALLOWED_HOSTS[0])
-        client.force_login(user)
-        one_case = Case.objects.filter(signals__isnull=False).first() or Case.objects.first()
-        open_cases = Case.objects.filter(closed_at__isnull=True).count()
-        for label, url in (("queue page", "/queue/"), ("queue page, one queue", "/queue/?queue=user-reports"),
-                           ("case page", f"/cases/{one_case.pk}/")):
-            timings = []
-            for _ in range(20):
-                start = time.perf_counter()
-                response = client.get(url, secure=True)
-                timings.append(time.perf_counter() - start)
-                if response.status_code != 200:
-                    raise CommandError(f"{url} answered {response.status_code}")
-            timings.sort()
-            out(f"page: {label:<22} with {open_cases:,} open cases: median {timings[10] * 1000:.0f} ms, "
-                f"slowest {timings[-1] * 1000:.0f} ms")
+    def bench_pages(self, out, cases, signals_per_case, **options):
+        """Server time of the queue and case pages with `cases` open cases and their signals."""
+        from reviewconsole.devtools.benchmarks import pages
+        pages.run(out, cases=cases, signals_per_case=signals_per_case)
