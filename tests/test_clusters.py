@@ -350,3 +350,15 @@ class TestNothingLost:
         clusters.carry_out_action(action.pk)
         assert Decision.objects.filter(options__cluster_action=action.pk).count() == 2
         assert ClusterOutcome.objects.filter(action=action).count() == 2
+
+
+def test_items_held_only_by_senior_only_cases_are_not_linked_by_someone_who_cannot_see_them(client, users, world):
+    from cases import routing
+    from cases.models import Case as CaseModel
+    hidden = world["twins"]["acct-2"]
+    CaseModel.objects.filter(pk=world["cases"]["acct-2"].pk).update(queue=routing.get_queue(routing.ESCALATIONS))
+    open_from_pivot(login(client, users["reviewer"]), world)
+    assert member(Cluster.objects.get(), "acct-2").items == []
+    Cluster.objects.all().delete()
+    open_from_pivot(login(client, users["senior"]), world)
+    assert member(Cluster.objects.get(), "acct-2").items == [hidden.pk]

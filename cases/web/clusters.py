@@ -23,6 +23,7 @@ from cases.web.permissions import (
     client_ip,
     require_investigator,
     require_second_factor,
+    visible_item_ids,
 )
 from cases.web.subjects import _near
 from detection.models import Item
@@ -45,6 +46,16 @@ def _ids(values):
     return [int(v) for v in values]
 
 
+def _visible(user, members):
+    """Only the linked items the opener may see become evidence: an item held only by senior-only cases
+    does not reach a case in the investigations queue through someone who could not see it."""
+    ids = {pk for m in members for pk in m.get("items") or []}
+    visible = visible_item_ids(user, Item.objects.filter(pk__in=ids).only("pk", "account")) if ids else set()
+    for m in members:
+        m["items"] = [pk for pk in m.get("items") or [] if pk in visible]
+    return members
+
+
 @login_required
 @require_POST
 def cluster_new(request):
@@ -64,7 +75,8 @@ def cluster_new(request):
             # The pivot is found again here: the members and their linked items come from the server.
             near, _ = _near(item)
             pivot = subjects.item_pivot(item, near)
-            members = cluster_actions.members_from_pivot(item, pivot, _keys(request.POST.getlist("member")))
+            members = _visible(request.user, cluster_actions.members_from_pivot(
+                item, pivot, _keys(request.POST.getlist("member"))))
             cluster = cluster_actions.open_cluster(request.user, origin=origin, members=members, title=title,
                                                    note=note, origin_item=item, ip=client_ip(request))
         except ActionError as exc:
@@ -79,8 +91,8 @@ def cluster_new(request):
         flagged = list(Item.objects.filter(group=group, signals__isnull=False).values_list("account", flat=True)
                        .distinct().order_by("account")[:cluster_actions.MAX_MEMBERS])
         try:
-            members = cluster_actions.members_from_group(group, [a for a in flagged if a is not None],
-                                                         include_group=True)
+            members = _visible(request.user, cluster_actions.members_from_group(
+                group, [a for a in flagged if a is not None], include_group=True))
             cluster = cluster_actions.open_cluster(request.user, origin=origin, members=members, title=title,
                                                    note=note, origin_group=group, ip=client_ip(request))
         except ActionError as exc:
