@@ -1,7 +1,8 @@
 """The sweep: re-enqueue every piece of pending work that waited too long.
 
 The database says what is pending (items still `queued`, signals not triaged); Redis only carries
-the hand-offs. After a worker died mid-job or Redis was flushed, this puts the work back.
+the hand-offs. After a worker died mid-job or Redis was flushed, this puts the work back. Its quick
+part, `rescan_lapsed`, runs more often than the rest: the scan claims of a worker that died.
 """
 
 import logging
@@ -21,6 +22,8 @@ from reviewconsole.queueing import enqueue_now, kick, kicked
 
 log = logging.getLogger(__name__)
 TRIAGE_BATCH = 200
+# Queued items the quick lapse check looks at, oldest first: more than every worker's batches hold.
+LAPSED_WINDOW = 2000
 
 
 def sweep(older_than=None, progress=None):
@@ -28,9 +31,10 @@ def sweep(older_than=None, progress=None):
     age = settings.SWEEP_AFTER_SECONDS if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=age)
     counts = {"items": 0, "signals": 0, "enforcements": 0, "reports": 0}
-    stale_items = Item.objects.filter(status=ItemStatus.QUEUED, enqueued_at__lte=cutoff).filter(
-        Q(scan_started_at__isnull=True)
-        | Q(scan_started_at__lt=timezone.now() - timedelta(seconds=settings.SCAN_LEASE_SECONDS))
+    # Items never claimed (or handed back) that waited too long, and items whose claim lapsed,
+    # whatever their age: a live scan renews its claim, so a lapsed one means its worker died.
+    stale_items = Item.objects.filter(status=ItemStatus.QUEUED).filter(
+        Q(scan_started_at__isnull=True, enqueued_at__lte=cutoff) | _lapsed_scan()
     ).count()
     if stale_items:
         # Scan jobs claim their items from the database, so waking every slot is enough.
@@ -77,6 +81,27 @@ def sweep(older_than=None, progress=None):
     if any(counts.values()):
         log.info("sweep re-enqueued %s", counts)
     return counts
+
+
+def rescan_lapsed():
+    """The quick check cron runs every LEASE_CHECK_SECONDS: wake the scan jobs when a queued item's
+    claim has lapsed, so that a dead worker's items are scanned again within a lease and a check.
+
+    Only the oldest queued items are looked at, by the partial index on queued items: scans claim
+    oldest first, so held claims sit at the head of the queue, and the full sweep counts the rest.
+    Returns whether the scans were woken.
+    """
+    head = Item.objects.filter(status=ItemStatus.QUEUED).order_by("enqueued_at").values("pk")[:LAPSED_WINDOW]
+    if not Item.objects.filter(_lapsed_scan(), pk__in=head).exists():
+        return False
+    log.info("a scan claim lapsed (its worker died?): waking the scan jobs")
+    for slot in range(settings.SCAN_SLOTS):
+        kick(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")  # one already waiting will do
+    return True
+
+
+def _lapsed_scan():
+    return Q(scan_started_at__lt=timezone.now() - timedelta(seconds=settings.SCAN_LEASE_SECONDS))
 
 
 def pending_count(older_than):

@@ -8,9 +8,12 @@ from cases.jobs import alert_unreported, apply_rules_recent, finish_cluster_acti
 from cases.metrics import rollup_recent
 from cases.routing import age_priorities
 from cases.selectors import refresh_queue_stats
-from cases.sweep import sweep_job
+from cases.sweep import rescan_lapsed, sweep_job
 
 cron.register(sweep_job, queue_name="default", interval=settings.SWEEP_INTERVAL_SECONDS, job_timeout=300)
+# A dead worker's scan claims, soon after they lapse: on the scan queue, ahead of a classification
+# backlog, and cheap enough (one indexed query) to run every few seconds.
+cron.register(rescan_lapsed, queue_name="scan", interval=settings.LEASE_CHECK_SECONDS, job_timeout=60)
 cron.register(age_priorities, queue_name="default", interval=300, job_timeout=600)
 # The queue page's counts where there are too many open cases to count on each visit.
 cron.register(refresh_queue_stats, queue_name="default", interval=settings.QUEUE_STATS_SECONDS, job_timeout=120)

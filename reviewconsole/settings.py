@@ -200,6 +200,10 @@ PDQ_MIN_QUALITY = envint("PDQ_MIN_QUALITY", 50)
 # scan may start without finishing (a worker killed by the file) before the item is rejected.
 SWEEP_AFTER_SECONDS = envint("SWEEP_AFTER_SECONDS", 120)
 SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 60)
+# A running batch renews its claims every third of the lease (SCAN_LEASE_SECONDS), so a claim lapses
+# within a lease of its worker's death; cron looks for lapsed scan claims this often (a cheap, indexed
+# check), so a dead worker's items are scanned again within a lease and a check of its death.
+LEASE_CHECK_SECONDS = envint("LEASE_CHECK_SECONDS", 10)
 SCAN_MAX_ATTEMPTS = envint("SCAN_MAX_ATTEMPTS", 3)
 # Scans run in batches claimed from the database: up to SCAN_BATCH items a claim, for at most
 # SCAN_JOB_SECONDS a job (a batch hands back what it has not reached by then), with up to
@@ -211,7 +215,7 @@ SCAN_BATCH = envint("SCAN_BATCH", 64)
 SCAN_TRIAGE_SECONDS = envint("SCAN_TRIAGE_SECONDS", 5)
 SCAN_JOB_SECONDS = envint("SCAN_JOB_SECONDS", 20)
 SCAN_SLOTS = envint("SCAN_SLOTS", 4)
-SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 180)
+SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 30)  # renewed every third of it while a batch runs
 
 # Classifiers for new, unknown imagery, by dotted path with their options (see detection.detectors).
 # A classifier alone never actions anything: its finding raises priority and routes to review.
@@ -221,12 +225,14 @@ CLASSIFIERS = [
      "threshold": float(os.environ.get("NUDITY_THRESHOLD", "0.5")),
      "severity": envint("NUDITY_SEVERITY", 60)},
 ] if envbool("CLASSIFIERS_ENABLED", True) else []
-# Classification runs in claimed batches like scans; a claim lapses (and a failed item is retried)
-# after CLASSIFY_LEASE_SECONDS, and an item is given up after CLASSIFY_MAX_ATTEMPTS runs.
+# Classification runs in claimed batches like scans, their claims renewed while they run: a dead
+# worker's claim lapses after CLASSIFY_LEASE_SECONDS, a failed item is retried after
+# CLASSIFY_RETRY_SECONDS, and an item is given up after CLASSIFY_MAX_ATTEMPTS runs.
 CLASSIFY_BATCH = envint("CLASSIFY_BATCH", 8)
 CLASSIFY_JOB_SECONDS = envint("CLASSIFY_JOB_SECONDS", 20)
 CLASSIFY_SLOTS = envint("CLASSIFY_SLOTS", 2)
-CLASSIFY_LEASE_SECONDS = envint("CLASSIFY_LEASE_SECONDS", 600)  # > a batch of slow videos
+CLASSIFY_LEASE_SECONDS = envint("CLASSIFY_LEASE_SECONDS", 30)
+CLASSIFY_RETRY_SECONDS = envint("CLASSIFY_RETRY_SECONDS", 600)
 CLASSIFY_MAX_ATTEMPTS = envint("CLASSIFY_MAX_ATTEMPTS", 3)
 # Videos and animations: this many frames spread over the file are classified; the strongest counts.
 CLASSIFY_VIDEO_FRAMES = envint("CLASSIFY_VIDEO_FRAMES", 4)

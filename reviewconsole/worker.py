@@ -5,7 +5,9 @@ imported, the import of numpy, Pillow and pdqhash again for each job: several ti
 hashing itself. This worker runs jobs in its own process instead and keeps its database connection
 between jobs. Crash isolation comes from outside: `runconsole` restarts a worker that dies, workers
 can be started with `--max-jobs` to be recycled, a scan that keeps killing its worker is rejected
-after SCAN_MAX_ATTEMPTS starts, and the database sweep re-enqueues whatever a dead worker held.
+after SCAN_MAX_ATTEMPTS starts, and the database re-drives whatever a dead worker held: a running
+batch renews its claims from a heartbeat thread (detection.jobs.lease), so a dead worker's claims
+lapse within SCAN_LEASE_SECONDS, and cron's lease check (every LEASE_CHECK_SECONDS) wakes the scans.
 """
 
 

@@ -11,8 +11,10 @@ classification once the scan has finished, and the two can never hold the same i
 rescan that moves the item back to `queued` simply makes our conditional store find nothing). A
 classification token reads `cls<attempt>-<random>`: the attempt count lives in the token, so no
 extra column is needed, and an item whose classification keeps failing or killing its worker is
-given up after CLASSIFY_MAX_ATTEMPTS starts instead of being retried for ever. A claim lapses after
-CLASSIFY_LEASE_SECONDS, which is also how long a failed item waits before it is tried again.
+given up after CLASSIFY_MAX_ATTEMPTS starts instead of being retried for ever. A running batch
+renews its claims (a heartbeat, detection.jobs.lease), so a claim lapses CLASSIFY_LEASE_SECONDS after
+its worker died however slow the batch; an item whose classification failed keeps its claim until
+CLASSIFY_RETRY_SECONDS have passed, and is then tried again.
 """
 
 import logging
@@ -29,6 +31,7 @@ from rq.timeouts import BaseTimeoutException
 from detection import classifiers
 from detection.detectors.hashing import RejectedFile, open_image
 from detection.detectors.video import Limits, sample_animation, sample_frames, spread
+from detection.jobs.lease import renewed
 from detection.models import Item, ItemKind, ItemStatus, Signal, SignalKind
 from reviewconsole.queueing import enqueue_now, kick, kicked
 from reviewconsole.storage import read_original
@@ -128,44 +131,54 @@ def classify_claimed(claimed):
     known = set(Signal.objects.filter(item_id__in=[i.pk for i in claimed], kind=SignalKind.HASH_MATCH)
                 .values_list("item_id", flat=True))
     verdicts, outcomes = {}, {}
-    for item, token in claimed.items():
-        attempt = attempts_of(token)
-        if item.pk in known:
-            verdicts[item.pk] = []
-            outcomes[item.pk] = "known"  # the match routes it to known material; save the CPU
-        elif attempt > settings.CLASSIFY_MAX_ATTEMPTS:
-            log.error("item %s: classification gave up: %s runs started and none finished; the file may "
-                      "crash or hang the classifier", item.pk, settings.CLASSIFY_MAX_ATTEMPTS)
-            verdicts[item.pk] = []
-            outcomes[item.pk] = "given_up"
-        else:
-            try:
-                verdicts[item.pk] = classify_media(item, configured)
-                outcomes[item.pk] = "flagged" if verdicts[item.pk] else "classified"
-            except BaseTimeoutException:
-                raise  # the job ran out of time: the claims lapse and the items are retried
-            except GiveUp as exc:
-                log.warning("item %s: not classified: %s", item.pk, exc)
+    with renewed(held(claimed), settings.CLASSIFY_LEASE_SECONDS):  # however long the videos take
+        for item, token in claimed.items():
+            attempt = attempts_of(token)
+            if item.pk in known:
+                verdicts[item.pk] = []
+                outcomes[item.pk] = "known"  # the match routes it to known material; save the CPU
+            elif attempt > settings.CLASSIFY_MAX_ATTEMPTS:
+                log.error("item %s: classification gave up: %s runs started and none finished; the file may "
+                          "crash or hang the classifier", item.pk, settings.CLASSIFY_MAX_ATTEMPTS)
                 verdicts[item.pk] = []
                 outcomes[item.pk] = "given_up"
-            except Exception as exc:  # a detector error, a missing file: retried once the claim lapses
-                last = attempt >= settings.CLASSIFY_MAX_ATTEMPTS
-                log.log(logging.ERROR if last else logging.WARNING,
-                        "item %s: classification attempt %s of %s failed: %s: %s", item.pk, attempt,
-                        settings.CLASSIFY_MAX_ATTEMPTS, type(exc).__name__, exc)
-                outcomes[item.pk] = "given_up" if last else "failed"
-                if last:
+            else:
+                try:
+                    verdicts[item.pk] = classify_media(item, configured)
+                    outcomes[item.pk] = "flagged" if verdicts[item.pk] else "classified"
+                except BaseTimeoutException:
+                    raise  # the job ran out of time: the claims lapse and the items are retried
+                except GiveUp as exc:
+                    log.warning("item %s: not classified: %s", item.pk, exc)
                     verdicts[item.pk] = []
+                    outcomes[item.pk] = "given_up"
+                except Exception as exc:  # a detector error, a missing file: retried later
+                    last = attempt >= settings.CLASSIFY_MAX_ATTEMPTS
+                    log.log(logging.ERROR if last else logging.WARNING,
+                            "item %s: classification attempt %s of %s failed: %s: %s", item.pk, attempt,
+                            settings.CLASSIFY_MAX_ATTEMPTS, type(exc).__name__, exc)
+                    outcomes[item.pk] = "given_up" if last else "failed"
+                    if last:
+                        verdicts[item.pk] = []
     return _store(claimed, verdicts, outcomes)
+
+
+def held(claimed):
+    """The claimed items this run still holds: not yet stored, and not taken over after a lapse."""
+    return pending().filter(pk__in=[item.pk for item in claimed], scan_token__in=set(claimed.values()))
 
 
 def _store(claimed, verdicts, outcomes):
     now = timezone.now()
+    # A failed item keeps its claim, dated so that it lapses (and the item is retried) once
+    # CLASSIFY_RETRY_SECONDS have passed: a storage hiccup gets time to clear.
+    retry = now + timedelta(seconds=settings.CLASSIFY_RETRY_SECONDS - settings.CLASSIFY_LEASE_SECONDS)
     signals = []
     with transaction.atomic():
         for item, token in claimed.items():
             if item.pk not in verdicts:
-                continue  # failed this time: the claim stays until it lapses, then a retry
+                pending().filter(pk=item.pk, scan_token=token).update(scan_started_at=retry)
+                continue
             # Releasing the claim lets a later request (classified_at cleared again) start afresh.
             done = pending().filter(pk=item.pk, scan_token=token).update(classified_at=now, scan_token="")
             if not done:

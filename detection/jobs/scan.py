@@ -25,6 +25,7 @@ from detection.detectors.hashing import (
     unpack_orientations,
 )
 from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
+from detection.jobs.lease import renewed
 from detection.match_signals import build_match_signals, entry_labels, match_video_frames, with_video_signals
 from detection.models import Item, ItemKind, ItemStatus, Signal
 from detection.termlists import item_text_signals
@@ -140,44 +141,25 @@ def scan_claimed(items, token, deadline=None):
     Items not reached by `deadline` (time.monotonic) are handed back. Returns (outcome per item,
     ids of the new signals).
     """
-    hashed, rejected, released = [], {}, []
-    # A batch of large files or videos could outlast the lease or the job's timeout: stop hashing
-    # when the budget is spent and hand the rest back untouched for the next claim.
+    # A batch of large files or videos could outlast the job's timeout: hashing stops when the
+    # budget is spent and the rest goes back untouched for the next claim. The lease does not bound
+    # the batch: a heartbeat renews the claim while the batch hashes and matches, so a lease a few
+    # heartbeats long frees a dead worker's items soon after it died.
     budget = deadline or time.monotonic() + settings.SCAN_JOB_SECONDS
-    for item in items:
-        if (hashed or rejected) and time.monotonic() > budget:
-            released.append(item.pk)
-            continue
-        if item.scan_attempts > settings.SCAN_MAX_ATTEMPTS:
-            # Earlier runs started and never finished: the file kills or hangs the worker.
-            rejected[item.pk] = (f"scan did not finish in {settings.SCAN_MAX_ATTEMPTS} attempts; "
-                                 "the file may crash or hang the decoder")
-            continue
-        try:
-            hashed.append((item, _hash_fields(item)))
-        except RejectedFile as exc:
-            rejected[item.pk] = str(exc)
-        except FileNotFoundError:
-            rejected[item.pk] = "original file is missing from the evidence store"
-        except (BaseTimeoutException, DatabaseError, OSError):
-            raise  # the job's time is up, or the database or the evidence store failed: not this file's doing
-        except Exception as exc:
-            # Anything else raised while decoding or hashing this one file (the detectors turn their
-            # decoders' faults into RejectedFile; this is the net under them): the file is rejected
-            # with the reason, and the rest of the batch goes on.
-            log.exception("item %s: decoding failed", item.pk)
-            rejected[item.pk] = fault_reason(exc)
-    found = matching.find_matches_many([
-        {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
-         "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
-         "phash": fields.get("phash", ""), "dhash": fields.get("dhash", ""),
-         "pdq_variants": list(getattr(item, "pdq_variants", ()))}
-        for item, fields in hashed
-    ])
-    frames_found = match_video_frames(hashed)
-    labels = entry_labels({m.bank_hash_id for matches, _ in found for m in matches}
-                          | {m.bank_hash_id for v in frames_found.values() for ms in v[1] for m in ms})
-    texts = text_item_signals(hashed)
+    with renewed(held(items, token), settings.SCAN_LEASE_SECONDS):
+        hashed, rejected, released = _hash_all(items, budget)
+        found = matching.find_matches_many([
+            {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
+             "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
+             "phash": fields.get("phash", ""), "dhash": fields.get("dhash", ""),
+             "pdq_variants": list(getattr(item, "pdq_variants", ()))}
+            for item, fields in hashed
+        ])
+        frames_found = match_video_frames(hashed)
+        labels = entry_labels({m.bank_hash_id for matches, _ in found for m in matches}
+                              | {m.bank_hash_id for v in frames_found.values() for ms in v[1] for m in ms})
+        texts = text_item_signals(hashed)
+    # The heartbeat has stopped: renewing rows the store is updating would only wait on its locks.
     outcomes, signals = {}, []
     now = timezone.now()
     with transaction.atomic():
@@ -208,6 +190,43 @@ def scan_claimed(items, token, deadline=None):
         slot = int(token[:8], 16) % settings.CLASSIFY_SLOTS
         kick(f"classify:{slot}", "detection.jobs.classify.classify_pending", slot, queue="classify")
     return [outcomes[item.pk] for item in items], [s.pk for s in created]
+
+
+def held(items, token):
+    """The claimed items this claim still holds: not yet stored, and not taken over after a lapse."""
+    return Item.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.QUEUED, scan_token=token)
+
+
+def _hash_all(items, budget):
+    """Hash the claimed items in turn until `budget` (time.monotonic) is spent.
+
+    Returns ([(item, hash fields)], {item id: reject reason}, [ids of items not reached]).
+    """
+    hashed, rejected, released = [], {}, []
+    for item in items:
+        if (hashed or rejected) and time.monotonic() > budget:
+            released.append(item.pk)
+            continue
+        if item.scan_attempts > settings.SCAN_MAX_ATTEMPTS:
+            # Earlier runs started and never finished: the file kills or hangs the worker.
+            rejected[item.pk] = (f"scan did not finish in {settings.SCAN_MAX_ATTEMPTS} attempts; "
+                                 "the file may crash or hang the decoder")
+            continue
+        try:
+            hashed.append((item, _hash_fields(item)))
+        except RejectedFile as exc:
+            rejected[item.pk] = str(exc)
+        except FileNotFoundError:
+            rejected[item.pk] = "original file is missing from the evidence store"
+        except (BaseTimeoutException, DatabaseError, OSError):
+            raise  # the job's time is up, or the database or the evidence store failed: not this file's doing
+        except Exception as exc:
+            # Anything else raised while decoding or hashing this one file (the detectors turn their
+            # decoders' faults into RejectedFile; this is the net under them): the file is rejected
+            # with the reason, and the rest of the batch goes on.
+            log.exception("item %s: decoding failed", item.pk)
+            rejected[item.pk] = fault_reason(exc)
+    return hashed, rejected, released
 
 
 def hand_back(token, pks):
