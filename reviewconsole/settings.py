@@ -127,6 +127,19 @@ SEARCH_NEAR_TIMEOUT = float(os.environ.get("SEARCH_NEAR_TIMEOUT", "2"))
 RQ = {"WORKER_CLASS": "reviewconsole.worker.ConsoleWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
+# Health and monitoring (cases.web.monitoring). /healthz and /readyz answer anyone, without a session;
+# /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`, and is not found while the
+# token is empty. /readyz fails when the oldest item waiting for its scan, or signal waiting for triage,
+# has waited longer than READY_MAX_QUEUE_AGE_SECONDS, or when no RQ worker has sent a heartbeat for
+# READY_WORKER_HEARTBEAT_SECONDS: an idle worker beats only every 405 s (RQ's worker TTL less 15 s), but the
+# cron's sweep every SWEEP_INTERVAL_SECONDS is a job, after which the worker that ran it beats.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+READY_MAX_QUEUE_AGE_SECONDS = envint("READY_MAX_QUEUE_AGE_SECONDS", 600)
+READY_WORKER_HEARTBEAT_SECONDS = envint("READY_WORKER_HEARTBEAT_SECONDS", 120)
+# Orchestrators and load balancers probe over plain HTTP from inside the network: no redirect to HTTPS for
+# the two probes (they show no case data). /metrics carries a token and stays behind the redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
@@ -378,11 +391,20 @@ BANK_ENTRY_FLAG_SHARE = float(os.environ.get("BANK_ENTRY_FLAG_SHARE", "0.5"))
 BANK_FEEDBACK_BATCH = envint("BANK_FEEDBACK_BATCH", 500)
 NCMEC_FEEDBACK_REASON = os.environ.get("NCMEC_FEEDBACK_REASON", "")
 
+# Logs go to stderr (the journal, under systemd). A deployment writes one JSON object a line
+# (reviewconsole.logjson: time, level, logger, message, traceback); development, the demo, the
+# benchmarks and the tests write plain lines for people. LOG_FORMAT=json or plain says otherwise.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("plain" if DEBUG or DEMO or TESTING else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise RuntimeError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "reviewconsole.logjson.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -1,12 +1,12 @@
-"""Top-level URL map: reviewer UI, platform API, admin and the RQ dashboard."""
+"""Top-level URL map: reviewer UI, platform API, admin, the RQ dashboard, health checks and the Prometheus scrape."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
+from cases.web import monitoring, session, twofactor
 from cases.web import review as case_views
-from cases.web import session, twofactor
 
 # Admin requires a verified second factor (django-otp), not only a staff password.
 admin.site.__class__ = OTPAdminSite
@@ -23,6 +23,11 @@ urlpatterns = [
     path("api/v1/", include("cases.web.api_urls")),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
+    # For machines (cases.web.middleware.MACHINE_PATHS): no slash, as probes and Prometheus expect. The
+    # metrics dashboard for people stays at /metrics/.
+    path("healthz", monitoring.healthz, name="healthz"),
+    path("readyz", monitoring.readyz, name="readyz"),
+    path("metrics", monitoring.metrics, name="prometheus_metrics"),
 ]
 
 admin.site.site_header = "Review console administration"

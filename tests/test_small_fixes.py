@@ -192,9 +192,10 @@ def test_runconsole_stops_with_one_line_and_no_traceback(monkeypatch, capsys):
 
     def supervise(commands, **kwargs):
         assert set(commands) == {"worker-1", "cron", "web"}
-        assert "--noreload" in commands["web"]
+        assert commands["web"][1:3] == ["-m", "gunicorn"]
 
     monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("WEB_SERVER", raising=False)
     monkeypatch.setattr(runconsole, "PrivateRedis", FakeRedis)
     monkeypatch.setattr(runconsole, "supervise", supervise)
     monkeypatch.setattr(runconsole, "call_command", lambda *a, **k: None)

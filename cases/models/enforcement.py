@@ -73,6 +73,8 @@ class Enforcement(models.Model):
         indexes = [
             models.Index(fields=["next_attempt_at"], name="enforcement_pending_idx",
                          condition=Q(status="pending")),
+            # Deliveries given up, per platform, for monitoring: few rows, never a scan of the outbox.
+            models.Index(fields=["platform"], name="enforcement_failed_idx", condition=Q(status="failed")),
         ]
 
     def __str__(self):

@@ -26,6 +26,9 @@ TWO_FACTOR_PATHS = ("/admin/", "/django-rq/", "/le/", "/legal/", "/metrics/", "/
 # All an agency's officer may reach: their portal, signing in and out, their second factor.
 STATIC_PREFIX = "/static/"
 PORTAL_PATHS = ("/le/", "/logout/", "/login/", "/account/two-factor/", "/account/verify/", "/static/")
+# The health checks and the Prometheus scrape (cases.web.monitoring): for machines, the same answer
+# whoever asks, so no session is read or written for them (a probe must not wait on the session table).
+MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class SessionPolicyMiddleware:
@@ -33,6 +36,8 @@ class SessionPolicyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path_info in MACHINE_PATHS:
+            return self.get_response(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             now = int(time.time())
@@ -74,6 +79,8 @@ class NoStoreMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
+        if request.path_info in MACHINE_PATHS:
+            return response  # never cached anyway (cases.web.monitoring), and no session to read
         user = getattr(request, "user", None)
         if (user is not None and user.is_authenticated and not request.path.startswith(STATIC_PREFIX)
                 and "no-store" not in response.get("Cache-Control", "")):

@@ -91,6 +91,11 @@ class Item(models.Model):
             # For the daily metrics rollup: each day's rows are read by range.
             models.Index(fields=["created_at"], name="item_created_idx"),
             models.Index(fields=["scanned_at"], name="item_scanned_idx"),
+            # Scanned files waiting for the classifiers: what their claim and the sweep read, never a
+            # scan of every scanned item.
+            models.Index(fields=["id"], name="item_unclassified_idx",
+                         condition=Q(status="scanned", classified_at__isnull=True, purged_at__isnull=True,
+                                     hash_only=False, kind__in=["image", "video"])),
             # A subject's timeline, newest first and paged by time, for subjects with thousands of items.
             models.Index(fields=["account", "created_at", "id"], name="item_account_time_idx"),
             models.Index(fields=["group", "created_at", "id"], name="item_group_time_idx"),

@@ -1,5 +1,8 @@
 """`make run`: Redis if needed, migrations, demo data, supervised workers, cron and the web server.
 
+The web server is gunicorn with reviewconsole.gunicorn_conf, as in a deployment (deploy/);
+WEB_SERVER=runserver starts Django's development server instead.
+
 Ctrl-C stops everything quietly. The children run in their own process group, so the terminal's
 SIGINT reaches only this supervisor, which then stops each child exactly once with SIGTERM (a second
 signal would make rq abandon its shutdown halfway, with a traceback), waits for it, and kills what is
@@ -16,7 +19,7 @@ import time
 from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from reviewconsole.redis_server import PrivateRedis
 
@@ -112,15 +115,32 @@ def supervise(commands, *, env=None, started=None, stderr=None, grace=GRACE_SECO
             signal.signal(signum, handler)
 
 
+def web_command(server, addr):
+    """gunicorn as deploy/reviewconsole-web.service runs it, with two workers unless WEB_CONCURRENCY
+    says otherwise (its production default, two a core and one, is a lot beside everything else) and
+    only its warnings besides the access log (the banner above says where it listens); or, with
+    WEB_SERVER=runserver, Django's development server."""
+    if server == "runserver":
+        return [sys.executable, os.path.join(settings.BASE_DIR, "manage.py"), "runserver", addr, "--noreload"]
+    return [sys.executable, "-m", "gunicorn", "--config", "python:reviewconsole.gunicorn_conf", "--bind", addr,
+            "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--log-level", "warning"]
+
+
+WEB_SERVERS = ("gunicorn", "runserver")
+
+
 class Command(BaseCommand):
     help = "Run the whole console on this machine until Ctrl-C: Redis, workers, cron, web server."
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000")
-        parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--workers", type=int, default=1, help="RQ workers")
         parser.add_argument("--no-demo", action="store_true")
 
     def handle(self, *args, addr, workers, no_demo, **options):
+        server = os.environ.get("WEB_SERVER", "gunicorn")
+        if server not in WEB_SERVERS:
+            raise CommandError(f"WEB_SERVER must be one of {', '.join(WEB_SERVERS)}, not {server!r}")
         redis = None if os.environ.get("REDIS_URL") else PrivateRedis(settings.PRIVATE_REDIS_SOCKET)
         try:
             try:
@@ -130,6 +150,8 @@ class Command(BaseCommand):
                 call_command("migrate", interactive=False, verbosity=0)
                 if not no_demo and apps.is_installed("reviewconsole.devtools"):  # DEBUG, DEMO or TESTING
                     call_command("load_demo")
+                if not settings.DEBUG:  # WhiteNoise serves the collected, hashed files
+                    call_command("collectstatic", interactive=False, verbosity=0)
             except KeyboardInterrupt:
                 return  # Ctrl-C while starting up: nothing supervised yet
             manage = [sys.executable, os.path.join(settings.BASE_DIR, "manage.py")]
@@ -137,10 +159,13 @@ class Command(BaseCommand):
                       "-v", "0"]
             commands = {f"worker-{n}": worker for n in range(1, workers + 1)}
             commands["cron"] = [*manage, "rqcron", "reviewconsole.cron", "--logging-level", "WARNING"]
-            commands["web"] = [*manage, "runserver", addr, "--noreload"]
+            commands["web"] = web_command(server, addr)
             # rqcron's --logging-level is ignored once the settings' LOGGING gave the root logger a
             # handler; the level below is what keeps its per-minute INFO lines out of the terminal.
             env = {"cron": {"LOG_LEVEL": "WARNING", **os.environ}}
+            # gunicorn imports its config module before it reads --chdir: the checkout must be on the path.
+            path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")]))
+            env["web"] = {**os.environ, "PYTHONPATH": path}
             supervise(commands, env=env, stderr=self.stderr, started=lambda: self.stdout.write(self.style.SUCCESS(
                 f"\nReview console on http://{addr}/  (Ctrl-C stops everything)\n")))
         finally:
