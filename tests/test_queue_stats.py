@@ -86,3 +86,15 @@ def test_the_estimate_is_a_number_on_either_database():
     estimate = open_cases_estimate()
     # SQLite counts; PostgreSQL estimates from statistics (-1 before the first ANALYZE).
     assert estimate == 2 if connection.vendor == "sqlite" else estimate >= -1
+
+
+def test_the_pages_benchmark_runs_at_a_small_size(users, settings):
+    """`manage.py bench --only pages` at a tiny size: it generates cases and signals, keeps the counts as
+    the cron would, and times the three pages (a smoke test; the figures are for the README)."""
+    from reviewconsole.devtools.benchmarks import pages
+
+    lines = []
+    figures = pages.run(lines.append, cases=30, signals_per_case=3)
+    assert set(figures) == {"queue page", "queue page, one queue", "case page"}
+    assert Case.objects.filter(closed_at__isnull=True).count() == 30
+    assert QueueStats.objects.exists() and any("generated 30 open cases and 90 signals" in line for line in lines)
