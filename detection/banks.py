@@ -239,13 +239,14 @@ def run_import(import_id):
                       details={"name": job.bank.name, "import": job.pk, "file": job.file_name, "reason": reason[:1000]})
         return ImportStatus.FAILED
     storage.delete_original(job.file_path)  # the entries are in the bank now; the list need not stay
-    matching.invalidate()  # this process at once; workers notice the bank's updated_at
+    matching.invalidate()  # this process at once, every worker when it is announced (or at its next poll)
     return ImportStatus.DONE
 
 
 # Actions: every change of a bank's settings or entries by a person, atomic with its audit row ----
 #
-# Workers reload a bank when its updated_at moves; this process drops its index at once.
+# Each one calls matching.invalidate(): this process looks again at once, and the change is announced to
+# every worker when the transaction commits (their poll every few seconds is the fallback).
 
 # What a person may set on a bank (its counts and timestamps are the console's own).
 BANK_SETTINGS = ["name", "description", "kind", "source", "enabled", "severity", "pdq_threshold", "phash_threshold",
@@ -289,7 +290,7 @@ def change_bank(user, bank, changes, *, ip=None, via=None):
             current.save(update_fields=[*diff, "updated_at"])
             audit(user, Event.BANK_CHANGED, object_type="bank", object_id=current.pk, ip=ip,
                   details=_via({"name": current.name, "changes": diff}, via))
-    matching.invalidate()  # this process at once; workers notice within seconds
+    matching.invalidate()  # this process at once; workers when it is announced
     return current
 
 

@@ -377,6 +377,13 @@ LEGAL_DOCUMENT_MAX_BYTES = envint("LEGAL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024)
 # Which decisions add the case's items to the local bank is a policy effect (admin: Policies).
 BANK_IMPORT_MAX_BYTES = envint("BANK_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 BANK_IMPORT_LEASE_SECONDS = envint("BANK_IMPORT_LEASE_SECONDS", 15 * 60)  # an upload import past this: swept
+# The workers' bank index (detection.matching): a snapshot under VAR_DIR that every worker on a host maps
+# (one copy in memory, not one a worker), written once the perceptual hashes reach this many and again when
+# the hashes added since pass this share of it. Bank changes reach the workers over Redis pub/sub at once;
+# their poll every 2 s is the fallback.
+BANK_INDEX_SNAPSHOT_MIN_ROWS = envint("BANK_INDEX_SNAPSHOT_MIN_ROWS", 10_000)
+BANK_INDEX_SNAPSHOT_SHARE = float(os.environ.get("BANK_INDEX_SNAPSHOT_SHARE", "0.1"))
+BANK_INDEX_SYNC = envbool("BANK_INDEX_SYNC", True)
 # NCMEC hash sharing (`manage.py fetch_ncmec_hashes`); fetched daily by the cron when credentials are set.
 NCMEC_HASH_API_URL = os.environ.get("NCMEC_HASH_API_URL", "https://report.cybertip.org/hashsharing")
 NCMEC_HASH_API_USER = os.environ.get("NCMEC_HASH_API_USER", "")

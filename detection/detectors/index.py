@@ -16,9 +16,12 @@ added after a build sit in a small delta searched by brute force until they are 
 insertion, not a rebuild); deleted rows are masked out.
 """
 
+import json
+import os
 from functools import lru_cache
 from itertools import combinations
 from math import comb
+from pathlib import Path
 
 import numpy as np
 
@@ -89,6 +92,7 @@ class HammingIndex:
         # numbers for those, and rows added after the build are stored at their own number.
         self._row_at = np.zeros(0, dtype=np.int32)
         self._slot_of = np.zeros(0, dtype=np.int32)
+        self.read_only = False  # a loaded index (see load) takes no rows: a LayeredIndex adds them beside it
 
     def __len__(self):
         return self.n
@@ -124,6 +128,7 @@ class HammingIndex:
         """Make room for `capacity` rows so a stream of adds does not copy the arrays again and again."""
         if capacity <= len(self._words):
             return
+        self._writable()
         words = self._words.grown(capacity, self.n)
         alive = np.ones(capacity, dtype=bool)
         alive[:self.n] = self._alive[:self.n]
@@ -131,6 +136,7 @@ class HammingIndex:
 
     def add(self, vectors, *, merge=True):
         """Append (k, nbits/8) uint8 rows; returns their row numbers. New rows are searchable at once."""
+        self._writable()
         vectors = np.ascontiguousarray(vectors, dtype=np.uint8)
         if vectors.ndim != 2 or vectors.shape[1] != self.nbits // 8:
             raise ValueError(f"expected rows of {self.nbits // 8} bytes, got shape {vectors.shape}")
@@ -145,6 +151,10 @@ class HammingIndex:
         if merge:
             self.maintain()
         return rows
+
+    def _writable(self):
+        if self.read_only:
+            raise ValueError("a loaded index is read-only: add rows to a LayeredIndex over it")
 
     def add_words(self, words):
         return self.add(np.ascontiguousarray(words, dtype=np.uint64).view(np.uint8))
@@ -167,7 +177,7 @@ class HammingIndex:
 
     def maintain(self):
         """Build the tables once there are enough rows; fold a large delta into them."""
-        if self.n < self.brute_force_rows:
+        if self.n < self.brute_force_rows or self.read_only:
             return
         tables = self.tables
         if tables is None or self.n > tables.capacity or self.n >= 2 * tables.built_rows:
@@ -192,6 +202,98 @@ class HammingIndex:
     @property
     def delta_rows(self):
         return self.n - (self.tables.n if self.tables is not None else 0)
+
+    # -- saving and mapping -------------------------------------------------------------------
+
+    def save(self, folder, prefix=""):
+        """Write every array a search reads into `folder` (an existing folder) as .npy files named
+        `prefix` + what they hold, packed to the rows held, and fsync them; making the files appear
+        together is the caller's part (write them to a new folder, then rename it).
+
+        `load` maps the files back read-only: every process that maps the same files shares one copy of
+        them in the page cache instead of holding its own.
+        """
+        folder = Path(folder)
+        n, tables = self.n, self.tables
+        meta = {"format": 1, "nbits": self.nbits, "design_radius": self.design_radius,
+                "brute_force_rows": self.brute_force_rows, "max_delta": self.max_delta,
+                "max_table_bytes_per_row": self.max_table_bytes_per_row, "n": n, "tables": None}
+        arrays = {"words": self._words.head[:n], "words_tail": self._words.tail[:n], "alive": self._alive[:n],
+                  "row_at": self._row_at, "slot_of": self._slot_of}
+        if tables is not None:
+            meta["tables"] = {"widths": tables.widths, "n": tables.n, "built_rows": tables.built_rows}
+            if tables.offsets.full is not None:
+                arrays["offsets_full"] = tables.offsets.full
+            else:
+                arrays["offsets_fine"], arrays["offsets_coarse"] = tables.offsets.fine, tables.offsets.coarse
+            # The segments end to end, without the room each keeps for merging: a saved index takes no rows.
+            segments = tables.segments()
+            ids = np.lib.format.open_memmap(folder / f"{prefix}ids.npy", mode="w+", dtype=np.int32,
+                                            shape=(sum(len(s) for s in segments),))
+            at = 0
+            for segment in segments:
+                ids[at:at + len(segment)] = segment
+                at += len(segment)
+            ids.flush()
+            del ids
+            _fsync(folder / f"{prefix}ids.npy")
+        for name, array in arrays.items():
+            np.save(folder / f"{prefix}{name}.npy", np.ascontiguousarray(array))
+            _fsync(folder / f"{prefix}{name}.npy")
+        (folder / f"{prefix}index.json").write_text(json.dumps(meta))
+        _fsync(folder / f"{prefix}index.json")
+
+    @classmethod
+    def load(cls, folder, prefix="", mmap_mode="r"):
+        """An index over the files `save` wrote, mapped read-only (mmap_mode None reads them into memory).
+
+        The result takes no rows (wrap it in a LayeredIndex to add some); removing rows is allowed, and
+        copies only the page of the alive mask it changes. Raises ValueError (or OSError) for files that
+        are missing, truncated or do not fit together.
+        """
+        folder = Path(folder)
+        meta = json.loads((folder / f"{prefix}index.json").read_text())
+        if meta.get("format") != 1:
+            raise ValueError(f"unknown index format {meta.get('format')!r}")
+        index = cls(meta["nbits"], design_radius=meta["design_radius"], brute_force_rows=meta["brute_force_rows"],
+                    max_delta=meta["max_delta"], max_table_bytes_per_row=meta["max_table_bytes_per_row"])
+        n = meta["n"]
+
+        def array(name, dtype, shape, mode=mmap_mode):
+            # A plain ndarray view of the mapping: numpy's memmap subclass adds overhead to every call.
+            loaded = np.asarray(np.load(folder / f"{prefix}{name}.npy", mmap_mode=mode, allow_pickle=False))
+            if loaded.dtype != dtype or loaded.shape != shape:
+                raise ValueError(f"{name}.npy holds {loaded.dtype}{loaded.shape}, expected {np.dtype(dtype)}{shape}")
+            return loaded
+
+        words = _Store(index.nwords, 0)
+        words.head = array("words", np.uint64, (n, words.split))
+        words.tail = array("words_tail", np.uint64, (n, index.nwords - words.split))
+        index._words = words
+        # Copy-on-write: a removed row costs this process one private page, the rest stays shared.
+        index._alive = array("alive", np.bool_, (n,), mode="c" if mmap_mode else None)
+        tables = meta["tables"]
+        covered = tables["n"] if tables else 0
+        if tables and tables["built_rows"] > covered:
+            raise ValueError("index.json: tables built for more rows than they hold")
+        built = len(np.load(folder / f"{prefix}row_at.npy", mmap_mode="r"))
+        if built > covered or (tables and built != tables["built_rows"]):
+            raise ValueError("row_at.npy does not fit the tables")
+        index._row_at = array("row_at", np.int32, (built,))
+        index._slot_of = array("slot_of", np.int32, (built,))
+        index.n = n
+        if tables:
+            widths = tables["widths"]
+            sizes = _Offsets.entry_counts(widths)
+            if (folder / f"{prefix}offsets_full.npy").exists():
+                offsets = _Offsets.mapped(widths, full=array("offsets_full", np.int32, (sum(sizes),)))
+            else:
+                offsets = _Offsets.mapped(widths, fine=array("offsets_fine", np.uint16, (sum(sizes),)),
+                                          coarse=array("offsets_coarse", np.int32, (sum(sizes) // _Offsets.BLOCK,)))
+            ids = array("ids", np.int32, (len(widths) * covered,))
+            index.tables = _Tables.mapped(tables, index.nwords, ids, offsets)
+        index.read_only = True
+        return index
 
     # -- searching ----------------------------------------------------------------------------
 
@@ -260,9 +362,106 @@ class HammingIndex:
         return (qidx if qsel is None else qsel[qidx]), self._rows(slots), dist
 
 
+class LayeredIndex:
+    """A read-only base (a HammingIndex loaded from files every process on a host maps, so they share one
+    copy) and an in-memory delta for rows added since, numbered after the base's rows. It answers like a
+    HammingIndex: the base and the delta are each searched exactly and their hits put together."""
+
+    def __init__(self, nbits=256, *, base=None, **options):
+        if base is not None and base.nbits != nbits:
+            raise ValueError(f"a base of {base.nbits}-bit rows under a {nbits}-bit index")
+        self.nbits = nbits
+        self.nwords = nbits // 64
+        self.base = base
+        self.base_rows = len(base) if base is not None else 0
+        self.delta = HammingIndex(nbits, **options)
+
+    def __len__(self):
+        return self.n
+
+    @property
+    def n(self):
+        return self.base_rows + self.delta.n
+
+    @property
+    def capacity(self):
+        return self.base_rows + self.delta.capacity
+
+    @property
+    def delta_rows(self):
+        """Rows held in this process only (added since the base was saved)."""
+        return self.delta.n
+
+    @property
+    def alive(self):
+        return np.concatenate([self.base.alive, self.delta.alive]) if self.base is not None else self.delta.alive
+
+    @property
+    def words(self):
+        return self.words_at(np.arange(self.n))
+
+    def nbytes(self):
+        """Bytes of the arrays, the mapped base's included (it is shared, not this process's alone)."""
+        return self.delta.nbytes() + (self.base.nbytes() if self.base is not None else 0)
+
+    def reserve(self, capacity):
+        self.delta.reserve(capacity - self.base_rows)
+
+    def add(self, vectors, *, merge=True):
+        return self.delta.add(vectors, merge=merge) + self.base_rows
+
+    def add_words(self, words):
+        return self.add(np.ascontiguousarray(words, dtype=np.uint64).view(np.uint8))
+
+    def maintain(self):
+        self.delta.maintain()
+
+    def remove(self, rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.base is not None:
+            self.base.remove(rows[rows < self.base_rows])
+        self.delta.remove(rows[rows >= self.base_rows] - self.base_rows)
+
+    def words_at(self, rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.base is None:
+            return self.delta.words_at(rows)
+        out = np.empty((len(rows), self.nwords), dtype=np.uint64)
+        low = rows < self.base_rows
+        out[low] = self.base.words_at(rows[low])
+        out[~low] = self.delta.words_at(rows[~low] - self.base_rows)
+        return out
+
+    def vectors(self, rows):
+        return self.words_at(rows).view(np.uint8)
+
+    def search(self, queries, radius, row_limit=None):
+        """As HammingIndex.search, over the base and the delta."""
+        if self.base is None:
+            return self.delta.search(queries, radius, row_limit)
+        qwords = self.delta._query_words(queries)
+        limit = None if row_limit is None else np.asarray(row_limit)
+        base_hits = self.base.search(qwords, radius, None if limit is None else limit[:self.base_rows])
+        qidx, rows, dist = self.delta.search(qwords, radius, None if limit is None else limit[self.base_rows:])
+        if not len(rows):
+            return base_hits
+        qidx, rows, dist = (np.concatenate(x) for x in zip(base_hits, (qidx, rows + self.base_rows, dist),
+                                                            strict=True))
+        order = np.lexsort((rows, qidx))
+        return qidx[order], rows[order], dist[order]
+
+
 def _empty():
     e = np.zeros(0, dtype=np.int64)
     return e, e, e
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _verify_one(rows, query, radius):
@@ -447,24 +646,11 @@ class _Tables:
     """CSR bucket tables for rows [0, n): one per chunk, concatenated."""
 
     def __init__(self, widths, columns, n):
-        self.widths = list(widths)
-        self.m = len(widths)
-        self.n = n
+        self._layout(widths, len(columns), n, n + max(n // 8, 4 * MAX_DELTA))
         self.built_rows = n
-        self.capacity = n + max(n // 8, 4 * MAX_DELTA)
-        starts = np.concatenate([[0], np.cumsum(self.widths)[:-1]]).astype(np.int64)
-        self.word = starts // 64
-        self.shift = (starts % 64).astype(np.uint64)
-        self.spans = (starts % 64) + np.array(self.widths) > 64
-        self.word2 = np.minimum(self.word + 1, len(columns) - 1)
-        self.shift2 = np.where(self.spans, 64 - starts % 64, 0).astype(np.uint64)
-        self.spanmask = np.where(self.spans, np.uint64(2 ** 64 - 1), np.uint64(0)).astype(np.uint64)
-        self.valmask = np.array([(1 << w) - 1 for w in self.widths], dtype=np.uint64)
         self.offsets = _Offsets(self.widths)
         self.table_base = self.offsets.base
-        self.segment_base = np.arange(self.m, dtype=np.int64) * self.capacity
         self.ids = np.zeros(self.m * self.capacity, dtype=np.int32)
-        self._probes = {}
         for j in range(self.m):
             values = self.chunk_values(columns, j)
             # Bucket v starts after every row of a smaller value: counts shifted by one, summed in place.
@@ -480,6 +666,37 @@ class _Tables:
             values.sort()
             self.ids[self.segment_base[j]:self.segment_base[j] + n] = values & 0xFFFFFFFF
             del values
+
+    def _layout(self, widths, nwords, n, capacity):
+        self.widths = list(widths)
+        self.m = len(widths)
+        self.n = n
+        self.capacity = capacity
+        starts = np.concatenate([[0], np.cumsum(self.widths)[:-1]]).astype(np.int64)
+        self.word = starts // 64
+        self.shift = (starts % 64).astype(np.uint64)
+        self.spans = (starts % 64) + np.array(self.widths) > 64
+        self.word2 = np.minimum(self.word + 1, nwords - 1)
+        self.shift2 = np.where(self.spans, 64 - starts % 64, 0).astype(np.uint64)
+        self.spanmask = np.where(self.spans, np.uint64(2 ** 64 - 1), np.uint64(0)).astype(np.uint64)
+        self.valmask = np.array([(1 << w) - 1 for w in self.widths], dtype=np.uint64)
+        self.segment_base = np.arange(self.m, dtype=np.int64) * self.capacity
+        self._probes = {}
+
+    @classmethod
+    def mapped(cls, meta, nwords, ids, offsets):
+        """Tables over saved arrays (see HammingIndex.save): segments packed end to end, no room to merge."""
+        tables = cls.__new__(cls)
+        tables._layout(meta["widths"], nwords, meta["n"], meta["n"])
+        tables.built_rows = meta["built_rows"]
+        tables.ids = ids
+        tables.offsets = offsets
+        tables.table_base = offsets.base
+        return tables
+
+    def segments(self):
+        """Each chunk's row slots, [0, n) of its segment."""
+        return [self.ids[base:base + self.n] for base in self.segment_base.tolist()]
 
     def nbytes(self):
         return self.ids.nbytes + self.offsets.nbytes()
@@ -570,11 +787,26 @@ class _Offsets:
 
     def __init__(self, widths):
         self.widths = list(widths)
-        self.sizes = [-(-(2 ** w + 1) // self.BLOCK) * self.BLOCK for w in self.widths]
+        self.sizes = self.entry_counts(widths)
         self.base = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.fine = np.zeros(sum(self.sizes), dtype=np.uint16)
         self.coarse = np.zeros(sum(self.sizes) // self.BLOCK, dtype=np.int32)
         self.full = None
+
+    @classmethod
+    def entry_counts(cls, widths):
+        """Entries of each chunk's offsets: 2**width + 1, rounded up to whole blocks."""
+        return [-(-(2 ** w + 1) // cls.BLOCK) * cls.BLOCK for w in widths]
+
+    @classmethod
+    def mapped(cls, widths, fine=None, coarse=None, full=None):
+        """Offsets over saved arrays: `fine` and `coarse`, or `full`."""
+        offsets = cls.__new__(cls)
+        offsets.widths = list(widths)
+        offsets.sizes = cls.entry_counts(widths)
+        offsets.base = np.concatenate([[0], np.cumsum(offsets.sizes)[:-1]]).astype(np.int64)
+        offsets.fine, offsets.coarse, offsets.full = fine, coarse, full
+        return offsets
 
     def nbytes(self):
         if self.full is not None:

@@ -9,9 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from reviewconsole.redis_server import PrivateRedis
 
 SECTIONS = ["throughput", "robustness", "matching", "retro", "classifiers", "video", "text", "banks", "pages",
-            "metrics", "month", "investigations"]
-# Platform-sized runs on PostgreSQL (a database of their own, an hour or more): only when named in --only.
-NAMED_ONLY = {"month", "investigations"}
+            "metrics", "month", "investigations", "shared_index"]
+# Platform-sized runs on PostgreSQL (a database of their own, an hour or more), and worker processes each
+# holding a bank index (GBs at 10 M hashes): only when named in --only.
+NAMED_ONLY = {"month", "investigations", "shared_index"}
 
 
 class Command(BaseCommand):
@@ -19,7 +20,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--only", default=",".join(s for s in SECTIONS if s not in NAMED_ONLY),
-                            help=f"comma-separated: {', '.join(SECTIONS)} (month and investigations only when named)")
+                            help=f"comma-separated: {', '.join(SECTIONS)} ({', '.join(sorted(NAMED_ONLY))} only "
+                                 "when named)")
         parser.add_argument("--images", type=int, default=1000, help="throughput: images through one worker")
         parser.add_argument("--bank-sizes", default="1000000,10000000", help="matching: PDQ bank sizes")
         parser.add_argument("--retro-items", type=int, default=10_000_000,
@@ -40,6 +42,9 @@ class Command(BaseCommand):
                             help="investigations: share of 1 M accounts, 100,000 groups, 10 M items and 1 M cases")
         parser.add_argument("--investigations-reuse", action="store_true",
                             help="investigations: measure again on the data a previous run generated")
+        parser.add_argument("--shared-index-rows", type=int, default=2_000_000,
+                            help="shared_index: PDQ hashes in the index the worker processes hold")
+        parser.add_argument("--shared-index-workers", default="1,2,4", help="shared_index: worker counts")
 
     def handle(self, *args, only, **options):
         chosen = [s.strip() for s in only.split(",") if s.strip()]
@@ -96,6 +101,11 @@ class Command(BaseCommand):
     def bench_month(self, out, month_scale, month_workers, **options):
         from reviewconsole.devtools.benchmarks import month
         month.run(out, scale=month_scale, workers=month_workers)
+
+    def bench_shared_index(self, out, shared_index_rows, shared_index_workers, **options):
+        from reviewconsole.devtools.benchmarks import shared_index
+        shared_index.run(out, rows=shared_index_rows,
+                         workers=tuple(int(n) for n in shared_index_workers.split(",") if n))
 
     def bench_investigations(self, out, investigations_scale, investigations_reuse, **options):
         from reviewconsole.devtools.benchmarks import investigations
