@@ -6,6 +6,7 @@ from django.db import transaction
 from cases.actions.enforcement import retry_delivery
 from cases.actions.enrolment import issue_enrolment_code
 from cases.actions.policies import save_policy
+from cases.dsa import resubmit
 from cases.models import (
     Agency,
     AgencyMember,
@@ -36,6 +37,7 @@ from cases.models import (
     Rule,
     RuleFiring,
     RuleVersion,
+    StatementOfReasons,
     SubjectNote,
     ViewingPreference,
 )
@@ -303,6 +305,28 @@ class EnforcementAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(StatementOfReasons)
+class StatementOfReasonsAdmin(ReadOnlyAdmin):
+    """Statements are made from decisions and never edited: what the user was told stays as it was. A
+    statement the Transparency Database refused can be sent again once its cause (a policy text, a
+    setting) is fixed."""
+
+    list_display = ["pk", "restriction", "target", "category", "decision", "dsa_status", "dsa_attempts",
+                    "dsa_submitted_at", "created_at"]
+    list_filter = ["dsa_status", "restriction", "category", "ground"]
+    search_fields = ["target", "uid", "dsa_uuid"]
+    raw_id_fields = ["decision", "case"]
+    actions = ["submit_again"]
+
+    @admin.action(description="Submit to the DSA Transparency Database again", permissions=["resubmit"])
+    def submit_again(self, request, queryset):
+        count = resubmit(request.user, queryset.values_list("pk", flat=True), ip=client_ip(request))
+        self.message_user(request, f"{count} refused statements will be submitted again.")
+
+    def has_resubmit_permission(self, request):
+        return request.user.has_perm("cases.change_statementofreasons")
 
 
 class CyberTipFileInline(admin.TabularInline):

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cases.models import Enforcement, EnforcementStatus
+from cases.statements import statement_for
 from reviewconsole import outbound
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def verify(secret, header, body, tolerance=300, now=None):
 
 
 def payload_of(enforcement):
+    """The webhook body. A ban or removal carries its statement of reasons (DSA Art. 17), made here if the
+    decision did not make it yet, for the platform to show the user (null for what restricts nothing)."""
     decision = enforcement.decision
+    statement = statement_for(enforcement)
     return {
         "id": enforcement.pk,
         "action": enforcement.action,
@@ -57,6 +61,7 @@ def payload_of(enforcement):
         "expires_at": decision.ban_until.isoformat() if decision.ban_until else None,
         "decided_at": decision.created_at.isoformat(),
         **enforcement.payload,
+        "statement_of_reasons": statement.as_json() if statement else None,
     }
 
 

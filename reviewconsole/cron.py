@@ -4,6 +4,7 @@ from django.conf import settings
 from rq import cron
 
 from cases.actions.preservation import purge_job, verify_job
+from cases.dsa import statements_job
 from cases.jobs import alert_unreported, apply_rules_recent, finish_cluster_actions, refresh_reporters
 from cases.metrics import rollup_recent
 from cases.routing import age_priorities
@@ -27,6 +28,8 @@ cron.register(rollup_recent, queue_name="default", interval=600, job_timeout=180
 cron.register(refresh_reporters, queue_name="default", interval=600, job_timeout=900)
 # Approved bulk actions on clusters whose job was lost: carried out again (decided members are skipped).
 cron.register(finish_cluster_actions, queue_name="default", interval=120, job_timeout=900)
+# Statements of reasons for any restriction still lacking one; sent to the DSA database once DSA_TDB_TOKEN is set.
+cron.register(statements_job, queue_name="default", interval=300, job_timeout=600)
 # Retention purge and chain-of-custody check, once a day each (at night, UTC).
 cron.register(purge_job, queue_name="default", cron="30 2 * * *", job_timeout=3600)
 cron.register(verify_job, queue_name="default", cron="45 3 * * *", job_timeout=3600)

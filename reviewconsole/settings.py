@@ -398,6 +398,25 @@ BANK_ENTRY_FLAG_SHARE = float(os.environ.get("BANK_ENTRY_FLAG_SHARE", "0.5"))
 BANK_FEEDBACK_BATCH = envint("BANK_FEEDBACK_BATCH", 500)
 NCMEC_FEEDBACK_REASON = os.environ.get("NCMEC_FEEDBACK_REASON", "")
 
+# Statements of reasons (DSA Art. 17): how a restricted user may seek redress, as every statement says.
+STATEMENT_APPEAL_URL = os.environ.get("STATEMENT_APPEAL_URL", "")
+STATEMENT_APPEAL_INSTRUCTIONS = os.environ.get(
+    "STATEMENT_APPEAL_INSTRUCTIONS",
+    "You can ask us to review this decision through the service's complaint process within six months.")
+STATEMENT_DISPUTE_SETTLEMENT_URL = os.environ.get("STATEMENT_DISPUTE_SETTLEMENT_URL", "")
+# The Commission's DSA Transparency Database (Art. 24(5)). Nothing is sent while no token is set. Use the
+# sandbox address and token the Commission gives at onboarding first, then production's.
+DSA_TDB_URL = os.environ.get("DSA_TDB_URL", "https://transparency.dsa.ec.europa.eu/api/v1")
+DSA_TDB_TOKEN = os.environ.get("DSA_TDB_TOKEN", "")
+DSA_TDB_TIMEOUT = envint("DSA_TDB_TIMEOUT", 30)
+DSA_TDB_BATCH = min(100, max(1, envint("DSA_TDB_BATCH", 100)))  # the database takes at most 100 a call
+DSA_TDB_BACKOFF_SECONDS = envint("DSA_TDB_BACKOFF_SECONDS", 60)
+DSA_PLATFORM_NAME = os.environ.get("DSA_PLATFORM_NAME", CYBERTIP_PLATFORM)
+# Where restrictions apply: EU and EEA member states (ISO codes as the database spells them, Greece "GR").
+DSA_TERRITORIAL_SCOPE = envlist(
+    "DSA_TERRITORIAL_SCOPE",
+    "AT,BE,BG,CY,CZ,DE,DK,EE,ES,FI,FR,GR,HR,HU,IE,IT,LT,LU,LV,MT,NL,PL,PT,RO,SE,SI,SK,IS,LI,NO")
+
 # Logs go to stderr (the journal, under systemd). A deployment writes one JSON object a line
 # (reviewconsole.logjson: time, level, logger, message, traceback); development, the demo, the
 # benchmarks and the tests write plain lines for people. LOG_FORMAT=json or plain says otherwise.

@@ -49,6 +49,7 @@ from cases.models.rules import (
     RuleMode,
     RuleVersion,
 )
+from cases.models.statements import DsaStatus, Ground, Restriction, Source, StatementOfReasons
 
 __all__ = [
     "Cluster",
@@ -59,9 +60,10 @@ __all__ = [
     "ClusterOutcome",
     "INCIDENT_TYPES", "NEEDS_VIEW", "REPORTABLE", "Action", "Agency", "AgencyMember", "ApiToken", "BanScope",
     "BankEffect", "Breaker", "BreakerScope", "Case", "CaseStatus", "CaseView", "CyberTipExchange", "CyberTipFile",
-    "CyberTipReport", "DailyMetric", "Decision", "DestructionRequest", "Enforcement", "EnforcementStatus",
-    "EnrolmentCode", "FiringOutcome", "IntegrityAlert", "LegalDocument", "LegalHold", "LegalMessage", "LegalRequest",
-    "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory", "PolicyVersion", "QAReview",
-    "QueueStats", "ReasonCode", "RemoveScope", "ReviewQueue", "RoutingRule", "Rule", "RuleEffect", "RuleFiring",
-    "RuleMode", "RuleVersion", "SubjectNote", "SubjectTag", "TagKind", "ViewingPreference", "generate_secret",
+    "CyberTipReport", "DailyMetric", "Decision", "DestructionRequest", "DsaStatus", "Enforcement",
+    "EnforcementStatus", "EnrolmentCode", "FiringOutcome", "Ground", "IntegrityAlert", "LegalDocument", "LegalHold",
+    "LegalMessage", "LegalRequest", "LegalRequestKind", "LegalRequestStatus", "Platform", "Policy", "PolicyCategory",
+    "PolicyVersion", "QAReview", "QueueStats", "ReasonCode", "RemoveScope", "Restriction", "ReviewQueue",
+    "RoutingRule", "Rule", "RuleEffect", "RuleFiring", "RuleMode", "RuleVersion", "Source", "StatementOfReasons",
+    "SubjectNote", "SubjectTag", "TagKind", "ViewingPreference", "generate_secret",
 ]

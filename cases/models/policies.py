@@ -37,6 +37,33 @@ REPORTABLE = frozenset({
 # Confirming material no bank knows rests on a person's judgement of the image itself.
 NEEDS_VIEW = frozenset({PolicyCategory.NEW_CSAM, PolicyCategory.SEXUALISED_MINOR})
 
+# What a statement of reasons (DSA Art. 17) tells the user about the facts, per category, where the
+# policy says nothing itself. Words safe to show an offender: nothing about how the material was found
+# (no bank, hash, distance, classifier, score or rule), which would help the next upload evade it.
+DEFAULT_USER_FACTS = {
+    PolicyCategory.KNOWN_CSAM: "Content shared from this account was identified as child sexual abuse material, "
+                               "which is illegal and never allowed on the service.",
+    PolicyCategory.NEW_CSAM: "Content shared from this account was reviewed and identified as child sexual abuse "
+                             "material, which is illegal and never allowed on the service.",
+    PolicyCategory.SEXUALISED_MINOR: "Content shared from this account depicts a minor in a sexualised way, which "
+                                     "is illegal and never allowed on the service.",
+    PolicyCategory.GROOMING: "This account was used to seek sexual contact with a minor or to entice a minor into "
+                             "sexual activity, which is illegal and never allowed on the service.",
+    PolicyCategory.SEXTORTION: "This account was used to threaten to share sexual images of a person unless they "
+                               "paid or sent more images, which is illegal and never allowed on the service.",
+    PolicyCategory.DISTRIBUTION_GROUP: "This group was used to share child sexual abuse material, which is illegal "
+                                       "and never allowed on the service.",
+    PolicyCategory.MINOR_VICTIM: "This content was removed to protect the safety of a young person.",
+    PolicyCategory.ADULT_NUDITY: "The content shows adult nudity, which the service's rules do not allow here.",
+    PolicyCategory.OTHER_VIOLATION: "The content or account breaks the service's rules.",
+}
+CSAM_LAW = "18 U.S.C. 2256, 2258A; Directive 2011/93/EU (Art. 5)"
+ENTICEMENT_LAW = "18 U.S.C. 2422(b), 2258A; Directive 2011/93/EU (Art. 6)"
+DEFAULT_TERMS_GROUND = {
+    PolicyCategory.ADULT_NUDITY: "Terms of service: nudity and sexual content",
+    PolicyCategory.OTHER_VIOLATION: "Terms of service",
+}
+
 
 class BanScope(models.TextChoices):
     NONE = "none", "No ban"
@@ -77,6 +104,20 @@ class Policy(models.Model):
     incident_type = models.CharField(max_length=100, blank=True,
                                      choices=[(t, t) for t in INCIDENT_TYPES],
                                      help_text="CyberTipline incident type of its reports")
+    # The statement of reasons each restriction carries (DSA Art. 17) and the Transparency Database gets.
+    user_facing_facts = models.TextField(
+        blank=True, max_length=2000,
+        help_text="The facts relied on, in words the user may read (empty: the category's default). For "
+                  "child-exploitation categories, never how it was found: no bank, hash, score or rule")
+    show_detection_detail = models.BooleanField(
+        default=False, help_text="The statement may say what detection found (signal labels). Never for "
+                                 "categories the law makes reportable")
+    legal_ground = models.CharField(
+        max_length=500, blank=True,
+        help_text="The law relied on, for illegal content (reportable categories; a default is filled in)")
+    terms_ground = models.CharField(
+        max_length=500, blank=True,
+        help_text="The clause of the terms of service relied on, for platform-rule categories")
     active = models.BooleanField(default=True)
     position = models.PositiveSmallIntegerField(default=0, help_text="Order on the case page; the first ten get keys")
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -90,6 +131,10 @@ class Policy(models.Model):
                 condition=~Q(category__in=sorted(REPORTABLE)) | Q(report=True, hold=True),
                 name="reportable_policy_reports_and_preserves",
             ),
+            models.CheckConstraint(
+                condition=~Q(category__in=sorted(REPORTABLE)) | Q(show_detection_detail=False),
+                name="reportable_policy_hides_detection_detail",
+            ),
         ]
 
     def __str__(self):
@@ -100,6 +145,13 @@ class Policy(models.Model):
             self.report = self.hold = True
             if not self.incident_type:
                 self.incident_type = default_incident_type(self.category)
+            # What detection found helps the next upload evade it: never in a statement an offender reads.
+            self.show_detection_detail = False
+            self.legal_ground = self.legal_ground or default_legal_ground(self.category)
+        elif not self.terms_ground:
+            self.terms_ground = DEFAULT_TERMS_GROUND.get(self.category, "")
+        if not self.user_facing_facts:
+            self.user_facing_facts = DEFAULT_USER_FACTS.get(self.category, "")
         super().save(*args, **kwargs)
 
     @property
@@ -161,6 +213,12 @@ def default_incident_type(category):
     if category in (PolicyCategory.GROOMING, PolicyCategory.SEXTORTION):
         return "Online Enticement of Children for Sexual Acts"
     return INCIDENT_TYPES[0]
+
+
+def default_legal_ground(category):
+    if category in (PolicyCategory.GROOMING, PolicyCategory.SEXTORTION):
+        return ENTICEMENT_LAW
+    return CSAM_LAW if category in REPORTABLE else ""
 
 
 class PolicyVersion(models.Model):

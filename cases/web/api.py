@@ -14,6 +14,7 @@ from django.http import JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
+from cases import statements
 from cases.actions import enforcement as enforcement_actions
 from cases.models import Case, CaseStatus, Enforcement
 from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of, json_type_errors
@@ -528,13 +529,14 @@ def _signal_summaries(case_ids):
     return summary
 
 
-def _enforcement_json(e):
+def _enforcement_json(e, statement=None):
     return {"id": e.pk, "action": e.action, "target": e.target, "status": e.status,
             "platform": e.platform.name if e.platform else None, "decision": e.decision_id,
             "case": e.decision.case_id, "reason": e.decision.reason.code,
             "expires_at": e.decision.ban_until.isoformat() if e.decision.ban_until else None,
             "attempts": e.attempts, "confirmed_at": e.confirmed_at.isoformat() if e.confirmed_at else None,
-            "created_at": e.created_at.isoformat()}
+            "created_at": e.created_at.isoformat(),
+            "statement_of_reasons": statement.as_json() if statement else None}
 
 
 @api_view(["GET"])
@@ -551,7 +553,9 @@ def enforcements(request):
     except ValueError as exc:
         return error(400, str(exc))
     page = list(queryset.filter(pk__gt=after, **filters[status])[:MAX_LIMIT])
-    return JsonResponse({"results": [_enforcement_json(e) for e in page]})
+    # Each ban or removal carries its statement of reasons, made now if the decision has not yet.
+    found = statements.create_statements(page)
+    return JsonResponse({"results": [_enforcement_json(e, found.get(statements.key_of(e))) for e in page]})
 
 
 @api_view(["POST"])
@@ -575,4 +579,4 @@ def confirm_enforcement(request, pk):
             request.api_token, pk, result=result, detail=detail, ip=client_ip(request))
     except Enforcement.DoesNotExist:
         return error(404, "no such enforcement")
-    return JsonResponse(_enforcement_json(enforcement))
+    return JsonResponse(_enforcement_json(enforcement, statements.statement_for(enforcement)))

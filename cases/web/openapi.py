@@ -37,6 +37,30 @@ def _responses(ok_status, ok_schema, *errors):
     return responses
 
 
+def _statement_schema():
+    """The statement of reasons a ban or removal carries, for the platform to show the user."""
+    string, date_time = {"type": "string"}, {"type": "string", "format": "date-time"}
+    option = {"type": "object", "properties": {
+        "type": {"enum": ["internal_complaint", "out_of_court_dispute_settlement", "judicial_redress"]},
+        "description": string, "url": string}}
+    return {"type": "object", "description": "DSA Art. 17 statement of reasons. `facts` is safe to show the user: "
+                                             "it never says how child-exploitation material was found.",
+            "properties": {
+                "id": {"type": "string", "description": "Stable identifier (also the Transparency Database puid)"},
+                "restriction": {"enum": ["account_suspended", "account_terminated", "group_suspended",
+                                         "group_terminated", "content_removed"]},
+                "target": string, "content_type": {"enum": ["image", "video", "text", "account", "group", "other"]},
+                "permanent": {"type": "boolean"}, "until": {"anyOf": [date_time, {"type": "null"}]},
+                "facts": string, "automated_detection": {"type": "boolean"},
+                "automated_decision": {"type": "boolean"},
+                "source": {"enum": ["notice", "own_initiative"]},
+                "ground": {"enum": ["illegal_content", "incompatible_content"]},
+                "legal_ground": string, "terms_ground": string,
+                "redress": {"type": "object", "properties": {
+                    "instructions": string, "url": string, "options": {"type": "array", "items": option}}},
+                "decided_at": date_time}}
+
+
 def _hex(digits):
     return {"type": "string", "minLength": digits, "maxLength": digits, "pattern": f"^[0-9a-fA-F]{{{digits}}}$"}
 
@@ -163,6 +187,21 @@ def document():
                                  "type": "object", "additionalProperties": {"type": "array", "items": string}}}},
                         ]}},
                     "accepted": count, "duplicates": count, "refused": count}},
+                "StatementOfReasons": _statement_schema(),
+                "Enforcement": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "action": string, "target": string, "status": string,
+                    "platform": {"type": ["string", "null"]}, "decision": {"type": "integer"},
+                    "case": {"type": "integer"}, "reason": string,
+                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                    "attempts": {"type": "integer"},
+                    "confirmed_at": {"type": ["string", "null"], "format": "date-time"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "statement_of_reasons": {"anyOf": [{"$ref": "#/components/schemas/StatementOfReasons"},
+                                                       {"type": "null"}],
+                                             "description": "With every ban and removal (DSA Art. 17); null "
+                                                            "for what restricts nothing"}}},
+                "EnforcementList": {"type": "object", "properties": {
+                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/Enforcement"}}}},
                 "CaseList": {"type": "object", "properties": {
                     "count": {"type": "integer"}, "results": {"type": "array", "items": {"type": "object"}}}},
             },
@@ -233,14 +272,14 @@ def document():
                     {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
                      "description": "id cursor"},
                 ],
-                "responses": _responses(200, {"type": "object"}, 400),
+                "responses": _responses(200, {"$ref": "#/components/schemas/EnforcementList"}, 400),
             }},
             "/enforcements/{id}/confirm": {"post": {
                 "summary": "Confirm that an enforcement was applied (or could not be)",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                 "requestBody": {"required": True, **_json({"type": "object", "required": ["result"], "properties": {
                     "result": {"enum": ["applied", "failed"]}, "detail": _opt(_text(2000))}})},
-                "responses": _responses(200, {"type": "object"}, 400, 404, 413, 415),
+                "responses": _responses(200, {"$ref": "#/components/schemas/Enforcement"}, 400, 404, 413, 415),
             }},
             "/cases": {"get": {
                 "summary": "Cases with subject, queue, priority and a summary of their signals",

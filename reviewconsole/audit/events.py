@@ -73,6 +73,10 @@ class Event(models.TextChoices):
     CYBERTIP_SUBMITTED = "cybertip.submitted"
     CYBERTIP_VIEWED = "cybertip.viewed"
 
+    DSA_STATEMENT_REFUSED = "dsa.statement_refused"
+    DSA_STATEMENTS_RESUBMITTED = "dsa.statements_resubmitted"
+    DSA_STATEMENTS_SUBMITTED = "dsa.statements_submitted"
+
     ENFORCEMENT_CONFIRMED = "enforcement.confirmed"
     ENFORCEMENT_RETRIED = "enforcement.retried"
 
