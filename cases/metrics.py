@@ -15,7 +15,17 @@ from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from cases.models import Action, Case, CyberTipReport, DailyMetric, Decision, QAReview, ReviewQueue
+from cases.models import (
+    Action,
+    Appeal,
+    AppealStatus,
+    Case,
+    CyberTipReport,
+    DailyMetric,
+    Decision,
+    QAReview,
+    ReviewQueue,
+)
 from detection.models import Account, Group, Item, ItemStatus, Signal, SignalKind
 
 # Time from intake to decision is kept per day as a histogram with buckets 10 % apart, so that
@@ -84,6 +94,10 @@ def compute_day(day):
     add("cybertip_filed", "", CyberTipReport.objects.filter(finished_at__gte=start, finished_at__lt=end).count())
 
     _time_to_decision(decisions.filter(action__in=FINAL_ACTIONS), add)
+    final = decisions.filter(action__in=FINAL_ACTIONS)
+    add("decisions_by_means", "automated", final.filter(rule_version__isnull=False).count())
+    add("decisions_by_means", "human", final.filter(rule_version__isnull=True).count())
+    _appeals(start, end, add)
     return [(metric, key, value) for (metric, key), value in totals.items()]
 
 
@@ -110,6 +124,15 @@ def _time_to_decision(decisions, add):
         durations.sort()
         add("ttd_p50", "", _exact_percentile(durations, 0.5) or 0.001)
         add("ttd_p90", "", _exact_percentile(durations, 0.9) or 0.001)
+
+
+def _appeals(start, end, add):
+    """Appeals received and decided that day, and the time each decided one took (as a histogram)."""
+    add("appeals_received", "", Appeal.objects.filter(received_at__gte=start, received_at__lt=end).count())
+    decided = Appeal.objects.filter(decided_at__gte=start, decided_at__lt=end).exclude(status=AppealStatus.RECEIVED)
+    for status, received, decided_at in decided.values_list("status", "received_at", "decided_at"):
+        add("appeals_decided", status, 1)
+        add("appeal_ttd_hist", ttd_bucket(max(0.0, (decided_at - received).total_seconds())), 1)
 
 
 def _exact_percentile(values, q):
@@ -277,13 +300,20 @@ def transparency(year):
     """One row per month of `year`: what a public transparency report states."""
     table = load(date(year, 1, 1), date(year, 12, 31), metrics=[
         "items_scanned", "cases_opened", "cases_found", "accounts_actioned", "groups_actioned", "accounts_banned",
-        "groups_banned", "decisions", "cybertip_filed"])
+        "groups_banned", "decisions", "cybertip_filed", "appeals_received", "appeals_decided", "appeal_ttd_hist",
+        "decisions_by_means"])
     months = []
     for month in range(1, 13):
         def total(metric, key=None, _month=month):
             return int(sum(value for day, keys in table[metric].items() if day.month == _month
                            for k, value in keys.items() if key is None or k == key))
         proactive, reported = total("cases_found", "proactive"), total("cases_found", "reported")
+        appeal_times = defaultdict(float)
+        for day, keys in table["appeal_ttd_hist"].items():
+            if day.month == month:
+                for key, value in keys.items():
+                    appeal_times[int(key)] += value
+        median = histogram_percentile(appeal_times, 0.5)
         months.append({
             "month": date(year, month, 1),
             "items_scanned": total("items_scanned"),
@@ -297,6 +327,12 @@ def transparency(year):
             "proactive": proactive,
             "reported": reported,
             "proactive_share": _share(proactive, proactive + reported),
+            "appeals_received": total("appeals_received"),
+            "appeals_upheld": total("appeals_decided", AppealStatus.UPHELD),
+            "appeals_overturned": total("appeals_decided", AppealStatus.OVERTURNED),
+            "appeal_median_hours": round(median / 3600, 1) if median is not None else None,
+            "decisions_automated": total("decisions_by_means", "automated"),
+            "decisions_human": total("decisions_by_means", "human"),
         })
     return months
 

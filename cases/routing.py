@@ -12,6 +12,7 @@ NEW_CONTENT = "new-content"
 TEXT = "text-surfaces"
 USER_REPORTS = "user-reports"
 ESCALATIONS = "escalations"
+APPEALS = "appeals"  # appeals against decisions (cases.models.appeals): their own page, not the case queue
 
 # First match wins: the strongest kind of evidence decides where a case is reviewed.
 ROUTES = [

@@ -40,7 +40,7 @@ VIEWING_SECONDS = 75  # the page refreshes its presence every 30 s
 
 
 def reviewable_queues(user):
-    queryset = ReviewQueue.objects.all()
+    queryset = ReviewQueue.objects.exclude(slug=routing.APPEALS)  # appeals have their own page
     if not user.has_perm("cases.review_escalated"):
         queryset = queryset.filter(senior_only=False)
     return queryset

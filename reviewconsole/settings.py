@@ -417,6 +417,13 @@ DSA_TERRITORIAL_SCOPE = envlist(
     "DSA_TERRITORIAL_SCOPE",
     "AT,BE,BG,CY,CZ,DE,DK,EE,ES,FI,FR,GR,HR,HU,IE,IT,LT,LU,LV,MT,NL,PL,PT,RO,SE,SI,SK,IS,LI,NO")
 
+# Appeals (DSA Art. 20): how long after a decision a user may appeal it, and how many appeals one account
+# may lodge in 30 days (more are answered 429: repeated complaints are not a way to tie up reviewers).
+APPEAL_WINDOW_DAYS = envint("APPEAL_WINDOW_DAYS", 183)
+APPEAL_LIMIT_PER_30_DAYS = envint("APPEAL_LIMIT_PER_30_DAYS", 5)
+APPEAL_MAX_CHARS = envint("APPEAL_MAX_CHARS", 5000)
+APPEAL_ATTACHMENT_MAX_CHARS = envint("APPEAL_ATTACHMENT_MAX_CHARS", 20000)
+
 # Logs go to stderr (the journal, under systemd). A deployment writes one JSON object a line
 # (reviewconsole.logjson: time, level, logger, message, traceback); development, the demo, the
 # benchmarks and the tests write plain lines for people. LOG_FORMAT=json or plain says otherwise.

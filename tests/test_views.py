@@ -43,8 +43,11 @@ def world(users):
                                     members=[{"account": case.account, "items": [item.pk], "distance": 0}])
     cluster_action, _ = clusters.propose(users["reviewer"], cluster.pk, policy_code="csam-known",
                                          member_ids=[cluster.members.get().pk], note="One ring.")
-    return {"cluster": cluster, "cluster_action": cluster_action, "rule": rule, "breaker": breaker, "case": case,
-            "item": item, "report": report,
+    from cases.actions.appeals import submit_appeal
+    ban = report.decision.enforcements.get(action="ban_account")
+    appeal, _ = submit_appeal(ban, text="Please look again.")
+    return {"appeal": appeal, "cluster": cluster, "cluster_action": cluster_action, "rule": rule, "breaker": breaker,
+            "case": case, "item": item, "report": report,
             "account": case.account, "group": group, "reporter": reporter,
             "decision": report.decision, "qa": qa, "bank": bank, "entry": bank.hashes.first(), "legal": legal,
             "legal_doc": legal.documents.get(),
@@ -111,6 +114,13 @@ ROUTES = {
     "cases:destruction_approve": ("post", {"pk": "destruction"}, FILERS),
     "cases:destruction_reject": ("post", {"pk": "destruction"}, FILERS),
     "cases:reports": ("get", {}, CLEARED),
+    # Appeals: the queue for reviewers; this one (of a reportable decision) for seniors only.
+    "cases:appeals": ("get", {}, REVIEWERS),
+    "cases:appeal_next": ("post", {}, REVIEWERS),
+    "cases:appeal": ("get", {"pk": "appeal"}, FILERS),
+    "cases:appeal_claim": ("post", {"pk": "appeal"}, FILERS),
+    "cases:appeal_release": ("post", {"pk": "appeal"}, FILERS),
+    "cases:appeal_decide": ("post", {"pk": "appeal"}, FILERS),
     "cases:qa": ("get", {}, FILERS),
     "cases:qa_review": ("post", {"pk": "qa"}, FILERS),
     "cases:qa_agreement": ("get", {}, FILERS),

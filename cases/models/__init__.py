@@ -2,6 +2,7 @@
 preservation, legal requests, metrics."""
 
 from cases.models.api import ApiToken
+from cases.models.appeals import APPEAL_OUTCOME, Appeal, AppealStatus
 from cases.models.cybertip import INCIDENT_TYPES, CyberTipExchange, CyberTipFile, CyberTipReport
 from cases.models.decisions import Action, Decision, QAReview, ReasonCode
 from cases.models.enforcement import Enforcement, EnforcementStatus, Platform, generate_secret
@@ -52,6 +53,9 @@ from cases.models.rules import (
 from cases.models.statements import DsaStatus, Ground, Restriction, Source, StatementOfReasons
 
 __all__ = [
+    "APPEAL_OUTCOME",
+    "Appeal",
+    "AppealStatus",
     "Cluster",
     "ClusterAction",
     "ClusterActionStatus",

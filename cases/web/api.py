@@ -15,9 +15,10 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from cases import statements
+from cases.actions import appeals as appeal_actions
 from cases.actions import enforcement as enforcement_actions
-from cases.models import Case, CaseStatus, Enforcement
-from cases.web.forms import AccountForm, GroupForm, ItemForm, ReportForm, errors_of, json_type_errors
+from cases.models import APPEAL_OUTCOME, Case, CaseStatus, Enforcement
+from cases.web.forms import AccountForm, AppealForm, GroupForm, ItemForm, ReportForm, errors_of, json_type_errors
 from cases.web.openapi import (  # the documented bounds
     MAX_BATCH_BYTES,
     MAX_ID,
@@ -492,6 +493,25 @@ def reports(request):
     return JsonResponse({"id": report.pk, "status": "received"}, status=202)
 
 
+@api_view(["POST"])
+def appeals(request):
+    """A user's appeal of a ban or removal (DSA Art. 20): 201 when received, 200 for a retry of the same."""
+    _, form = _validated_json(request, AppealForm, "appeal")
+    data = form.cleaned_data
+    try:
+        enforcement = appeal_actions.find_enforcement(enforcement_id=data["enforcement"],
+                                                      statement_id=data["statement_of_reasons"])
+        appeal, created = appeal_actions.submit_appeal(
+            enforcement, text=data["statement"], attachment=data["attachment"], appellant=data["account"],
+            via=f"api:{request.api_token.name}", ip=client_ip(request))
+    except appeal_actions.AppealRefused as exc:
+        response = error(exc.status, str(exc))
+        if exc.status == 429:
+            response["Retry-After"] = str(24 * 3600)
+        return response
+    return JsonResponse({"id": appeal.pk, "status": appeal.status}, status=201 if created else 200)
+
+
 @api_view(["GET"])
 def cases(request):
     status = request.GET.get("status", "open")
@@ -536,7 +556,8 @@ def _enforcement_json(e, statement=None):
             "expires_at": e.decision.ban_until.isoformat() if e.decision.ban_until else None,
             "attempts": e.attempts, "confirmed_at": e.confirmed_at.isoformat() if e.confirmed_at else None,
             "created_at": e.created_at.isoformat(),
-            "statement_of_reasons": statement.as_json() if statement else None}
+            "statement_of_reasons": statement.as_json() if statement else None,
+            **({"appeal": e.payload.get("appeal")} if e.action == APPEAL_OUTCOME else {})}
 
 
 @api_view(["GET"])

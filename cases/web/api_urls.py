@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/<str:external_id>", api.account, name="account"),
     path("groups/<str:external_id>", api.group, name="group"),
     path("reports", api.reports, name="reports"),
+    path("appeals", api.appeals, name="appeals"),
     path("cases", api.cases, name="cases"),
     path("enforcements", api.enforcements, name="enforcements"),
     path("enforcements/<int:pk>/confirm", api.confirm_enforcement, name="confirm_enforcement"),

@@ -216,5 +216,23 @@ class ReportForm(forms.Form):
         return data
 
 
+
+class AppealForm(forms.Form):
+    """A user's appeal (DSA Art. 20) of a ban or removal, named by its enforcement id or its statement's id."""
+
+    enforcement = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    statement_of_reasons = forms.CharField(required=False, max_length=64, strip=True)
+    account = forms.CharField(required=False, **IDENTIFIER)
+    statement = forms.CharField(max_length=settings.APPEAL_MAX_CHARS, strip=True)
+    attachment = forms.CharField(required=False, max_length=settings.APPEAL_ATTACHMENT_MAX_CHARS, strip=False)
+
+    def clean(self):
+        data = super().clean()
+        named = [name for name in ("enforcement", "statement_of_reasons") if data.get(name)]
+        if len(named) != 1 and not {"enforcement", "statement_of_reasons"} & set(self.errors):
+            raise forms.ValidationError("name the decision appealed: exactly one of enforcement (its id) or "
+                                        "statement_of_reasons (its id, sor-...)")
+        return data
+
 def errors_of(form):
     return {field: [e["message"] for e in errs] for field, errs in form.errors.get_json_data().items()}

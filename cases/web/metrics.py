@@ -81,12 +81,15 @@ def transparency(request):
         "year": year, "months": months, "years": range(timezone.now().year, timezone.now().year - 5, -1),
         "totals": {key: sum(m[key] for m in months) for key in
                    ("items_scanned", "accounts_actioned", "groups_actioned", "content_removed", "reports_filed",
-                    "proactive", "reported")},
+                    "proactive", "reported", "appeals_received", "appeals_upheld", "appeals_overturned",
+                    "decisions_automated", "decisions_human")},
     })
 
 
 CSV_COLUMNS = ["month", "items_scanned", "cases_opened", "accounts_actioned", "groups_actioned", "accounts_banned",
-               "groups_banned", "content_removed", "reports_filed", "proactive", "reported", "proactive_share"]
+               "groups_banned", "content_removed", "reports_filed", "proactive", "reported", "proactive_share",
+               "appeals_received", "appeals_upheld", "appeals_overturned", "appeal_median_hours",
+               "decisions_automated", "decisions_human"]
 
 
 @login_required

@@ -171,6 +171,21 @@ def document():
                     "reason": {"enum": list(REPORT_REASONS)}, "comment": _opt(_text(5000)),
                     "external_id": _opt(_text(255))},
                     "description": "Exactly one of account, group or item."},
+                "Appeal": {"type": "object", "required": ["statement"], "properties": {
+                    "enforcement": _opt({"type": "integer", "minimum": 1, "maximum": MAX_ID,
+                                         "description": "The id of the ban or removal, as the webhook or "
+                                                        "GET /enforcements gave it"}),
+                    "statement_of_reasons": _opt({**_text(64), "description": "Or its statement of reasons' id "
+                                                                              "(sor-...)"}),
+                    "account": _opt({**_text(255), "description": "The account appealing; default: the "
+                                                                  "enforcement's target"}),
+                    "statement": {**_text(settings.APPEAL_MAX_CHARS, 1), "description": "What the user says"},
+                    "attachment": _opt({**_text(settings.APPEAL_ATTACHMENT_MAX_CHARS),
+                                        "description": "Anything the user added, as text"})},
+                    "description": "Exactly one of enforcement or statement_of_reasons. One appeal per decision "
+                                   "and account: a retry with the same statement returns it (200)."},
+                "AppealReceived": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "status": {"enum": ["received", "upheld", "overturned"]}}},
                 "Upserted": {"type": "object", "properties": {
                     "external_id": string, "created": {"type": "boolean"}, "status": string}},
                 "BatchAccepted": {"type": "object", "required": ["items", "accepted", "duplicates", "refused"],
@@ -199,7 +214,13 @@ def document():
                     "statement_of_reasons": {"anyOf": [{"$ref": "#/components/schemas/StatementOfReasons"},
                                                        {"type": "null"}],
                                              "description": "With every ban and removal (DSA Art. 17); null "
-                                                            "for what restricts nothing"}}},
+                                                            "for what restricts nothing"},
+                    "appeal": {"type": "object", "description": (
+                        "Only on action `appeal_outcome` (target: the account that appealed): the outcome to tell "
+                        "the user, in words safe to show them"), "properties": {
+                        "id": {"type": "integer"}, "outcome": {"enum": ["upheld", "overturned"]}, "message": string,
+                        "decided_at": {"type": "string", "format": "date-time"},
+                        "statement_of_reasons": {"type": ["string", "null"]}, "enforcement": {"type": "integer"}}}}},
                 "EnforcementList": {"type": "object", "properties": {
                     "results": {"type": "array", "items": {"$ref": "#/components/schemas/Enforcement"}}}},
                 "CaseList": {"type": "object", "properties": {
@@ -264,6 +285,20 @@ def document():
                 "summary": "Submit a user report against an account, group or item",
                 "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/Report"})},
                 "responses": _responses(202, {"$ref": "#/components/schemas/Accepted"}, 400, 413, 415),
+            }},
+            "/appeals": {"post": {
+                "summary": "Submit a user's appeal of a ban or removal (DSA Art. 20 internal complaint)",
+                "description": (
+                    "The appeal is reviewed by someone who took no part in the decision; its outcome comes back "
+                    "as an enforcement with action `appeal_outcome` (webhook or pull). 404: no such enforcement "
+                    "or statement. 409: the decision was already reversed, is past the appeal window, or this "
+                    "account already appealed it. 429: too many appeals from this account in 30 days."),
+                "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/Appeal"})},
+                "responses": {**_responses(201, {"$ref": "#/components/schemas/AppealReceived"}, 400, 404, 413, 415),
+                              "200": {"description": "Already received (a retry of the same appeal)",
+                                      **_json({"$ref": "#/components/schemas/AppealReceived"})},
+                              "409": {"description": "Refused: the reason says why", **_json(ERROR)},
+                              "429": {"description": "Too many appeals from this account", **_json(ERROR)}},
             }},
             "/enforcements": {"get": {
                 "summary": "Enforcement the platform must carry out (the pull side of the signed webhooks)",

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from cases.web import appeals as appeal_views
 from cases.web import clusters as cluster_views
 from cases.web import leads as lead_views
 from cases.web import legal as legal_views
@@ -59,6 +60,12 @@ urlpatterns = [
     path("leads/reporters/<int:pk>/", lead_views.reporter_action, name="reporter_action"),
     path("leads/audit/", lead_views.audit_search, name="audit"),
     path("leads/audit.csv", lead_views.audit_csv, name="audit_csv"),
+    path("appeals/", appeal_views.appeal_queue, name="appeals"),
+    path("appeals/next/", appeal_views.appeal_next, name="appeal_next"),
+    path("appeals/<int:pk>/", appeal_views.appeal_detail, name="appeal"),
+    path("appeals/<int:pk>/claim/", appeal_views.appeal_claim, name="appeal_claim"),
+    path("appeals/<int:pk>/release/", appeal_views.appeal_release, name="appeal_release"),
+    path("appeals/<int:pk>/decide/", appeal_views.appeal_decide, name="appeal_decide"),
     path("qa/", qa_views.qa_next, name="qa"),
     path("qa/<int:pk>/", qa_views.qa_review, name="qa_review"),
     path("qa/agreement/", qa_views.qa_agreement, name="qa_agreement"),

@@ -12,6 +12,13 @@ class Event(models.TextChoices):
     ACCOUNT_TWO_FACTOR_VERIFIED = "account.two_factor_verified"
     ACCOUNT_VIEWING_PREFERENCES = "account.viewing_preferences"
 
+    APPEAL_CLAIMED = "appeal.claimed"
+    APPEAL_OVERTURNED = "appeal.overturned"
+    APPEAL_RECEIVED = "appeal.received"
+    APPEAL_RELEASED = "appeal.released"
+    APPEAL_REPORT_KEPT = "appeal.report_kept"
+    APPEAL_UPHELD = "appeal.upheld"
+
     BANK_CHANGED = "bank.changed"
     BANK_CREATED = "bank.created"
     BANK_DELETED = "bank.deleted"
