@@ -119,39 +119,65 @@ def record_outcome(signals, outcome, *, decision_id=None):
     no decision, the same outcome for the same item counts as the same one). Entries deleted
     meanwhile are skipped.
     """
+    return record_outcomes(outcome, [(signals, decision_id)]).get(decision_id, [])
+
+
+def record_outcomes(outcome, wanted):
+    """record_outcome for many decisions at once: `wanted` is [(signals, decision_id)]. The rows are
+    read, written and counted with a statement of each kind per chunk of entries, whatever the
+    number of decisions. Returns {decision_id: [ids of the entries recorded for it]}."""
     outcome = EntryOutcome(outcome)
-    item_of = {}
-    for signal in signals:
-        if _is_match(signal):
-            for pk in sorted(_entry_ids(signal.details)):
-                item_of.setdefault(pk, signal.item_id)
+    item_of = {}  # (decision_id, entry id) -> the item of the first signal naming the entry
+    for signals, decision_id in wanted:
+        for signal in signals:
+            if _is_match(signal):
+                for pk in sorted(_entry_ids(signal.details)):
+                    item_of.setdefault((decision_id, pk), signal.item_id)
     if not item_of:
-        return []
-    fresh = []
+        return {}
+    by_entry = defaultdict(list)
+    for decision_id, pk in item_of:
+        by_entry[pk].append(decision_id)
+    fresh, moved = defaultdict(list), []
     with transaction.atomic():
-        for chunk in _chunks(item_of):
+        for chunk in _chunks(by_entry):
             # Locked in id order: two decisions resting on one entry wait for each other instead of
             # both finding no outcome and both recording one.
             present = list(BankHash.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
                            .values_list("pk", flat=True))
-            done = BankHashOutcome.objects.filter(bank_hash_id__in=present, outcome=outcome, decision_id=decision_id)
-            if decision_id is None:
-                seen = set(done.values_list("bank_hash_id", "item_id"))
-                new = [pk for pk in present if (pk, item_of[pk]) not in seen]
-            else:
-                seen = set(done.values_list("bank_hash_id", flat=True))
-                new = [pk for pk in present if pk not in seen]
-            BankHashOutcome.objects.bulk_create([
-                BankHashOutcome(bank_hash_id=pk, outcome=outcome, decision_id=decision_id, item_id=item_of[pk])
-                for pk in new])
+            decisions = {d for pk in present for d in by_entry[pk]}
+            named = [d for d in decisions if d is not None]
+            which = Q(decision_id__in=named) if named else Q(pk__in=[])
+            if None in decisions:
+                which |= Q(decision_id__isnull=True)
+            seen = set(BankHashOutcome.objects.filter(which, bank_hash_id__in=present, outcome=outcome)
+                       .values_list("decision_id", "bank_hash_id", "item_id"))
+            seen_entry = {(d, pk) for d, pk, _ in seen}
+            rows, counted = [], Counter()
+            for pk in present:
+                for decision_id in by_entry[pk]:
+                    item_id = item_of[(decision_id, pk)]
+                    if (decision_id, pk, item_id) in seen if decision_id is None else (decision_id, pk) in seen_entry:
+                        continue
+                    rows.append(BankHashOutcome(bank_hash_id=pk, outcome=outcome, decision_id=decision_id,
+                                                item_id=item_id))
+                    fresh[decision_id].append(pk)
+                    counted[pk] += 1
+            BankHashOutcome.objects.bulk_create(rows)
             field = COUNTERS.get(outcome)
-            if field and new:
-                BankHash.objects.filter(pk__in=new).update(**{field: F(field) + 1})
-            fresh += new
+            if field and counted:
+                by_step = defaultdict(list)
+                for pk, n in counted.items():
+                    by_step[n].append(pk)
+                step = Case(*[When(pk__in=pks, then=Value(n)) for n, pks in sorted(by_step.items()) if n > 1],
+                            default=Value(1), output_field=IntegerField()) if len(by_step) > 1 or 1 not in by_step \
+                    else Value(1)
+                BankHash.objects.filter(pk__in=list(counted)).update(**{field: F(field) + step})
+            moved += list(counted)
         if outcome in COUNTERS:
-            for chunk in _chunks(fresh):
+            for chunk in _chunks(set(moved)):
                 _judge_flags(chunk)
-    return fresh
+    return dict(fresh)
 
 
 def forget_outcomes(decision_id):

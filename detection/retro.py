@@ -487,6 +487,38 @@ def request_share_outward(account_id, *, decision_id=None, reason=""):
     return request
 
 
+def request_share_outward_many(wanted):
+    """request_share_outward for many decisions: `wanted` is [(account_id, decision_id, reason)], each
+    with a decision. The request rows the decisions lack are written with one statement; each
+    request not yet done is enqueued after the commit, as one by one."""
+    wanted = [(account_id, decision_id, reason or "") for account_id, decision_id, reason in wanted]
+    if not wanted:
+        return []
+    found = {}
+    for request in SharedMediaRequest.objects.filter(decision_id__in={d for _, d, _ in wanted}).order_by("pk"):
+        found.setdefault((request.account_id, request.decision_id), request)
+    fresh = [SharedMediaRequest(account_id=account_id, decision_id=decision_id, reason=reason[:255])
+             for account_id, decision_id, reason in wanted if (account_id, decision_id) not in found]
+    if fresh:
+        try:
+            with transaction.atomic():
+                SharedMediaRequest.objects.bulk_create(fresh)
+        except IntegrityError:  # another run recorded some a moment ago: one by one, as share_request does
+            for row in fresh:
+                found[(row.account_id, row.decision_id)] = share_request(row.account_id, decision_id=row.decision_id,
+                                                                         reason=row.reason)
+        else:
+            found.update({(row.account_id, row.decision_id): row for row in fresh})
+    requests = []
+    for account_id, decision_id, reason in wanted:
+        request = found[(account_id, decision_id)]
+        if request.done_at is None:
+            enqueue(SHARE_JOB, account_id, decision_id=decision_id, reason=reason, queue=queue_name(),
+                    job_timeout=JOB_TIMEOUT)
+        requests.append(request)
+    return requests
+
+
 def share_request(account_id, *, decision_id=None, reason=""):
     """The request row for an account and decision: one per decision, so that a decision's request
     runs once; without a decision, the one not yet done (else a new one)."""

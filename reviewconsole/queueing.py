@@ -5,6 +5,7 @@ runs, so a failed enqueue is logged and left to the sweep, never raised to the c
 """
 
 import logging
+import os
 from datetime import timedelta
 
 import django_rq
@@ -15,9 +16,23 @@ log = logging.getLogger(__name__)
 RESULT_TTL = 0
 
 
+_QUEUES = {}
+
+
+def _queue(name):
+    """The RQ queue `name`, one per process: django-rq opens a new Redis connection pool for every
+    get_queue, which costs more than the enqueue itself when a batch of decisions hands on its work.
+    Keyed by process id as well, so a forked process never shares its parent's sockets."""
+    key = (os.getpid(), name)
+    queue = _QUEUES.get(key)
+    if queue is None:
+        queue = _QUEUES[key] = django_rq.get_queue(name)
+    return queue
+
+
 def enqueue_now(func_path, *args, queue="default", delay=0, **kwargs):
     try:
-        target = django_rq.get_queue(queue)
+        target = _queue(queue)
         if delay > 0:
             # Held in RQ's scheduled registry; workers started --with-scheduler move it when due.
             target.enqueue_in(timedelta(seconds=delay), func_path, *args, result_ttl=RESULT_TTL, **kwargs)

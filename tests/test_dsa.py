@@ -40,7 +40,8 @@ class TestSubmission:
     def test_it_submits_each_statement_with_the_databases_fields(self, users, tdb):
         decided(users["specialist"])
         counts = statements_job()
-        assert counts["made"] == 2 and counts["submitted"] == 2
+        # The decision made its two statements (ban, removal); the job only sends them.
+        assert counts["made"] == 0 and counts["submitted"] == 2 and StatementOfReasons.objects.count() == 2
         assert statement_calls(tdb) == [("statements", 2, 201)]
         for statement in StatementOfReasons.objects.all():
             assert statement.dsa_status == DsaStatus.SUBMITTED and statement.dsa_uuid and statement.dsa_submitted_at
@@ -69,7 +70,7 @@ class TestSubmission:
     def test_nothing_is_sent_without_a_token(self, users, tdb, settings):
         settings.DSA_TDB_TOKEN = ""
         decided(users["specialist"])
-        assert statements_job()["made"] == 2
+        assert statements_job()["made"] == 0 and StatementOfReasons.objects.count() == 2
         assert submit_statements()["submitted"] == 0
         assert tdb.calls == []
         assert set(StatementOfReasons.objects.values_list("dsa_status", flat=True)) == {DsaStatus.PENDING}

@@ -96,7 +96,7 @@ def test_intake_survives_redis_being_down(monkeypatch, image_bytes, caplog):
     def down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("connection refused")
 
-    monkeypatch.setattr("django_rq.get_queue", down)
+    monkeypatch.setattr("reviewconsole.queueing._queue", down)
     item = intake.submit_file(image_bytes(3), account_id="acct-1")
     assert Item.objects.get(pk=item.pk).status == ItemStatus.QUEUED  # committed; the sweep hands it on
     assert "the sweep will retry" in caplog.text

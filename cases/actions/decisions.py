@@ -1,18 +1,19 @@
 """Decisions on a claimed case, dual control, the undo window, and what each decision does."""
 
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cases import routing
 from cases.actions import ActionError
 from cases.actions.claims import release_all_claims
-from cases.actions.preservation import hold_for_decision, hold_for_report
-from cases.actions.qa import sample_for_qa
+from cases.actions.preservation import hold_for_decision, hold_for_reports
+from cases.actions.qa import sample_for_qa_many
 from cases.models import (
     INCIDENT_TYPES,
     Action,
@@ -26,6 +27,8 @@ from cases.models import (
     Enforcement,
     EnforcementStatus,
     LegalHold,
+    LegalRequest,
+    LegalRequestStatus,
     Platform,
     Policy,
     ReasonCode,
@@ -34,12 +37,24 @@ from cases.models import (
     TagKind,
 )
 from cases.selectors import matched_members, open_legal_requests
+from cases.statements import create_statements
 from detection import banks as hash_banks
 from detection import hash_quality, retro
-from detection.models import Account, EntryOutcome, Group, Item, ItemKind, ItemStatus, SignalKind, SubjectStatus
+from detection.models import (
+    Account,
+    BankHash,
+    EntryOutcome,
+    Group,
+    Item,
+    ItemKind,
+    ItemStatus,
+    Signal,
+    SignalKind,
+    SubjectStatus,
+)
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
-from reviewconsole.audit.recorder import audit
+from reviewconsole.audit.recorder import audit, audit_many
 from reviewconsole.queueing import enqueue
 
 BAN_DAYS = {None: "permanent", 1: "1 day", 7: "7 days", 30: "30 days", 90: "90 days"}
@@ -122,48 +137,154 @@ def decide(user, case_id, *, version, policy=None, action=None, reason_code=None
 
 def carry_out(case, decision, now, *, ip=None):
     """Every effect of the decision, inside the caller's transaction: its policy's, or the escalation."""
-    if decision.policy_id is None:
-        effects = do_escalate(case, decision, now)
-    else:
-        effects = apply_policy(case, decision, decision.policy, now)
-        effects.update(bank_decision(case, decision, ip=ip))
-        outcome = entry_outcome(decision)
-        if outcome:
-            record_entry_outcomes(case, decision, outcome)
-    sample_for_qa(decision)
+    return carry_out_many([(case, decision)], now, ip=ip)[0]
+
+
+def carry_out_many(pairs, now, *, ip=None):
+    """carry_out for the decisions of distinct cases, [(case, decision)], inside the caller's transaction.
+
+    The one path of every decision: a person's is a batch of one. Each kind of effect is read and
+    written for the whole batch with a statement or a few, and each decision gets exactly the rows it
+    would get on its own; where two cases of a batch share an item, the earlier one removes and banks
+    it, as when they are decided one after the other. Returns each decision's effects, in order.
+    """
+    effects = [None] * len(pairs)
+    acting = []
+    for n, (case, decision) in enumerate(pairs):
+        if decision.policy_id is None:
+            effects[n] = do_escalate(case, decision, now)
+        else:
+            acting.append(n)
+    if acting:
+        batch = _Batch([pairs[n] for n in acting])
+        applied = _apply_policies(batch, now)
+        for n, done, banked in zip(acting, applied, _bank_decisions(batch, ip=ip), strict=True):
+            done.update(banked)
+            effects[n] = done
+        _record_entry_outcomes(batch)
+        batch.save_options()
+    sample_for_qa_many([decision for _, decision in pairs])
     return effects
+
+
+class _Batch:
+    """The cases and decisions of one carry_out_many, and what their effects read about the cases (their
+    signals and items), read once for all of them."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+        self.changed = {}  # decisions whose options an effect extended, written once at the end
+        self._signals = None
+
+    def _load(self):
+        self._signals, item_ids = defaultdict(list), set()
+        for signal in Signal.objects.filter(case__in=[case.pk for case, _ in self.pairs]).order_by("pk"):
+            self._signals[signal.case_id].append(signal)
+            if signal.item_id:
+                item_ids.add(signal.item_id)
+        self._items = Item.objects.in_bulk(item_ids) if item_ids else {}
+
+    def signals(self, case):
+        if self._signals is None:
+            self._load()
+        return self._signals.get(case.pk, [])
+
+    def hash_matches(self, case):
+        return [signal for signal in self.signals(case) if signal.kind == SignalKind.HASH_MATCH]
+
+    def items(self, case):
+        """The case's items, distinct, in the items' own order (newest first)."""
+        self.signals(case)
+        found = {self._items[s.item_id] for s in self.signals(case) if s.item_id in self._items}
+        return sorted(found, key=lambda item: (item.created_at, item.pk), reverse=True)
+
+    def evidence(self, case):
+        """The files of the case a report carries, holds or banks: scanned, not text."""
+        return [item for item in self.items(case) if item.status == ItemStatus.SCANNED and item.kind != ItemKind.TEXT]
+
+    def options(self, decision, **more):
+        decision.options = {**decision.options, **more}
+        self.changed[decision.pk] = decision
+
+    def save_options(self):
+        if self.changed:
+            Decision.objects.bulk_update(list(self.changed.values()), ["options"])
 
 
 def apply_policy(case, decision, policy, now):
     """Ban, remove, report, hold as the policy says (as it stood when the decision was taken)."""
-    effects = {"policy": policy.code}
-    rules = decision.options.get("effects") or policy.effects()
-    notify = bool(rules.get("notify_user"))
-    open_requests = list(open_legal_requests(case).values_list("pk", flat=True)) if notify else []
-    if open_requests:
-        # Telling the user could tip off a suspect: the liaison decides when, not this decision.
-        notify = False
-        effects["notification_withheld"] = {"legal_requests": open_requests}
-    if rules.get("ban", BanScope.NONE) != BanScope.NONE:
-        effects.update(_ban(case, decision, now, notify=notify))
-    if rules.get("remove", RemoveScope.NONE) != RemoveScope.NONE:
-        effects.update(_remove(case, decision, now, notify=notify))
-    if rules.get("protect"):
-        _enforce(decision, "protect_account", case.subject.external_id, {"reason": policy.category})
-        effects["protected"] = case.subject.external_id
-    if case.account_id and rules.get("ban", BanScope.NONE) != BanScope.NONE and (
-            policy.category == "known_csam" or (policy.reportable and case.signals.filter(
-                kind=SignalKind.HASH_MATCH).exists())):
-        # Whoever else shared the media this account is banned for should be looked at too.
-        retro.request_share_outward(case.account_id, decision_id=decision.pk,
-                                    reason=f"banned under “{policy.title}” (case #{case.pk})")
-        effects["shared_media_search"] = True
-    if rules.get("report") or policy.reportable:  # reportable by law, whatever the row says
-        effects.update(_report(case, decision, now, rules.get("incident_type") or policy.incident_type))
-    elif rules.get("hold"):
-        effects["held_items"] = hold_case_items(case, decision, start=now)
-    _close(case, decision, now)
+    batch = _Batch([(case, decision)])
+    effects = _apply_policies(batch, now)[0]
+    batch.save_options()
     return effects
+
+
+def _apply_policies(batch, now):
+    """apply_policy for each decision of the batch, each kind of effect written for all at once."""
+    rules_of = [decision.options.get("effects") or decision.policy.effects() for _, decision in batch.pairs]
+    withheld = _withheld_notifications([case for (case, _), rules in zip(batch.pairs, rules_of, strict=True)
+                                        if rules.get("notify_user")])
+    outbox = Outbox()
+    results, bans, removals, shares, reports, holds, closing = [], [], [], [], [], [], []
+    for (case, decision), rules in zip(batch.pairs, rules_of, strict=True):
+        policy = decision.policy
+        effects = {"policy": policy.code}
+        notify = bool(rules.get("notify_user"))
+        if notify and withheld.get(case.pk):
+            # Telling the user could tip off a suspect: the liaison decides when, not this decision.
+            notify = False
+            effects["notification_withheld"] = {"legal_requests": withheld[case.pk]}
+        banning = rules.get("ban", BanScope.NONE) != BanScope.NONE
+        if banning:
+            bans.append((case, decision, notify, effects))
+        if rules.get("remove", RemoveScope.NONE) != RemoveScope.NONE:
+            removals.append((case, decision, notify, effects))
+        if rules.get("protect"):
+            outbox.add(decision, "protect_account", case.subject.external_id, {"reason": policy.category})
+            effects["protected"] = case.subject.external_id
+        if case.account_id and banning and (policy.category == "known_csam" or (
+                policy.reportable and batch.hash_matches(case))):
+            # Whoever else shared the media this account is banned for should be looked at too.
+            shares.append((case.account_id, decision.pk, f"banned under “{policy.title}” (case #{case.pk})"))
+            effects["shared_media_search"] = True
+        if rules.get("report") or policy.reportable:  # reportable by law, whatever the row says
+            reports.append((case, decision, rules.get("incident_type") or policy.incident_type, effects))
+        elif rules.get("hold"):
+            holds.append((case, decision, effects))
+        closing.append((case, decision))
+        results.append(effects)
+    # The outbox rows in the order one decision writes them: bans, removals, then protection.
+    protect = outbox.take()
+    _ban_many(bans, now, outbox)
+    _remove_many(batch, removals, now, outbox)
+    outbox.extend(protect)
+    outbox.write()
+    retro.request_share_outward_many(shares)
+    _report_many(batch, reports, now)
+    _hold_many(batch, holds, now)
+    _close_many(closing, now)
+    return results
+
+
+def _withheld_notifications(cases):
+    """{case id: the open legal requests that withhold its notification}, for the cases that would notify."""
+    if not cases:
+        return {}
+    about = Q(cases__in=[c.pk for c in cases])
+    accounts, groups = [c.account_id for c in cases if c.account_id], [c.group_id for c in cases if c.group_id]
+    if accounts:
+        about |= Q(accounts__in=accounts)
+    if groups:
+        about |= Q(groups__in=groups)
+    if not LegalRequest.objects.filter(about).exclude(
+            status__in=[LegalRequestStatus.CLOSED, LegalRequestStatus.REJECTED]).exists():
+        return {}  # the usual answer, in one statement; otherwise each case asks as one decision does
+    found = {}
+    for case in cases:
+        requests = list(open_legal_requests(case).values_list("pk", flat=True))
+        if requests:
+            found[case.pk] = requests
+    return found
 
 
 def guardrail(user, case, policy, facts=None):
@@ -299,24 +420,57 @@ def bank_decision(case, decision, *, ip=None):
     """A final decision feeds the banks: confirmed material into the local bank, and a senior's
     dismissal (when asked) onto the allow-list. The entries added are kept on the decision so
     that an undo takes exactly those back."""
-    if (decision.options.get("effects") or {}).get("bank") == BankEffect.LOCAL:
-        name = hash_banks.LOCAL_BANK
-    elif decision.action == Action.DISMISS and decision.options.get("allow_list"):
-        name = hash_banks.ALLOW_BANK
-    else:
-        return {}
-    items = list(Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct())
-    if not items:
-        return {}
-    bank = hash_banks.system_bank(name)
-    ids = hash_banks.add_item_hashes(bank, items, user=decision.decided_by,
-                                     label_for=lambda item: f"case #{case.pk} item #{item.pk}")
-    decision.options = {**decision.options, "bank_entries": ids}
-    Decision.objects.filter(pk=decision.pk).update(options=decision.options)
-    summary = {"bank": bank.name, "entries_added": len(ids), "items": [item.pk for item in items]}
-    audit(decision.decided_by, Event.BANK_ENTRIES_ADDED, case=case, object_type="bank", object_id=bank.pk, ip=ip,
-          details={**summary, "decision": decision.pk})
-    return {"banked": summary}
+    batch = _Batch([(case, decision)])
+    effects = _bank_decisions(batch, ip=ip)[0]
+    batch.save_options()
+    return effects
+
+
+def _bank_decisions(batch, *, ip=None):
+    """bank_decision for each decision of the batch: one addition per bank (and decider) for all of them.
+
+    Each decision keeps the entries its own items brought: an entry two cases' items share is the
+    earlier case's, as when they are decided one after the other."""
+    results = [{} for _ in batch.pairs]
+    groups = defaultdict(list)
+    for n, (case, decision) in enumerate(batch.pairs):
+        if (decision.options.get("effects") or {}).get("bank") == BankEffect.LOCAL:
+            name = hash_banks.LOCAL_BANK
+        elif decision.action == Action.DISMISS and decision.options.get("allow_list"):
+            name = hash_banks.ALLOW_BANK
+        else:
+            continue
+        items = batch.evidence(case)
+        if items:
+            groups[(name, decision.decided_by_id)].append((n, case, decision, items))
+    entries = []
+    for (name, _), wanted in groups.items():
+        bank = hash_banks.system_bank(name)
+        case_of, owner, ordered = {}, {}, []
+        for n, case, _, items in wanted:
+            for item in items:
+                if item.pk not in case_of:
+                    case_of[item.pk] = case
+                    ordered.append(item)
+                for hash_type, value, *_ in hash_banks.item_entries(item):
+                    owner.setdefault((hash_type, value), n)
+        ids = hash_banks.add_item_hashes(bank, ordered, user=wanted[0][2].decided_by,
+                                         label_for=lambda item, case_of=case_of: f"case #{case_of[item.pk].pk} "
+                                                                                 f"item #{item.pk}")
+        mine = defaultdict(set)
+        if ids:
+            for pk, hash_type, value in BankHash.objects.filter(pk__in=ids).values_list("pk", "hash_type", "value"):
+                mine[owner.get((hash_type, value))].add(pk)
+        for n, case, decision, items in wanted:
+            own = [pk for pk in ids if pk in mine[n]]
+            batch.options(decision, bank_entries=own)
+            summary = {"bank": bank.name, "entries_added": len(own), "items": [item.pk for item in items]}
+            entries.append((decision.decided_by, Event.BANK_ENTRIES_ADDED,
+                            {"case": case, "object_type": "bank", "object_id": bank.pk, "ip": ip,
+                             "details": {**summary, "decision": decision.pk}}))
+            results[n] = {"banked": summary}
+    audit_many(entries)
+    return results
 
 
 def _replayed_decision(user, case_id, reason_code, version):
@@ -337,12 +491,17 @@ def _replayed_decision(user, case_id, reason_code, version):
     raise ActionError("The case changed since you opened it; reload to see what is new.")
 
 
-def _close(case, decision, now):
-    case.status = CaseStatus.CLOSED
-    case.closed_at = now
-    case.lease_expires_at = None
-    case.resolution = decision.action
-    case.save(update_fields=["status", "closed_at", "lease_expires_at", "resolution", "updated_at"])
+def _close_many(pairs, now):
+    by_action = defaultdict(list)
+    for case, decision in pairs:
+        by_action[decision.action].append(case)
+    for action, cases in by_action.items():
+        updated = timezone.now()
+        Case.objects.filter(pk__in=[case.pk for case in cases]).update(
+            status=CaseStatus.CLOSED, closed_at=now, lease_expires_at=None, resolution=action, updated_at=updated)
+        for case in cases:
+            case.status, case.closed_at, case.lease_expires_at = CaseStatus.CLOSED, now, None
+            case.resolution, case.updated_at = action, updated
 
 
 def _enforce(decision, action, target, payload):
@@ -351,96 +510,148 @@ def _enforce(decision, action, target, payload):
 
 
 def _enforce_many(decision, wanted):
-    """_enforce for many (action, target, payload): the rows the decision lacks written with one statement.
-
-    Runs inside the decision's transaction, which holds the decision (and its case) locked: nothing else
-    adds this decision's rows meanwhile, so reading those that exist and inserting the rest gives one row
-    each, as get_or_create per row did, in three statements rather than four per row.
-    """
-    if not wanted:
-        return
-    platforms = list(Platform.objects.filter(enabled=True).exclude(webhook_url="")) or [None]
-    # Nothing leaves before the undo window closes.
-    due = decision.created_at + timedelta(seconds=settings.UNDO_SECONDS)
-    existing = set(Enforcement.objects.filter(decision=decision).values_list("action", "target", "platform_id"))
-    rows, seen = [], set()
+    """_enforce for many (action, target, payload) of one decision."""
+    outbox = Outbox()
     for action, target, payload in wanted:
-        for platform in platforms:
-            key = (action, target, platform.pk if platform else None)
-            if key in existing or key in seen:
-                continue
-            seen.add(key)
-            rows.append(Enforcement(decision=decision, action=action, target=target, platform=platform,
-                                    payload=payload, next_attempt_at=due if settings.UNDO_SECONDS else None))
-    for enforcement in Enforcement.objects.bulk_create(rows):
-        if enforcement.platform_id is not None:
-            enqueue("cases.dispatch.dispatch_enforcement", enforcement.pk, queue="dispatch",
-                    delay=settings.UNDO_SECONDS)
+        outbox.add(decision, action, target, payload)
+    outbox.write()
 
 
-def _ban(case, decision, now, *, notify=False):
-    subject = case.subject
-    model = Account if case.account_id else Group
-    # The first ban's date stays: a later ban of a banned subject does not move it.
-    model.objects.filter(pk=subject.pk).update(status=SubjectStatus.BANNED)
-    model.objects.filter(pk=subject.pk, banned_at__isnull=True).update(banned_at=now)
-    kind = "ban_account" if case.account_id else "ban_group"
-    _enforce(decision, kind, subject.external_id, {"notify_user": notify})
-    effects = {"banned": subject.external_id,
-               "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"}
-    wanted = set(decision.options.get("member_ids") or [])
-    if case.group_id and wanted:
-        # Bulk action on a group case: only members who shared matched material in it.
-        members = [a for a in matched_members(case.group) if a.pk in wanted]
-        Account.objects.filter(pk__in=[a.pk for a in members]).update(status=SubjectStatus.BANNED)
-        Account.objects.filter(pk__in=[a.pk for a in members], banned_at__isnull=True).update(banned_at=now)
-        _enforce_many(decision, [("ban_account", member.external_id,
-                                  {"group": subject.external_id, "notify_user": notify}) for member in members])
-        effects["members_banned"] = [a.external_id for a in members]
-    return effects
+class Outbox:
+    """The enforcement rows of one or more decisions, written together: the rows they lack with one statement.
 
-
-def _remove(case, decision, now, *, notify=False):
-    items = list(Item.objects.filter(signals__case=case, removed_at__isnull=True).distinct())
-    Item.objects.filter(pk__in=[i.pk for i in items]).update(removed_at=now)
-    _enforce_many(decision, [("remove_content", item.external_id or f"item:{item.pk}",
-                              {"item_id": item.pk, "notify_user": notify}) for item in items])
-    return {"removed_items": [i.pk for i in items]}
-
-
-def _report(case, decision, now, incident_type):
-    """The CyberTipline report of a reportable decision, with every file of the case on legal hold.
-
-    The report waits for a senior's approval when CYBERTIP_REQUIRE_APPROVAL is on, or when the
-    decider is not cleared to view evidence; then `cases.cybertip.filing` files it. A case without
-    files (grooming, enticement) is reported without files.
+    Runs inside the decisions' transaction, which holds the decisions (and their cases) locked: nothing
+    else adds their rows meanwhile, so reading those that exist and inserting the rest gives one row
+    each, as get_or_create per row did, in three statements for any number of rows.
     """
-    if decision.rule_version_id:
-        # No person viewed the files: the report says so (fileViewedByEsp=false, read from the audit
-        # log when it is built). A policy may instead hold it until a specialist has viewed them.
-        queued = not settings.CYBERTIP_APPROVE_AUTOMATED and not (decision.options.get("effects") or {}).get(
-            "view_before_filing")
-    else:
-        queued = not settings.CYBERTIP_REQUIRE_APPROVAL and decision.decided_by.has_perm("cases.reveal_evidence")
-    report = CyberTipReport.objects.create(
-        case=case, decision=decision, created_by=decision.decided_by, additional_info=case.summary,
-        status=CyberTipReport.Status.QUEUED if queued else CyberTipReport.Status.AWAITING_APPROVAL,
-        incident_type=incident_type or INCIDENT_TYPES[0],
-    )
-    items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
-    CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for item in items])
-    hold_for_report(report, start=now)  # held from the decision; extended when submitted
-    if queued:
-        enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch", delay=settings.UNDO_SECONDS)
-    return {"cybertip_report": report.pk}
+
+    def __init__(self):
+        self.wanted = []
+
+    def add(self, decision, action, target, payload):
+        self.wanted.append((decision, action, target, payload))
+
+    def take(self):
+        wanted, self.wanted = self.wanted, []
+        return wanted
+
+    def extend(self, wanted):
+        self.wanted += wanted
+
+    def write(self):
+        if not self.wanted:
+            return
+        platforms = list(Platform.objects.filter(enabled=True).exclude(webhook_url="")) or [None]
+        # A decision's rows together, in the order it asked for them, as when decided on its own.
+        self.wanted.sort(key=lambda wanted: wanted[0].pk)
+        decisions = {decision.pk: decision for decision, *_ in self.wanted}
+        existing = set(Enforcement.objects.filter(decision__in=list(decisions)).values_list(
+            "decision_id", "action", "target", "platform_id"))
+        rows, seen = [], set()
+        for decision, action, target, payload in self.wanted:
+            # Nothing leaves before the undo window closes.
+            due = decision.created_at + timedelta(seconds=settings.UNDO_SECONDS)
+            for platform in platforms:
+                key = (decision.pk, action, target, platform.pk if platform else None)
+                if key in existing or key in seen:
+                    continue
+                seen.add(key)
+                rows.append(Enforcement(decision=decision, action=action, target=target, platform=platform,
+                                        payload=payload, next_attempt_at=due if settings.UNDO_SECONDS else None))
+        self.wanted = []
+        created = Enforcement.objects.bulk_create(rows)
+        # Each restriction's statement of reasons (DSA Art. 17) in the decision's transaction.
+        create_statements(created)
+        for enforcement in created:
+            if enforcement.platform_id is not None:
+                enqueue("cases.dispatch.dispatch_enforcement", enforcement.pk, queue="dispatch",
+                        delay=settings.UNDO_SECONDS)
 
 
-def hold_case_items(case, decision, start):
-    items = Item.objects.filter(signals__case=case, status="scanned").exclude(kind="text").distinct()
-    holds = hold_for_decision(decision, items, start=start)
-    decision.options = {**decision.options, "holds": holds}
-    Decision.objects.filter(pk=decision.pk).update(options=decision.options)
-    return [item.pk for item in items]
+def _ban_many(bans, now, outbox):
+    """Ban the subjects of these decisions: [(case, decision, notify, effects)]."""
+    accounts = [case.account_id for case, *_ in bans if case.account_id]
+    groups = [case.group_id for case, *_ in bans if not case.account_id]
+    for model, ids in ((Account, accounts), (Group, groups)):
+        if ids:
+            # The first ban's date stays: a later ban of a banned subject does not move it.
+            model.objects.filter(pk__in=ids).update(status=SubjectStatus.BANNED)
+            model.objects.filter(pk__in=ids, banned_at__isnull=True).update(banned_at=now)
+    for case, decision, notify, effects in bans:
+        subject = case.subject
+        kind = "ban_account" if case.account_id else "ban_group"
+        outbox.add(decision, kind, subject.external_id, {"notify_user": notify})
+        effects.update({"banned": subject.external_id,
+                        "ban_until": decision.ban_until.isoformat() if decision.ban_until else "permanent"})
+        wanted = set(decision.options.get("member_ids") or [])
+        if case.group_id and wanted:
+            # Bulk action on a group case: only members who shared matched material in it.
+            members = [a for a in matched_members(case.group) if a.pk in wanted]
+            Account.objects.filter(pk__in=[a.pk for a in members]).update(status=SubjectStatus.BANNED)
+            Account.objects.filter(pk__in=[a.pk for a in members], banned_at__isnull=True).update(banned_at=now)
+            for member in members:
+                outbox.add(decision, "ban_account", member.external_id,
+                           {"group": subject.external_id, "notify_user": notify})
+            effects["members_banned"] = [a.external_id for a in members]
+
+
+def _remove_many(batch, removals, now, outbox):
+    """Remove the flagged items of these decisions' cases: [(case, decision, notify, effects)]."""
+    taken = set()
+    for case, decision, notify, effects in removals:
+        items = [item for item in batch.items(case) if item.removed_at is None and item.pk not in taken]
+        taken.update(item.pk for item in items)
+        for item in items:
+            outbox.add(decision, "remove_content", item.external_id or f"item:{item.pk}",
+                       {"item_id": item.pk, "notify_user": notify})
+        effects["removed_items"] = [i.pk for i in items]
+    if taken:
+        Item.objects.filter(pk__in=sorted(taken)).update(removed_at=now)
+        for case, *_ in removals:
+            for item in batch.items(case):
+                if item.pk in taken:
+                    item.removed_at = now
+
+
+def _report_many(batch, reports, now):
+    """The CyberTipline report of each reportable decision, with every file of its case on legal hold:
+    [(case, decision, incident_type, effects)].
+
+    A report waits for a senior's approval when CYBERTIP_REQUIRE_APPROVAL is on, or when the decider
+    is not cleared to view evidence; then `cases.cybertip.filing` files it. A case without files
+    (grooming, enticement) is reported without files.
+    """
+    if not reports:
+        return
+    rows = []
+    for case, decision, incident_type, _ in reports:
+        if decision.rule_version_id:
+            # No person viewed the files: the report says so (fileViewedByEsp=false, read from the audit
+            # log when it is built). A policy may instead hold it until a specialist has viewed them.
+            queued = not settings.CYBERTIP_APPROVE_AUTOMATED and not (decision.options.get("effects") or {}).get(
+                "view_before_filing")
+        else:
+            queued = not settings.CYBERTIP_REQUIRE_APPROVAL and decision.decided_by.has_perm("cases.reveal_evidence")
+        rows.append(CyberTipReport(
+            case=case, decision=decision, created_by=decision.decided_by, additional_info=case.summary,
+            status=CyberTipReport.Status.QUEUED if queued else CyberTipReport.Status.AWAITING_APPROVAL,
+            incident_type=incident_type or INCIDENT_TYPES[0]))
+    made = CyberTipReport.objects.bulk_create(rows)
+    CyberTipFile.objects.bulk_create([CyberTipFile(report=report, item=item) for report, (case, *_)
+                                      in zip(made, reports, strict=True) for item in batch.evidence(case)])
+    hold_for_reports(made, start=now)  # held from the decision; extended when submitted
+    for report, (*_, effects) in zip(made, reports, strict=True):
+        if report.status == CyberTipReport.Status.QUEUED:
+            enqueue("cases.cybertip.filing.file_report", report.pk, queue="dispatch", delay=settings.UNDO_SECONDS)
+        effects["cybertip_report"] = report.pk
+
+
+def _hold_many(batch, holds, now):
+    """Hold the files of these decisions' cases without a report: [(case, decision, effects)]."""
+    for case, decision, effects in holds:
+        items = batch.evidence(case)
+        batch.options(decision, holds=hold_for_decision(decision, items, start=now))
+        effects["held_items"] = [item.pk for item in items]
 
 
 def do_escalate(case, decision, now):
@@ -581,6 +792,17 @@ def _enforce_now(decision, action, target, payload):
 def record_entry_outcomes(case, decision, outcome):
     """What became of the bank entries the case's matches rest on, for the hash-quality loop."""
     hash_quality.record_outcome(case.signals.filter(kind=SignalKind.HASH_MATCH), outcome, decision_id=decision.pk)
+
+
+def _record_entry_outcomes(batch):
+    """record_entry_outcomes for the final decisions of the batch, with one call per kind of outcome."""
+    by_outcome = defaultdict(list)
+    for case, decision in batch.pairs:
+        outcome = entry_outcome(decision)
+        if outcome:
+            by_outcome[outcome].append((batch.hash_matches(case), decision.pk))
+    for outcome, wanted in by_outcome.items():
+        hash_quality.record_outcomes(outcome, wanted)
 
 
 def entry_outcome(decision):

@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from cases.actions import ActionError
-from cases.models import DestructionRequest, IntegrityAlert, LegalHold, LegalRequestStatus
+from cases.models import CyberTipFile, DestructionRequest, IntegrityAlert, LegalHold, LegalRequestStatus
 from detection.models import EvidenceOnHold, Item
 from reviewconsole import storage
 from reviewconsole.audit.events import Event
@@ -34,22 +34,40 @@ Pending = DestructionRequest.Status.PENDING
 
 def hold_for_report(report, start=None):
     """Hold every file of a CyberTipline report for CYBERTIP_HOLD_DAYS from `start` (extends, never shortens)."""
+    hold_for_reports([report], start=start)
+
+
+def hold_for_reports(reports, start=None):
+    """hold_for_report for many reports, with a statement of each kind for all of them."""
     until = (start or timezone.now()) + timedelta(days=settings.CYBERTIP_HOLD_DAYS)
-    for report_file in report.files.all():
-        hold = LegalHold.objects.filter(item_id=report_file.item_id, report=report, lifted_at__isnull=True).first()
+    files = list(CyberTipFile.objects.filter(report__in=reports).order_by("report_id", "pk")
+                 .values_list("report_id", "item_id"))
+    if not files:
+        return
+    holds = {}
+    for hold in LegalHold.objects.filter(report__in=reports, lifted_at__isnull=True).order_by("pk"):
+        holds.setdefault((hold.report_id, hold.item_id), hold)
+    fresh, shorter = [], []
+    for report_id, item_id in files:
+        hold = holds.get((report_id, item_id))
         if hold is None:
-            LegalHold.objects.create(item_id=report_file.item_id, report=report, reason=LegalHold.Reason.CYBERTIP,
-                                     until=until, note=f"CyberTipline report {report.pk}")
-        elif hold.until < until:
-            LegalHold.objects.filter(pk=hold.pk).update(until=until)
+            holds[(report_id, item_id)] = hold = LegalHold(item_id=item_id, report_id=report_id,
+                                                           reason=LegalHold.Reason.CYBERTIP, until=until,
+                                                           note=f"CyberTipline report {report_id}")
+            fresh.append(hold)
+        elif hold.pk and hold.until < until:
+            shorter.append(hold.pk)
+    LegalHold.objects.bulk_create(fresh)
+    if shorter:
+        LegalHold.objects.filter(pk__in=shorter).update(until=until)
 
 
 def hold_for_decision(decision, items, start=None):
     """Hold the items a policy preserves without a report, as long as a report's would be; returns the hold ids."""
     until = (start or timezone.now()) + timedelta(days=settings.CYBERTIP_HOLD_DAYS)
-    return [LegalHold.objects.create(item=item, reason=LegalHold.Reason.MANUAL, until=until,
-                                     placed_by=decision.decided_by,
-                                     note=f"decision {decision.pk}: {decision.reason.code}").pk for item in items]
+    return [hold.pk for hold in LegalHold.objects.bulk_create([
+        LegalHold(item=item, reason=LegalHold.Reason.MANUAL, until=until, placed_by=decision.decided_by,
+                  note=f"decision {decision.pk}: {decision.reason.code}") for item in items])]
 
 
 def _remove_bytes(item):

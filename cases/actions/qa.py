@@ -17,9 +17,24 @@ _qa_random = random.SystemRandom()
 
 def sample_for_qa(decision):
     """A share of decisions goes to blind QA: QA_SAMPLE_RATE of people's, the rule's own share of a rule's."""
-    rate = rule_qa_rate(decision.rule_version) if decision.rule_version_id else settings.QA_SAMPLE_RATE
-    if decision.action != Action.ESCALATE and _qa_random.random() < rate:
-        QAReview.objects.get_or_create(decision=decision)
+    sample_for_qa_many([decision])
+
+
+def sample_for_qa_many(decisions):
+    """sample_for_qa for many decisions: each drawn on its own, the samples written with one statement."""
+    rates = {}
+    sampled = []
+    for decision in decisions:
+        if decision.rule_version_id:
+            if decision.rule_version_id not in rates:
+                rates[decision.rule_version_id] = rule_qa_rate(decision.rule_version)
+            rate = rates[decision.rule_version_id]
+        else:
+            rate = settings.QA_SAMPLE_RATE
+        if decision.action != Action.ESCALATE and _qa_random.random() < rate:
+            sampled.append(QAReview(decision=decision))
+    # A decision sampled already keeps its sample (one per decision), as get_or_create did.
+    QAReview.objects.bulk_create(sampled, ignore_conflicts=True)
 
 
 def rule_qa_rate(version):

@@ -1,10 +1,12 @@
 """Automation rules: saved as versions, run over triaged cases, backtested, broken, rolled back.
 
-A rule in mode "on" decides through the same path as a person (`carry_out`): the decision names the
-rule version, its decider is the console's automation account, and the audit row says which rule
-acted. Whatever a rule says, it never acts where a person must: a possible child victim, new
-material that needs a human view, dual control, a case someone holds, a bank entry people
-deconfirmed, or a rule, bank or entry whose circuit breaker is open. Those cases stay with people.
+A rule in mode "on" decides through the same path as a person (`carry_out_many`, of which a person's
+`carry_out` is a batch of one): the decision names the rule version, its decider is the console's
+automation account, and the audit row says which rule acted. The cases of one run that a rule acts
+on are decided together, up to DECIDE_CHUNK in a transaction, each still checked and audited on its
+own. Whatever a rule says, it never acts where a person must: a possible child victim, new material
+that needs a human view, dual control, a case someone holds, a bank entry people deconfirmed, or a
+rule, bank or entry whose circuit breaker is open. Those cases stay with people.
 """
 
 import hashlib
@@ -17,12 +19,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from cases import conditions, routing
 from cases.actions import ActionError
-from cases.actions.decisions import carry_out, guard_facts, guardrail, needs_second_reviewer, reverse_decision
+from cases.actions.decisions import carry_out_many, guard_facts, guardrail, needs_second_reviewer, reverse_decision
 from cases.models import (
     Breaker,
     BreakerScope,
@@ -38,12 +40,13 @@ from cases.models import (
     RuleFiring,
     RuleMode,
     RuleVersion,
+    SubjectTag,
 )
 from detection import hash_quality
-from detection.models import Bank, BankHash, EntryStatus, Signal
+from detection.models import Bank, BankHash, EntryStatus, Signal, SignalKind
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
-from reviewconsole.audit.recorder import audit
+from reviewconsole.audit.recorder import audit, audit_many
 
 log = logging.getLogger(__name__)
 
@@ -190,17 +193,32 @@ def apply_rules(case_ids):
     fired = set(RuleFiring.objects.filter(case__in=cases, rule_version__in=versions).values_list(
         "rule_version_id", "case_id"))
     shared = {}  # the automation account and reason codes, read once for the batch
-    for case in cases:
-        for version in versions:
-            if (version.pk, case.pk) in fired:
-                continue
-            hit = first_hit(version, case, by_case.get(case.pk, []), facts)
-            if hit is None:
-                continue
-            outcome = _fire(version, case, *hit, shared=shared)
+    # Each case tries the live versions in order. A rule's decision ends the case's turn, one held back
+    # lets the next rule try, as one case at a time; the decisions of every case that reached one are
+    # taken together, and the cases whose decision was not taken go on from the next rule.
+    tried = dict.fromkeys((case.pk for case in cases), 0)
+    going = cases
+    while going:
+        due = []
+        for case in going:
+            position = tried[case.pk]
+            while position < len(versions):
+                version = versions[position]
+                position += 1
+                if (version.pk, case.pk) in fired:
+                    continue
+                hit = first_hit(version, case, by_case.get(case.pk, []), facts)
+                if hit is None:
+                    continue
+                if version.mode == RuleMode.ON and version.effect == RuleEffect.APPLY_POLICY:
+                    due.append((version, case, hit[0], _base(version, case, hit[0])))
+                    break
+                counts[_fire(version, case, *hit, shared=shared)] += 1
+            tried[case.pk] = position
+        outcomes = _decide_due(due, shared)
+        for outcome in outcomes.values():
             counts[outcome] += 1
-            if outcome == FiringOutcome.DECIDED:
-                break  # the case is closed: later rules have nothing to act on
+        going = [case for _, case, _, _ in due if outcomes[case.pk] != FiringOutcome.DECIDED]
     return dict(counts)
 
 
@@ -213,12 +231,17 @@ def first_hit(version, case, signals, facts):
     return None
 
 
-def _fire(version, case, signal, facts, shared=None):
+def _base(version, case, signal):
+    """The fields of the rule's firing on the case: which rule, case, signal, bank and bank entry."""
     details = signal.details if isinstance(signal.details, dict) else {}
     bank_id = details.get("bank_id") if isinstance(details.get("bank_id"), int) else None
     entry_id = details.get("entry_id") if isinstance(details.get("entry_id"), int) else None
-    base = {"rule_version": version, "rule": version.rule, "case": case, "signal": signal, "bank_id": bank_id,
+    return {"rule_version": version, "rule": version.rule, "case": case, "signal": signal, "bank_id": bank_id,
             "bank_hash_id": entry_id}
+
+
+def _fire(version, case, signal, facts, shared=None):
+    base = _base(version, case, signal)
     if version.mode == RuleMode.SHADOW:
         _record(base, FiringOutcome.SHADOW, "")
         return FiringOutcome.SHADOW
@@ -226,14 +249,8 @@ def _fire(version, case, signal, facts, shared=None):
         return _route(base, case, version)
     if version.effect == RuleEffect.PRIORITY:
         return _prioritise(base, case, version)
-    breaker = breakers.open_for(version.rule_id, bank_id, entry_id)
-    if breaker is not None:
-        _record(base, FiringOutcome.BREAKER, f"circuit breaker open: {breaker.label}")
-        return FiringOutcome.BREAKER
-    outcome = decide_automatically(version, case, signal, base, shared=shared)
-    if outcome == FiringOutcome.DECIDED:
-        breakers.acted(version.rule, bank_id, entry_id)
-    return outcome
+    outcomes = _decide_due([(version, case, signal, base)], {} if shared is None else shared)
+    return outcomes[case.pk]
 
 
 def _record(base, outcome, why, decision=None):
@@ -276,64 +293,174 @@ def _actor(version):
     return f"rule {version.rule.code} v{version.version}"[:150]
 
 
+DECIDE_CHUNK = 100  # decisions a transaction: a lock held a moment, a failure retried case by case
+
+
 def decide_automatically(version, case, signal, base, shared=None):
     """Apply the rule's policy to an open case through the decision path, or leave it to people.
 
     `shared`: a dict kept across the decisions of one batch, holding the automation account and the
     reason codes once read."""
-    policy = version.policy
-    shared = {} if shared is None else shared
+    return _decide_chunk([(version, case, signal, base)], {} if shared is None else shared)[case.pk]
+
+
+def _decide_due(due, shared):
+    """Decide the cases a rule will act on, [(version, case, signal, base)], in chunks of up to
+    DECIDE_CHUNK a transaction. Before each chunk the circuit breakers are asked, and a breaker's
+    rule, bank or entry gets no more decisions in a chunk than pass between two of its counts one
+    decision at a time; the rest wait for the next chunk, counted after this one. Returns {case id: outcome}.
+    """
+    outcomes = {}
+    breakers.prepare([(version.rule, base["bank_id"], base["bank_hash_id"]) for version, _, _, base in due])
+    while due:
+        chunk, later, taken = [], [], defaultdict(int)
+        for candidate in due:
+            version, case, _, base = candidate
+            keys = breakers.keys(version.rule, base["bank_id"], base["bank_hash_id"])
+            if len(chunk) >= DECIDE_CHUNK or any(taken[key] >= breakers.room(key, version.rule) for key in keys):
+                later.append(candidate)
+                continue
+            breaker = breakers.open_for(version.rule_id, base["bank_id"], base["bank_hash_id"])
+            if breaker is not None:
+                _record(base, FiringOutcome.BREAKER, f"circuit breaker open: {breaker.label}")
+                outcomes[case.pk] = FiringOutcome.BREAKER
+                continue
+            chunk.append(candidate)
+            for key in keys:
+                taken[key] += 1
+        decided = _decide_chunk(chunk, shared)
+        outcomes.update(decided)
+        breakers.acted_many([(version.rule, base["bank_id"], base["bank_hash_id"])
+                             for version, case, _, base in chunk if decided[case.pk] == FiringOutcome.DECIDED])
+        due = later
+    return outcomes
+
+
+def _decide_chunk(chunk, shared):
+    """Decide a chunk in one transaction; if it fails on a conflict (a concurrent decision or firing on
+    one of its cases), each case again in a transaction of its own, so that the others still stand."""
+    if not chunk:
+        return {}
+    # The automation account and the reason codes are read (made, the first time) before the chunk's
+    # transaction: a chunk rolled back must not take with it rows the retries go on using.
     if "robot" not in shared:
         shared["robot"] = automation_account()
+    for version, *_ in chunk:
+        policy = version.policy
+        if ("reason", policy.code) not in shared:
+            shared[("reason", policy.code)], _ = ReasonCode.objects.get_or_create(
+                code=policy.code, defaults={"label": policy.title})
+    try:
+        with transaction.atomic():
+            return _decide_together(chunk, shared)
+    except IntegrityError as exc:
+        if len(chunk) == 1:
+            log.warning("rule decision on case %s given up: %s", chunk[0][1].pk, exc)
+            return {chunk[0][1].pk: FiringOutcome.HELD_BACK}
+        outcomes = {}
+        for candidate in chunk:
+            outcomes.update(_decide_chunk([candidate], shared))
+        return outcomes
+
+
+def _decide_together(chunk, shared):
+    """The decisions of a chunk of cases (`shared` holding the automation account and the reason codes),
+    inside the caller's transaction: each case locked and checked as
+    one decision checks it, those a person must decide held back (recorded, with the reason), the others
+    decided through carry_out_many, each with its firing and its audit row."""
     robot = shared["robot"]
     now = timezone.now()
-    with transaction.atomic():
-        moved = Case.objects.filter(pk=case.pk, version=case.version, status=CaseStatus.OPEN,
-                                    assigned_to__isnull=True, closed_at__isnull=True).update(
-            version=F("version") + 1, updated_at=now)
-        if not moved:
-            return FiringOutcome.HELD_BACK if _record(base, FiringOutcome.HELD_BACK, "a person has the case") \
-                else FiringOutcome.HELD_BACK
-        case = Case.objects.select_related("account", "group", "queue").get(pk=case.pk)
-        why = _held_back_why(robot, case, policy)
+    # Locked in id order, as any batch locks them: two batches sharing cases wait instead of deadlocking.
+    locked = Case.objects.select_for_update(of=("self",)).select_related("account", "group", "queue").filter(
+        pk__in=[case.pk for _, case, _, _ in chunk], status=CaseStatus.OPEN, assigned_to__isnull=True,
+        closed_at__isnull=True).order_by("pk").in_bulk()
+    outcomes, firings, audits, going = {}, [], [], []
+    facts = _guard_facts_many(robot, [locked[case.pk] for _, case, _, _ in chunk if case.pk in locked],
+                              need_known=any(not version.policy.reportable for version, *_ in chunk))
+    for version, case, signal, base in chunk:
+        current = locked.get(case.pk)
+        if current is None or current.version != case.version:
+            firings.append(RuleFiring(**base, outcome=FiringOutcome.HELD_BACK, why="a person has the case"))
+            outcomes[case.pk] = FiringOutcome.HELD_BACK
+            continue
+        why = _held_back_why(robot, current, version.policy, facts[current.pk])
         if why:
-            # Nothing changed but the version: give it back so a reviewer's open page stays current.
-            Case.objects.filter(pk=case.pk).update(version=F("version") - 1)
-            _record(base, FiringOutcome.HELD_BACK, why)
-            audit(None, Event.RULE_FIRED, case=case, object_type="rule", object_id=version.rule_id,
-                  actor_label=_actor(version), details={"effect": "held_back", "why": why, "signal": signal.pk})
-            return FiringOutcome.HELD_BACK
-        reason = shared.get(("reason", policy.code))
-        if reason is None:
-            reason, _ = ReasonCode.objects.get_or_create(code=policy.code, defaults={"label": policy.title})
-            shared[("reason", policy.code)] = reason
-        decision = Decision.objects.create(
-            case=case, case_version=case.version - 1, action=policy.action, reason=reason, decided_by=robot,
-            policy=policy, policy_version=policy.version, rule_version=version,
-            note=f"Automated: {version.rule.title} (v{version.version}) — {conditions.describe(version.conditions)}"[
-                :2000],
-            options={"member_ids": [], "hand_off_to": None, "allow_list": False, "effects": policy.effects(),
-                     "second_review_reason": "", "rule": version.rule.code, "rule_version": version.version,
-                     "signal": signal.pk})
-        if not _record(base, FiringOutcome.DECIDED, policy.code, decision=decision):
-            transaction.set_rollback(True)
-            shared.pop(("reason", policy.code), None)  # it may have been created in what is rolled back
-            return FiringOutcome.HELD_BACK
-        effects = carry_out(case, decision, now)
-        audit(None, Event.decision(decision.action), case=case, object_type="decision", object_id=decision.pk,
-              actor_label=_actor(version),
-              details={"reason": reason.code, "policy_version": decision.policy_version, "rule": version.rule.code,
-                       "rule_version": version.version, "signal": signal.pk, "automated": True, **effects})
-    return FiringOutcome.DECIDED
+            firings.append(RuleFiring(**base, outcome=FiringOutcome.HELD_BACK, why=why[:255]))
+            audits.append((None, Event.RULE_FIRED, {
+                "case": current, "object_type": "rule", "object_id": version.rule_id, "actor_label": _actor(version),
+                "details": {"effect": "held_back", "why": why, "signal": signal.pk}}))
+            outcomes[case.pk] = FiringOutcome.HELD_BACK
+            continue
+        going.append((version, current, signal, base))
+    # A firing already there is a concurrent triage's: the case is held back either way.
+    RuleFiring.objects.bulk_create(firings, ignore_conflicts=True)
+    if going:
+        Case.objects.filter(pk__in=[case.pk for _, case, _, _ in going]).update(
+            version=F("version") + 1, updated_at=now)
+        decisions = []
+        for version, case, signal, _ in going:
+            policy = version.policy
+            reason = shared[("reason", policy.code)]
+            decisions.append(Decision(
+                case=case, case_version=case.version, action=policy.action, reason=reason, decided_by=robot,
+                policy=policy, policy_version=policy.version, rule_version=version,
+                note=f"Automated: {version.rule.title} (v{version.version}) — "
+                     f"{conditions.describe(version.conditions)}"[:2000],
+                options={"member_ids": [], "hand_off_to": None, "allow_list": False, "effects": policy.effects(),
+                         "second_review_reason": "", "rule": version.rule.code, "rule_version": version.version,
+                         "signal": signal.pk}))
+            case.version += 1
+        decisions = Decision.objects.bulk_create(decisions)
+        # A firing of the version on the case already there (a concurrent triage) fails the chunk: see _decide_chunk.
+        RuleFiring.objects.bulk_create([RuleFiring(**base, outcome=FiringOutcome.DECIDED, why=version.policy.code,
+                                                   decision=decision)
+                                        for (version, _, _, base), decision in zip(going, decisions, strict=True)])
+        effects = carry_out_many([(case, decision) for (_, case, _, _), decision
+                                  in zip(going, decisions, strict=True)], now)
+        for (version, case, signal, _), decision, done in zip(going, decisions, effects, strict=True):
+            audits.append((None, Event.decision(decision.action), {
+                "case": case, "object_type": "decision", "object_id": decision.pk, "actor_label": _actor(version),
+                "details": {"reason": decision.reason.code, "policy_version": decision.policy_version,
+                            "rule": version.rule.code, "rule_version": version.version, "signal": signal.pk,
+                            "automated": True, **done}}))
+            outcomes[case.pk] = FiringOutcome.DECIDED
+    audit_many(audits)
+    return outcomes
 
 
-def _held_back_why(robot, case, policy):
+def _guard_facts_many(robot, cases, need_known=False):
+    """The guardrail's facts about these cases, {case id: facts}, each kind read once for all: the
+    subjects' live tags, and (for a policy that does not report) whether a known-material match is there."""
+    tags = defaultdict(set)
+    for field in ("account_id", "group_id"):
+        ids = [getattr(case, field) for case in cases if getattr(case, field) and (
+            field == "account_id" or not case.account_id)]
+        if ids:
+            for subject, tag in SubjectTag.objects.filter(**{f"{field}__in": ids}, removed_at__isnull=True) \
+                    .values_list(field, "tag"):
+                tags[(field, subject)].add(tag)
+    known = set()
+    if need_known and cases:
+        known = set(Signal.objects.filter(case__in=[case.pk for case in cases], kind=SignalKind.HASH_MATCH)
+                    .values_list("case_id", flat=True).distinct())
+    found = {}
+    for case in cases:
+        facts = guard_facts(robot, case)
+        facts["tags"] = set(tags[("account_id", case.account_id)] if case.account_id
+                            else tags[("group_id", case.group_id)])
+        if need_known:
+            facts["known_match"] = case.pk in known
+        found[case.pk] = facts
+    return found
+
+
+def _held_back_why(robot, case, policy, facts=None):
     if case.possible_minor_victim:
         return f"possible child victim: {case.possible_minor_victim}"[:255]
     if needs_second_reviewer(policy.action, case):
         return "dual control: two people decide this case"
     try:
-        why = guardrail(robot, case, policy, facts=guard_facts(robot, case))
+        why = guardrail(robot, case, policy, facts=facts or guard_facts(robot, case))
     except ActionError as exc:
         return str(exc)[:255]
     return why or ""
@@ -372,20 +499,65 @@ class _Breakers:
                 return cached[key]
         return None
 
+    @staticmethod
+    def keys(rule, bank_id, entry_id):
+        """The (scope, id) a decision counts towards: its rule, and its bank and entry where it has them."""
+        return [(scope, object_id) for scope, object_id in ((BreakerScope.RULE, rule.pk), (BreakerScope.BANK, bank_id),
+                                                             (BreakerScope.ENTRY, entry_id)) if object_id is not None]
+
     def acted(self, rule, bank_id, entry_id):
-        for scope, object_id in ((BreakerScope.RULE, rule.pk), (BreakerScope.BANK, bank_id),
-                                 (BreakerScope.ENTRY, entry_id)):
-            if object_id is None:
-                continue
-            key = (scope, object_id)
-            self.since_check[key] += 1
-            limit = self.limit(scope, object_id, rule)
-            due = self.since_check[key] >= max(1, limit // 50) or \
-                time.monotonic() - self.checked_at.get(key, 0.0) > self.CHECK_SECONDS
-            if due:
+        self.acted_many([(rule, bank_id, entry_id)])
+
+    def acted_many(self, decided):
+        """Count these decisions, [(rule, bank_id, entry_id)], and count again where it is due: every
+        scope due at once, the entries' with a statement or two for all of them."""
+        tally, rules = defaultdict(int), {}
+        for rule, bank_id, entry_id in decided:
+            for key in self.keys(rule, bank_id, entry_id):
+                tally[key] += 1
+                rules[key] = rule
+        if not tally:
+            return
+        self.prepare([(rule, None, None) for rule in rules.values()] + [
+            (rules[key], key[1] if key[0] == BreakerScope.BANK else None,
+             key[1] if key[0] == BreakerScope.ENTRY else None) for key in tally])
+        due = defaultdict(list)
+        for key, n in tally.items():
+            scope, object_id = key
+            self.since_check[key] += n
+            limit = self.limit(scope, object_id, rules[key])
+            if self.since_check[key] >= max(1, limit // 50) or \
+                    time.monotonic() - self.checked_at.get(key, 0.0) > self.CHECK_SECONDS:
                 self.since_check[key] = 0
                 self.checked_at[key] = time.monotonic()
-                self.check(scope, object_id, limit)
+                due[scope].append((object_id, limit))
+        for scope, wanted in due.items():
+            if len(wanted) == 1:
+                self.check(scope, *wanted[0])
+            else:
+                self.check_many(scope, wanted)
+
+    def room(self, key, rule):
+        """How many more decisions the key takes before its count is due, one decision at a time (at least one)."""
+        return max(1, max(1, self.limit(key[0], key[1], rule) // 50) - self.since_check[key])
+
+    def prepare(self, decided):
+        """Read the usual rates of these decisions' scopes that are not cached, one statement a scope."""
+        wanted = defaultdict(set)
+        for rule, bank_id, entry_id in decided:
+            for key in self.keys(rule, bank_id, entry_id):
+                cached = self.usual.get(key)
+                if not (cached and time.monotonic() - cached[0] < 600):
+                    wanted[key[0]].add(key[1])
+        now = timezone.now()
+        for scope, ids in wanted.items():
+            field = _FIRING_FIELD[scope]
+            counts = dict(RuleFiring.objects.filter(
+                outcome=FiringOutcome.DECIDED, **{f"{field}__in": sorted(ids)},
+                created_at__gte=now - timedelta(days=7), created_at__lt=now - timedelta(hours=1))
+                .values_list(field).annotate(n=Count("pk")).order_by())
+            for object_id in ids:
+                self.usual[(scope, object_id)] = (time.monotonic(), counts.get(object_id, 0) / (7 * 24 - 1))
 
     def limit(self, scope, object_id, rule=None):
         if scope == BreakerScope.RULE and rule is not None and rule.breaker_per_hour:
@@ -418,10 +590,33 @@ class _Breakers:
             trip(scope, object_id, count=count, limit=limit, usual=self.usual_rate(scope, object_id))
             self.open_cache = (0.0, {})
 
+    def check_many(self, scope, wanted):
+        """check for many ids of one scope, [(object_id, limit)]: the last hour's firings counted with
+        one statement; an id resumed within the hour is counted from its resumption, on its own."""
+        now = timezone.now()
+        start = now - timedelta(hours=1)
+        limits = dict(wanted)
+        resumed = set(Breaker.objects.filter(scope=scope, object_id__in=list(limits), resumed_at__gt=start)
+                      .values_list("object_id", flat=True))
+        field = _FIRING_FIELD[scope]
+        plain = [object_id for object_id in limits if object_id not in resumed]
+        counts = dict(RuleFiring.objects.filter(outcome=FiringOutcome.DECIDED, **{f"{field}__in": plain},
+                                                created_at__gte=start)
+                      .values_list(field).annotate(n=Count("pk")).order_by()) if plain else {}
+        for object_id in sorted(limits):
+            if object_id in resumed:
+                self.check(scope, object_id, limits[object_id])
+            elif counts.get(object_id, 0) > limits[object_id]:
+                trip(scope, object_id, count=counts[object_id], limit=limits[object_id],
+                     usual=self.usual_rate(scope, object_id))
+                self.open_cache = (0.0, {})
+
+
+_FIRING_FIELD = {BreakerScope.RULE: "rule_id", BreakerScope.BANK: "bank_id", BreakerScope.ENTRY: "bank_hash_id"}
+
 
 def _firings(scope, object_id):
-    field = {BreakerScope.RULE: "rule_id", BreakerScope.BANK: "bank_id", BreakerScope.ENTRY: "bank_hash_id"}[scope]
-    return RuleFiring.objects.filter(outcome=FiringOutcome.DECIDED, **{field: object_id})
+    return RuleFiring.objects.filter(outcome=FiringOutcome.DECIDED, **{_FIRING_FIELD[scope]: object_id})
 
 
 breakers = _Breakers()

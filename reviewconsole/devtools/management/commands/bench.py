@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from reviewconsole.redis_server import PrivateRedis
 
 SECTIONS = ["throughput", "robustness", "matching", "retro", "classifiers", "video", "text", "banks", "pages",
-            "metrics", "month", "investigations", "shared_index"]
+            "metrics", "decisions", "month", "investigations", "shared_index"]
 # Platform-sized runs on PostgreSQL (a database of their own, an hour or more), and worker processes each
 # holding a bank index (GBs at 10 M hashes): only when named in --only.
 NAMED_ONLY = {"month", "investigations", "shared_index"}
@@ -34,6 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--signals-per-case", type=int, default=10, help="pages: signals of each open case")
         parser.add_argument("--metrics-items", type=int, default=1_000_000, help="metrics: items over a year")
         parser.add_argument("--metrics-cases", type=int, default=200_000, help="metrics: decided cases over a year")
+        parser.add_argument("--decisions", type=int, default=1000,
+                            help="decisions: open known-material cases a rule decides")
+        parser.add_argument("--decisions-batch", type=int, default=100,
+                            help="decisions: cases per apply_rules call (as a triage job hands them over)")
         parser.add_argument("--month-scale", type=float, default=1.0,
                             help="month: share of a tenth of a month (1.0: 1 M accounts, 50,000 groups, 3 M hash-only "
                                  "items, 30,000 files); 0.01 runs in about a minute")
@@ -97,6 +101,10 @@ class Command(BaseCommand):
     def bench_metrics(self, out, metrics_items, metrics_cases, **options):
         from reviewconsole.devtools.benchmarks import metrics as benchmarks
         benchmarks.run(out, items=metrics_items, cases=metrics_cases)
+
+    def bench_decisions(self, out, decisions, decisions_batch, **options):
+        from reviewconsole.devtools.benchmarks import decisions as benchmark
+        benchmark.run(out, decisions=decisions, batch=decisions_batch)
 
     def bench_month(self, out, month_scale, month_workers, **options):
         from reviewconsole.devtools.benchmarks import month
