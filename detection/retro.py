@@ -575,8 +575,8 @@ def ask_near(vectors, radius, limit, timeout):
         while not answered and (left := deadline - time.monotonic()) > 0:
             answered = queue.connection.xread({Result.get_key(job.id): "0-0"}, block=max(1, int(min(left, 1) * 1000)))
         result = job.latest_result() if answered else None
-        if result is not None and result.type == Result.Type.SUCCESSFUL:
-            return result.return_value
+        if result is not None and result.type == Result.Type.SUCCESSFUL and result.return_value is not None:
+            return result.return_value  # None: the worker's index is still being built
     except Exception as exc:  # Redis down or flushed: the caller falls back to the database
         log.warning("stored index: near search not answered (%s)", exc)
     if job is not None:

@@ -52,7 +52,7 @@ def enqueue(func_path, *args, queue="default", delay=0, **kwargs):
 KICK_TTL = 60
 
 
-def kick(key, func_path, *args, queue="default"):
+def kick(key, func_path, *args, queue="default", **options):
     """Enqueue `func_path(*args)` unless a kick under `key` is still waiting to start.
 
     The job calls `kicked(key)` when it starts, so work committed after that start kicks again and
@@ -65,7 +65,7 @@ def kick(key, func_path, *args, queue="default"):
     except Exception as exc:
         log.warning("could not kick %s (%s); the sweep will retry", key, exc)
         return False
-    if not enqueue_now(func_path, *args, queue=queue):
+    if not enqueue_now(func_path, *args, queue=queue, **options):
         kicked(key, queue=queue)
         return False
     return True

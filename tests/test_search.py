@@ -344,3 +344,28 @@ def test_an_empty_search_shows_the_box_and_records_nothing(client, users, db):
     response = as_user(client, users["analyst"]).get(URL)
     assert response.status_code == 200 and "search-q" in response.content.decode()
     assert not AuditEvent.objects.filter(action="search.performed").exists()
+
+
+@pytest.mark.django_db
+def test_a_large_cold_index_is_built_by_a_job_of_its_own_while_searches_fall_back(monkeypatch, settings, tmp_path):
+    """A search job has 60 seconds; building the index of 10 M stored items takes minutes. A search that
+    finds the index cold and large hands the build to a long job and answers nothing (the web lists exact
+    matches meanwhile); once built, searches answer from it."""
+    from detection import retro
+    from detection.jobs import retro as retro_jobs
+
+    settings.VAR_DIR = tmp_path  # no cache on disk
+    rng = np.random.default_rng(12)
+    pdq = random_pdq(rng)
+    exact = hash_only("acct-w1", pdq)
+    retro.forget_index()
+    monkeypatch.setattr(retro_jobs, "WARM_INLINE_ITEMS", 0)  # as if there were millions of items
+    kicks = []
+    monkeypatch.setattr(retro_jobs, "kick", lambda key, path, *a, **kw: kicks.append((key, path, kw)))
+    assert retro_jobs.near_search(bytes.fromhex(pdq), 31, 10) is None
+    assert kicks == [(retro_jobs.WARM_KEY, retro_jobs.WARM_JOB, {"queue": retro.queue_name(),
+                                                                  "job_timeout": retro.JOB_TIMEOUT})]
+    assert retro_jobs.warm_index() >= 1  # the long job
+    hits = retro_jobs.near_search(bytes.fromhex(pdq), 31, 10)
+    assert hits["hits"][0][0] == exact.pk and len(kicks) == 1
+    retro.forget_index()

@@ -39,7 +39,7 @@ from detection.models import (
 )
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
-from reviewconsole.queueing import enqueue, enqueue_now
+from reviewconsole.queueing import enqueue, enqueue_now, kick, kicked
 
 log = logging.getLogger(__name__)
 
@@ -464,10 +464,38 @@ NEAR_FRESH_SECONDS = 1.0
 _near_looked = [None, 0.0]  # the index last brought up to date here, and when
 
 
+WARM_JOB = "detection.jobs.retro.warm_index"
+WARM_KEY = "stored-index-warm"
+# A cold index of at most this many scanned items is built inside the search itself (seconds); a larger one
+# is built by a job of its own (minutes at 10 M items: far beyond a search's 60-second job timeout, which
+# would kill the build every time), while searches fall back to exact matches.
+WARM_INLINE_ITEMS = 200_000
+
+
+def warm_index():
+    """The job: build or load this worker's index of stored items, with the time a cold start needs."""
+    kicked(WARM_KEY, queue=retro.queue_name())
+    index = retro.stored_index()
+    index.refresh()
+    _near_looked[:] = [index, time.monotonic()]
+    return len(index)
+
+
+def _cold_and_large(index):
+    if index.cursor is not None or index._cache_dir().exists():
+        return False
+    scanned = Item.objects.filter(status=ItemStatus.SCANNED).values("pk")[:WARM_INLINE_ITEMS + 1]
+    return scanned.count() > WARM_INLINE_ITEMS
+
+
 def near_search(vectors, radius, limit):
     """The job: the stored items near the 32-byte PDQ `vectors`, from this worker's index brought up to date
-    (see retro.nearest). Reads only; the web waits for the answer through RQ's results."""
+    (see retro.nearest). Reads only; the web waits for the answer through RQ's results. None while a large
+    index is still being built (the web then lists exact matches and says so)."""
     index = retro.stored_index()
+    if _cold_and_large(index):
+        kick(WARM_KEY, WARM_JOB, queue=retro.queue_name(), job_timeout=retro.JOB_TIMEOUT)
+        return None
     if index is not _near_looked[0] or index.cursor is None or time.monotonic() - _near_looked[1] > NEAR_FRESH_SECONDS:
         index.refresh()
         _near_looked[:] = [index, time.monotonic()]
