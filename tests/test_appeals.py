@@ -276,3 +276,34 @@ def test_an_old_decision_is_past_the_appeal_window(api, users, settings):
     decision = decided(users["specialist"], ban_only().code)
     type(decision).objects.filter(pk=decision.pk).update(created_at=timezone.now() - timedelta(days=400))
     assert post(api, {"enforcement": ban_of(decision).pk, "statement": "x"}).status_code == 409
+
+
+def test_an_overturn_works_while_the_subject_has_another_open_case(users):
+    """The account was reported again after its ban: its new open case stays as it is, the decided one
+    stays closed as overturned (a subject has one open case at a time)."""
+    from cases import routing
+    from cases.models import Case
+
+    decision = decided(users["specialist"], ban_only().code)
+    account = decision.case.account
+    newer = Case.objects.create(account=account, queue=routing.get_queue(routing.USER_REPORTS))
+    appeal = appeal_of(decision)
+    claim_appeal(users["reviewer"], appeal.pk)
+    appeal, _ = decide_appeal(users["reviewer"], appeal.pk, outcome="overturned", reason="Hacked account.")
+    assert appeal.status == AppealStatus.OVERTURNED
+    assert Account.objects.get(pk=account.pk).status == SubjectStatus.ACTIVE
+    assert list(Case.objects.filter(account=account, closed_at__isnull=True)) == [newer]
+
+
+def test_a_rule_rollback_leaves_the_case_closed_when_the_subject_has_another_open_case(users):
+    from django.utils import timezone as tz
+
+    from cases import routing
+    from cases.actions.decisions import reverse_decision
+    from cases.models import Case
+
+    decision = decided(users["specialist"], ban_only().code)
+    newer = Case.objects.create(account=decision.case.account, queue=routing.get_queue(routing.USER_REPORTS))
+    result = reverse_decision(users["senior"], decision, tz.now(), why="rolled back")
+    assert result["reopened"] == 0
+    assert list(Case.objects.filter(account=decision.case.account, closed_at__isnull=True)) == [newer]

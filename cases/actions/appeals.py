@@ -27,7 +27,6 @@ from cases.models import (
     Appeal,
     AppealStatus,
     Case,
-    CaseStatus,
     CyberTipReport,
     Decision,
     Enforcement,
@@ -262,19 +261,10 @@ def _overturn(user, appeal, decision, reason, now, *, ip=None):
     if decision.undone_at or decision.rolled_back_at:
         done["already_reversed"] = True
     else:
-        case = decision.case
-        subject = {"account": case.account_id} if case.account_id else {"group": case.group_id}
-        other = Case.objects.filter(**subject, closed_at__isnull=True).exclude(pk=case.pk).first()
-        if other is not None and case.closed_at is not None:
-            # Reversing reopens the decided case, and a subject has one open case at a time.
-            raise ActionError(f"This {'account' if case.account_id else 'group'} has an open case (#{other.pk}): "
-                              "decide or close it first, then overturn.")
+        # The appeal's reviewer has judged the case: it stays closed, not back to the queue.
         done.update(reverse_decision(user, decision, now, why=f"overturned on appeal #{appeal.pk}: {reason}"[:500],
-                                     ip=ip))
-        if done.get("reopened"):
-            # An appeal's reviewer has judged the case: it closes as overturned, not back to the queue.
-            Case.objects.filter(pk=case.pk).update(status=CaseStatus.CLOSED, closed_at=now, assigned_to=None,
-                                                   lease_expires_at=None, resolution="overturned on appeal")
+                                     ip=ip, reopen=False))
+        Case.objects.filter(pk=decision.case_id).update(resolution="overturned on appeal")
     done["qa"] = _count_in_qa(user, appeal, decision, reason, now)
     kept = []
     for report in CyberTipReport.objects.filter(decision=decision).exclude(status=CyberTipReport.Status.CANCELLED):

@@ -717,8 +717,9 @@ REVERSALS = {"ban_account": "unban_account", "ban_group": "unban_group", "remove
              "protect_account": "unprotect_account"}
 
 
-def reverse_decision(user, decision, now, *, why, ip=None):
-    """Reverse what a decision did, inside the caller's transaction (a rollback of a rule's decisions).
+def reverse_decision(user, decision, now, *, why, ip=None, reopen=True):
+    """Reverse what a decision did, inside the caller's transaction (a rollback of a rule's decisions,
+    an appeal upheld against it).
 
     Unlike undo, this may come after the platform acted: what was delivered is reversed through the
     same outbox (unban, restore), what was not is cancelled. A report already filed with NCMEC is
@@ -759,7 +760,12 @@ def reverse_decision(user, decision, now, *, why, ip=None):
             result["reports_kept"] += 1
     unbanked = hash_banks.remove_entries(decision.options.get("bank_entries"))
     Decision.objects.filter(pk=decision.pk).update(rolled_back_at=now)
-    reopened = case.closed_at is not None and not case.decisions.filter(created_at__gt=decision.created_at).exists()
+    # Back to the queue unless a later decision stands on it, the caller judged it already (an appeal), or
+    # the subject has another open case by now (one open case a subject: that one is where it is reviewed).
+    subject = {"account": case.account_id} if case.account_id else {"group": case.group_id}
+    reopened = (reopen and case.closed_at is not None
+                and not case.decisions.filter(created_at__gt=decision.created_at).exists()
+                and not Case.objects.filter(**subject, closed_at__isnull=True).exclude(pk=case.pk).exists())
     if reopened:
         case.queue = routing.route_signals(case.signals.all())
         case.status, case.assigned_to, case.closed_at, case.resolution = CaseStatus.OPEN, None, None, ""
