@@ -1,6 +1,8 @@
-"""Lead queries: the live roster of claims and exposure, reporters' standing, and the audit search."""
+"""Lead queries: the live roster of claims and exposure, reporters' standing, the audit search, and the
+invite-link sources (referrals) groups came through."""
 
 import ipaddress
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
@@ -11,11 +13,12 @@ from django.db.models import F, FloatField, Max, Q
 from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
 
-from cases.models import Case, CaseStatus
+from cases.models import Action, Case, CaseStatus
 from cases.selectors import reviewers
 from cases.wellness import exposure_today
+from detection.detectors import risk
 from detection.intake import CHILD_SAFETY_REASONS
-from detection.models import Reporter, Signal, SignalKind, UserReport
+from detection.models import Group, Membership, Reporter, Signal, SignalKind, SubjectStatus, UserReport
 from detection.reporters import POOR_RECORD_MIN_DECIDED, POOR_RECORD_UPHELD_SHARE, standing_of
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.models import AuditEvent
@@ -276,3 +279,77 @@ def audit_page(flt, after=None, size=AUDIT_PAGE):
     more = len(page) > size
     page = page[:size]
     return page, (encode_cursor(page[-1]) if more and page else None)
+
+
+# ---------------------------------------------------------------------------------------------- referrals
+
+# Groups read for the referrals page, most recently updated first: far more than a team takes to one app
+# store at a time, and a bound on the page's cost.
+REFERRAL_GROUP_LIMIT = 5000
+REFERRAL_KINDS = ("site", "app")
+ACTIONED = [Action.BAN, Action.REMOVE, Action.REPORT]
+
+
+@dataclass
+class SourceGroup:
+    group: Group
+    how: str  # "listed 2026-11-30" / "12 joins"
+    actioned: bool
+    actioned_members: int
+
+
+@dataclass
+class Source:
+    name: str
+    kind: str  # site | app
+    groups: list = field(default_factory=list)
+    referral_joins: float = 0
+    last_seen: str = ""
+    actioned_accounts: set = field(default_factory=set)
+
+    @property
+    def actioned_groups(self):
+        return sum(1 for g in self.groups if g.actioned)
+
+
+def _actioned(decisions_prefix):
+    return Q(**{f"{decisions_prefix}__action__in": ACTIONED, f"{decisions_prefix}__undone_at__isnull": True})
+
+
+def referral_sources(kind=""):
+    """Invite-link sources (sites and apps that listed a group's link, apps that referred members) with
+    the groups that came through them and the actioned accounts among those groups' members (banned,
+    or banned, removed or reported by a decision), the sources with most actioned accounts first.
+
+    The platform says where a group's link was found, not which member followed it: a group's actioned
+    members are counted for each of its sources."""
+    groups = list(Group.objects.filter(Q(facts__has_key="invite_listings") | Q(facts__has_key="referral_joins"))
+                  .order_by("-updated_at", "-pk")[:REFERRAL_GROUP_LIMIT])
+    ids = [g.pk for g in groups]
+    actioned_groups = set(Group.objects.filter(pk__in=ids).filter(
+        Q(status=SubjectStatus.BANNED) | _actioned("cases__decisions")).values_list("pk", flat=True))
+    members = defaultdict(set)
+    for group_id, account_id in (Membership.objects.filter(group_id__in=ids).filter(
+            Q(account__status=SubjectStatus.BANNED) | _actioned("account__cases__decisions"))
+            .values_list("group_id", "account_id").distinct()):
+        members[group_id].add(account_id)
+    sources = {}
+    for group in groups:
+        facts = group.facts if isinstance(group.facts, dict) else {}
+        found = [(e["source"], e["kind"], f"listed {e['seen_at'][:10]}".strip(), 0, e["seen_at"])
+                 for e in risk.invite_listings(facts)]
+        found += [(r["app"], "app", f"{r['joins']:,.0f} joins", r["joins"], "") for r in risk.referrals(facts)]
+        for name, source_kind, how, joins, seen in found:
+            if kind and source_kind != kind:
+                continue
+            source = sources.setdefault((name, source_kind), Source(name, source_kind))
+            row = next((g for g in source.groups if g.group.pk == group.pk), None)
+            if row is None:
+                source.groups.append(SourceGroup(group, how, group.pk in actioned_groups, len(members[group.pk])))
+            else:
+                row.how = f"{row.how}, {how}"
+            source.referral_joins += joins
+            source.last_seen = max(source.last_seen, seen)
+            source.actioned_accounts |= members[group.pk]
+    return sorted(sources.values(), key=lambda s: (-len(s.actioned_accounts), -s.actioned_groups, -len(s.groups),
+                                                    s.name))

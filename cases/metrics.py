@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from cases.models import (
     QAReview,
     ReviewQueue,
 )
+from detection.detectors import risk
 from detection.models import Account, Group, Item, ItemStatus, Signal, SignalKind
 
 # Time from intake to decision is kept per day as a histogram with buckets 10 % apart, so that
@@ -93,12 +94,36 @@ def compute_day(day):
     add("groups_banned", "", Group.objects.filter(banned_at__gte=start, banned_at__lt=end).count())
     add("cybertip_filed", "", CyberTipReport.objects.filter(finished_at__gte=start, finished_at__lt=end).count())
 
+    _prevention(actioned, add)
     _time_to_decision(decisions.filter(action__in=FINAL_ACTIONS), add)
     final = decisions.filter(action__in=FINAL_ACTIONS)
     add("decisions_by_means", "automated", final.filter(rule_version__isnull=False).count())
     add("decisions_by_means", "human", final.filter(rule_version__isnull=True).count())
     _appeals(start, end, add)
     return [(metric, key, value) for (metric, key), value in totals.items()]
+
+
+def _prevention(actioned, add):
+    """What the platform's prevention facts say about the day's actioned subjects: how far actioned items
+    had travelled, how many actioned groups were found through public invite listings or referring apps,
+    and first-contact blocks and reports against actioned accounts."""
+    items = Item.objects.filter(pk__in=Item.objects.filter(signals__case__decisions__in=actioned).values("pk"))
+    spread = items.aggregate(items=Count("pk"), counted=Count("forward_count"), forwards=Sum("forward_count"),
+                             chats=Sum("forward_chats"), marked=Count("pk", filter=Q(forwarded_many=True)))
+    for key, value in spread.items():
+        add("spread", key, value)
+    groups = Group.objects.filter(pk__in=actioned.filter(case__group__isnull=False).values("case__group"))
+    for facts in groups.values_list("facts", flat=True):  # the risk helpers skip anything malformed
+        add("groups_found", "public_listing", bool(risk.invite_listings(facts)))
+        add("groups_found", "referral", bool(risk.referrals(facts)))
+    accounts = Account.objects.filter(pk__in=actioned.filter(case__account__isnull=False).values("case__account"))
+    for stored in accounts.values_list("facts", flat=True):
+        facts = stored if isinstance(stored, dict) else {}
+        blocks = risk.number(facts.get("first_contact_blocks_30d")) or 0
+        reports = risk.number(facts.get("first_contact_reports_30d")) or 0
+        add("first_contact", "blocks", blocks)
+        add("first_contact", "reports", reports)
+        add("first_contact", "accounts", bool(blocks or reports))
 
 
 def _time_to_decision(decisions, add):
@@ -265,6 +290,10 @@ def dashboard(period="day", count=None, today=None):
         "proactive": proactive,
         "reported": reported,
         "proactive_share": [_share(p, p + r) for p, r in zip(proactive, reported, strict=True)],
+        "spread": by_key("spread"),
+        "groups_found": by_key("groups_found"),
+        "groups_actioned": totals("groups_actioned"),
+        "first_contact": by_key("first_contact"),
         "ttd_p50": [histogram_percentile(h, 0.5) for h in histograms],
         "ttd_p90": [histogram_percentile(h, 0.9) for h in histograms],
         "rolled_days": len({d for metric in table.values() for d in metric}),
@@ -288,6 +317,28 @@ def _share(part, whole):
     return round(100 * part / whole, 1) if whole else None
 
 
+def per(part, whole):
+    """part / whole to one decimal, None without a whole: forwards per actioned item."""
+    return round(part / whole, 1) if whole else None
+
+
+def prevention(data):
+    """The prevention figures of a dashboard's series: per bucket and over the whole span."""
+    zeros = [0.0] * len(data["starts"])
+    forwards, counted = data["spread"].get("forwards", zeros), data["spread"].get("counted", zeros)
+    listed, groups = data["groups_found"].get("public_listing", zeros), data["groups_actioned"]
+    blocks = data["first_contact"].get("blocks", zeros)
+    return {
+        "forwards_per_item": [per(f, c) for f, c in zip(forwards, counted, strict=True)],
+        "public_listing_share": [_share(n, g) for n, g in zip(listed, groups, strict=True)],
+        "first_contact_blocks": blocks,
+        "totals": {"forwards_per_item": per(sum(forwards), sum(counted)),
+                   "items_counted": sum(counted), "public_listing_share": _share(sum(listed), sum(groups)),
+                   "first_contact_blocks": sum(blocks),
+                   "first_contact_accounts": sum(data["first_contact"].get("accounts", zeros))},
+    }
+
+
 def _label(start, period):
     if period == "month":
         return start.strftime("%b %Y")
@@ -301,7 +352,7 @@ def transparency(year):
     table = load(date(year, 1, 1), date(year, 12, 31), metrics=[
         "items_scanned", "cases_opened", "cases_found", "accounts_actioned", "groups_actioned", "accounts_banned",
         "groups_banned", "decisions", "cybertip_filed", "appeals_received", "appeals_decided", "appeal_ttd_hist",
-        "decisions_by_means"])
+        "decisions_by_means", "spread", "groups_found", "first_contact"])
     months = []
     for month in range(1, 13):
         def total(metric, key=None, _month=month):
@@ -333,6 +384,13 @@ def transparency(year):
             "appeal_median_hours": round(median / 3600, 1) if median is not None else None,
             "decisions_automated": total("decisions_by_means", "automated"),
             "decisions_human": total("decisions_by_means", "human"),
+            "forwards": total("spread", "forwards"),
+            "items_with_forwards": total("spread", "counted"),
+            "forwards_per_actioned_item": per(total("spread", "forwards"), total("spread", "counted")),
+            "groups_public_listing": total("groups_found", "public_listing"),
+            "groups_public_listing_share": _share(total("groups_found", "public_listing"), total("groups_actioned")),
+            "first_contact_blocks": total("first_contact", "blocks"),
+            "first_contact_accounts": total("first_contact", "accounts"),
         })
     return months
 

@@ -57,8 +57,38 @@ class Router:
         return self.queues[slug]
 
 
+# Known material that travelled widely is more urgent: every hour it stays up it reaches more chats.
+# The raise grows with the chats reached and saturates at SPREAD_FULL_CHATS, past any platform's
+# per-forward cap (a handful of chats), so only a chain of forwards gets there. It is capped below the
+# corroboration allowance (20): spread speaks to urgency, not certainty, so a widely forwarded weak
+# match (severity 68 x 0.6) still ranks below an exact match that went nowhere.
+SPREAD_PRIORITY_MAX = 15
+SPREAD_FULL_CHATS = 100
+# Without a chat count the forwards stand in for it; the platform's "forwarded many times" mark with no
+# count counts as many chats as a chain of five forwards.
+SPREAD_MARK_CHATS = 25
+
+
+def spread_raise(signals):
+    """(points, chats) for the widest-travelled known-material match among the signals: 0..15."""
+    widest = 0
+    for signal in signals:
+        spread = (signal.details or {}).get("spread") if signal.kind == SignalKind.HASH_MATCH else None
+        if not isinstance(spread, dict):
+            continue
+        chats = spread.get("chats")
+        if not isinstance(chats, int) or isinstance(chats, bool):
+            forwards = spread.get("forwards")
+            chats = forwards if isinstance(forwards, int) and not isinstance(forwards, bool) else 0
+        if spread.get("forwarded_many") is True:
+            chats = max(chats, SPREAD_MARK_CHATS)
+        widest = max(widest, chats)
+    return round(SPREAD_PRIORITY_MAX * min(1.0, widest / SPREAD_FULL_CHATS)), widest
+
+
 def priority(signals):
-    """0..100: the strongest signal's severity x confidence, plus a little for corroboration."""
+    """0..100: the strongest signal's severity x confidence, plus a little for corroboration, plus up
+    to SPREAD_PRIORITY_MAX for known material that travelled widely."""
     signals = list(signals)
     if not signals:
         return 0
@@ -67,7 +97,8 @@ def priority(signals):
     counted = [s for s in signals if not (s.details or {}).get("muted")]
     reports = sum(1 for s in counted if s.kind == SignalKind.USER_REPORT)
     corroboration = min(10, 2 * max(0, len(counted) - 1)) + min(10, 3 * reports)
-    return int(min(100, round(strongest + corroboration)))
+    spread, _ = spread_raise(signals)
+    return int(min(100, round(strongest + corroboration + spread)))
 
 
 # What makes a minor account a possible victim rather than a subject to enforce against.

@@ -81,6 +81,29 @@ def refuse_nul(**values):
             raise Rejection(field, "must not contain NUL characters (\\x00)")
 
 
+# How far an item travelled, as the platform counts it. No item reaches a trillion chats: a larger
+# count is a platform bug, refused rather than stored.
+SPREAD_FIELDS = ("forward_count", "forward_chats", "forwarded_many")
+MAX_FORWARDS = 10**12
+
+
+def clean_spread(spread):
+    """{field: value} of the spread facts sent with an item (absent or None: not known), or Rejection."""
+    clean = {}
+    for name, value in (spread or {}).items():
+        if name not in SPREAD_FIELDS:
+            raise Rejection(name, "unknown spread fact")
+        if value is None:
+            continue
+        if name == "forwarded_many":
+            if not isinstance(value, bool):
+                raise Rejection(name, "must be true or false")
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FORWARDS:
+            raise Rejection(name, f"must be a whole number from 0 to {MAX_FORWARDS}")
+        clean[name] = value
+    return clean
+
+
 def request_analysis(kind, pk):
     """Once the subject's row commits, score its risk and text surfaces (the sweep covers a lost job)."""
     enqueue("detection.jobs.analysis.analyse_subject", kind, pk, queue="default")
@@ -149,9 +172,10 @@ def _subjects(account_id, group_id):
 
 
 def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", original_name="",
-                declared_type="", uploaded_at=None, ip=None, actor_label="api"):
+                declared_type="", uploaded_at=None, ip=None, actor_label="api", spread=None):
     """Store a file as a new item and queue it for scanning. Returns the committed Item."""
     refuse_nul(account=account_id, group=group_id, external_id=external_id, file=[original_name, declared_type])
+    spread = clean_spread(spread)
     md5, sha256 = digests(data)
     relative = storage.save_original(data)
     try:
@@ -160,7 +184,7 @@ def submit_file(data, *, account_id, group_id=None, kind=ItemKind.IMAGE, externa
             item = Item.objects.create(
                 account=account, group=group, kind=kind, external_id=external_id,
                 original_name=original_name[:255], declared_type=declared_type[:127], size=len(data),
-                storage_path=relative, uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
+                storage_path=relative, uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256, **spread,
             )
             audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label,
                   details={"sha256": sha256, "size": len(data), "kind": kind})
@@ -302,12 +326,13 @@ def clean_hashes(hashes, kind):
 
 
 def submit_hashes(hashes, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", uploaded_at=None,
-                  ip=None, actor_label="api"):
+                  ip=None, actor_label="api", spread=None):
     """Store an image or video the platform hashed at its edge as a hash-only item and queue it for
     scanning, which matches the hashes it came with. Raises InvalidHashes or Rejection, storing nothing."""
     if kind not in (ItemKind.IMAGE, ItemKind.VIDEO):
         raise Rejection("kind", "hashes describe an image or a video: kind must be image or video")
     refuse_nul(account=account_id, group=group_id, external_id=external_id)
+    spread = clean_spread(spread)
     clean = clean_hashes(hashes, kind)
     orientations = None
     if clean["pdq"]:
@@ -321,6 +346,7 @@ def submit_hashes(hashes, *, account_id, group_id=None, kind=ItemKind.IMAGE, ext
             account=account, group=group, kind=kind, external_id=external_id, hash_only=True,
             uploaded_at=uploaded_at, ip=ip, md5=clean["md5"], sha256=clean["sha256"], pdq=clean["pdq"],
             pdq_quality=clean["pdq_quality"], pdq_orientations=orientations, frame_hashes=clean["frames"],
+            **spread,
         )
         audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label,
               details={"kind": kind, "hash_only": True, "sha256": clean["sha256"], "md5": clean["md5"],
@@ -346,6 +372,7 @@ class HashItem:
     external_id: str = ""
     uploaded_at: object = None
     ip: str | None = None
+    spread: dict | None = None  # forward_count, forward_chats, forwarded_many (see clean_spread)
 
 
 @dataclass(frozen=True)
@@ -367,7 +394,8 @@ def _checked(entry):
     refuse_nul(account=entry.account_id, group=entry.group_id, external_id=entry.external_id)
     if not entry.account_id:
         raise Rejection("account", "required")
-    return clean_hashes(entry.hashes, entry.kind)
+    clean = clean_hashes(entry.hashes, entry.kind)
+    return {**clean, "spread": clean_spread(entry.spread)}
 
 
 def insert_rows(model, rows, *, ignore_conflicts=False, returning=("pk",)):
@@ -484,7 +512,8 @@ def submit_hash_batch(entries, *, actor_label="api"):
                     "kind": entry.kind, "external_id": entry.external_id, "hash_only": True,
                     "uploaded_at": entry.uploaded_at, "ip": entry.ip, "md5": clean["md5"], "sha256": clean["sha256"],
                     "pdq": clean["pdq"], "pdq_quality": clean["pdq_quality"], "pdq_orientations": _packed(clean),
-                    "frame_hashes": clean["frames"]}))
+                    "frame_hashes": clean["frames"],
+                    **{name: clean["spread"].get(name) for name in SPREAD_FIELDS}}))
         # Ids come from the sequence in the order the rows are inserted: ascending is the entries' order.
         ids = sorted(pk for (pk,) in insert_rows(Item, [row for _, row in new]))
         for (n, _), pk in zip(new, ids, strict=True):
@@ -504,14 +533,16 @@ def submit_hash_batch(entries, *, actor_label="api"):
     return results
 
 
-def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=None, ip=None, actor_label="api"):
+def submit_text(text, *, account_id, group_id=None, external_id="", uploaded_at=None, ip=None, actor_label="api",
+                spread=None):
     refuse_nul(text=text, account=account_id, group=group_id, external_id=external_id)
+    spread = clean_spread(spread)
     md5, sha256 = digests(text.encode())
     with transaction.atomic():
         account, group = _subjects(account_id, group_id)
         item = Item.objects.create(
             account=account, group=group, kind=ItemKind.TEXT, external_id=external_id, text=text,
-            size=len(text.encode()), uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256,
+            size=len(text.encode()), uploaded_at=uploaded_at, ip=ip, md5=md5, sha256=sha256, **spread,
         )
         audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label, details={"kind": "text"})
         request_scan(item.pk)

@@ -77,6 +77,35 @@ def entry_name(entry_id, labels):
     return f"entry '{label}' (#{entry_id})"
 
 
+def spread_of(item):
+    """How far the item travelled, as the platform counted it: ({forwards, chats, forwarded_many}, words),
+    or (None, "") when it sent nothing. cases.routing.priority raises the case by the chats reached."""
+    forwards, chats, mark = item.forward_count, item.forward_chats, item.forwarded_many
+    if forwards is None and chats is None and mark is None:
+        return None, ""
+    parts = []
+    if chats is not None:
+        parts.append(f"forwarded to {chats:,} chat{'' if chats == 1 else 's'}"
+                     + (f" ({forwards:,} forward{'' if forwards == 1 else 's'})" if forwards is not None else ""))
+    elif forwards is not None:
+        parts.append(f"forwarded {forwards:,} time{'' if forwards == 1 else 's'}")
+    if mark:
+        parts.append("marked \"forwarded many times\" by the platform")
+    words = "; ".join(parts) if parts else "not marked as forwarded many times"
+    return {"forwards": forwards, "chats": chats, "forwarded_many": mark, "text": words}, words
+
+
+def with_spread(signal, item):
+    """Name the item's spread in a match signal's explanation and details (once)."""
+    spread, words = spread_of(item)
+    if spread is None:
+        return signal
+    note = f" Spread: {words}."
+    signal.explanation = signal.explanation.replace(note, "") + note
+    signal.details["spread"] = spread
+    return signal
+
+
 def build_match_signals(item, matches, banks, labels=None):
     """One signal per bank the item matched, explaining every hash that agreed and by how much.
 
@@ -133,7 +162,7 @@ def build_match_signals(item, matches, banks, labels=None):
             details=details,
             dedupe_key=f"item:{item.pk}:bank:{bank.pk}",
         ))
-    return signals
+    return [with_spread(signal, item) for signal in signals]
 
 
 def _basis(best):
@@ -414,6 +443,7 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
                 signal.details["basis"] = "video"
             else:
                 signal.explanation = f"{signal.explanation} {text}"
+            with_spread(signal, item)  # the spread closes the explanation, after the video's finding
             signal.score = max(signal.score, vpdq.score(finding))
             signal.details["video"] = _video_details(finding, undone)
             continue
@@ -440,7 +470,7 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
             },
             dedupe_key=key,
         )
-        signals.append(signal)
+        signals.append(with_spread(signal, item))
         by_key[key] = signal
     return signals
 

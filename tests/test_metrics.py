@@ -124,7 +124,7 @@ def test_dashboard_page_draws_svg_charts_without_external_requests(client, users
     response = login(client, users["senior"]).get("/metrics/?period=week")
     assert response.status_code == 200
     body = response.content.decode()
-    assert body.count('<svg viewBox="0 0 ') == 11  # the charts (legend swatches are <svg class="swatch" ...>)
+    assert body.count('<svg viewBox="0 0 ') == 14  # the charts (legend swatches are <svg class="swatch" ...>)
     assert 'style="' not in body.split("<main>")[1]  # no inline style: the CSP refuses them
     assert "http://" not in body.split("<main>")[1] and "https://" not in body.split("<main>")[1]
     assert "Decisions by action" in body and "Intake to decision" in body

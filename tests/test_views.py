@@ -187,6 +187,8 @@ ROUTES = {
     "cases:reporter_action": ("post", {"pk": "reporter"}, FILERS),
     "cases:audit": ("get", {}, FILERS),
     "cases:audit_csv": ("get", {}, FILERS),
+    "cases:referrals": ("get", {}, FILERS),
+    "cases:referrals_csv": ("get", {}, FILERS),
     "banks:list": ("get", {}, FILERS),
     "banks:new": ("get", {}, FILERS),
     "banks:detail": ("get", {"pk": "bank"}, FILERS),

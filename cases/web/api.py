@@ -294,6 +294,10 @@ def _existing(data):
     return Item.objects.filter(account__external_id=data["account"], external_id=data["external_id"]).first()
 
 
+def _spread(data):
+    return {name: data.get(name) for name in intake.SPREAD_FIELDS}
+
+
 @api_view(["POST"])
 def items(request):
     declared = int(request.META.get("CONTENT_LENGTH") or 0)  # a whole number: checked by api_view
@@ -336,7 +340,7 @@ def items(request):
     common = {
         "account_id": data["account"], "group_id": data["group"] or None, "external_id": data["external_id"],
         "uploaded_at": data["uploaded_at"], "ip": data["ip"] or None,
-        "actor_label": f"api:{request.api_token.name}",
+        "actor_label": f"api:{request.api_token.name}", "spread": _spread(data),
     }
     if hashes is not None:
         item = intake.submit_hashes(hashes, kind=data["kind"], **common)
@@ -409,7 +413,7 @@ def _batch_entry(raw):
         raise BadInput("invalid item", fields)
     return intake.HashItem(account_id=data["account"], hashes=hashes, group_id=data["group"] or None,
                            kind=data["kind"] or ItemKind.IMAGE, external_id=data["external_id"],
-                           uploaded_at=data["uploaded_at"], ip=data["ip"] or None)
+                           uploaded_at=data["uploaded_at"], ip=data["ip"] or None, spread=_spread(data))
 
 
 def _batch_result(outcome):
@@ -436,6 +440,7 @@ def item_detail(request, pk):
         "account": item.account.external_id,
         "group": item.group.external_id if item.group else None,
         "external_id": item.external_id or None,
+        "spread": {name: getattr(item, name) for name in intake.SPREAD_FIELDS},
         "hashes": {"md5": item.md5 or None, "sha256": item.sha256 or None, "pdq": item.pdq or None,
                    "pdq_quality": item.pdq_quality, "phash": item.phash or None, "dhash": item.dhash or None,
                    "frames": len(item.frame_hashes or [])},

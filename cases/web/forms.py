@@ -7,7 +7,7 @@ import math
 from django import forms
 from django.conf import settings
 
-from detection.intake import REPORT_REASONS
+from detection.intake import MAX_FORWARDS, REPORT_REASONS
 from detection.models import ItemKind
 
 MAX_FACTS_BYTES = 16 * 1024
@@ -18,21 +18,80 @@ MAX_DEVICE_HASHES = 20
 IDENTIFIER = {"max_length": 255, "strip": True}
 NUL_MESSAGE = "must not contain NUL characters (\\x00)"
 
+# Where a group's invite link was seen listed in public, and which apps sent it members: bounded lists.
+MAX_LISTINGS = 50
+MAX_REFERRALS = 50
+MAX_SOURCE_CHARS = 253  # the longest domain name
+LISTING_KINDS = ("site", "app")
+# A count no subject reaches (the risk scores ignore anything larger too): a platform bug, refused.
+MAX_COUNT = 10**12
+
 # The facts the risk scores read, and what each must be (the OpenAPI document states the same).
-COUNT, SHARE, HASH, HASHES = "count", "share", "hash", "hashes"
+COUNT, SHARE, HASH, HASHES, LISTINGS, REFERRALS = "count", "share", "hash", "hashes", "listings", "referrals"
 ACCOUNT_FACTS = {"phone_hash": HASH, "device_hashes": HASHES, "teen_non_contacts_initiated_7d": COUNT,
-                 "non_contacts_initiated_7d": COUNT, "blocked_by_teens_30d": COUNT, "reported_by_teens_30d": COUNT}
+                 "non_contacts_initiated_7d": COUNT, "blocked_by_teens_30d": COUNT, "reported_by_teens_30d": COUNT,
+                 "first_contact_blocks_30d": COUNT, "first_contact_reports_30d": COUNT,
+                 "group_adds_refused_30d": COUNT}
 GROUP_FACTS = {"invite_link_resets_7d": COUNT, "member_joins_7d": COUNT, "media_post_share": SHARE,
-               "teen_members": COUNT, "adult_members": COUNT}
+               "teen_members": COUNT, "adult_members": COUNT, "invite_listings": LISTINGS,
+               "invite_join_share": SHARE, "referral_joins": REFERRALS}
 
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_count(value, upper=MAX_COUNT):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= upper
+
+
+def _source_error(value):
+    if not (isinstance(value, str) and value.strip() and len(value) <= MAX_SOURCE_CHARS):
+        return f"must be a site's domain or an app's name: 1 to {MAX_SOURCE_CHARS} characters"
+    return None
+
+
+def _entries_error(value, limit, keys):
+    """Why a list of small objects (listings, referrals) is malformed, or None; `keys`: {key: check}."""
+    if not isinstance(value, list) or len(value) > limit:
+        return f"must be a list of at most {limit} objects"
+    for n, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            return f"[{n}] must be an object with {', '.join(keys)}"
+        extra = sorted(set(entry) - set(keys))
+        if extra:
+            return f"[{n}] has an unknown key `{extra[0][:40]}`; an entry holds {', '.join(keys)}"
+        for key, check in keys.items():
+            message = check(entry.get(key))
+            if message:
+                return f"[{n}].{key} {message}"
+    return None
+
+
+def _seen_at_error(value):
+    if not isinstance(value, str) or len(value) > 64:
+        return "must be a date and time as an ISO 8601 string"
+    try:
+        DateTimeField().clean(value)
+    except forms.ValidationError as exc:
+        return exc.messages[0]
+    return None
+
+
+LISTING_KEYS = {"source": _source_error,
+                "kind": lambda v: None if v in LISTING_KINDS else "must be site or app",
+                "seen_at": _seen_at_error}
+REFERRAL_KEYS = {"app": _source_error,
+                 "joins": lambda v: None if _is_count(v) else f"must be a whole number from 0 to {MAX_COUNT}"}
+
+
 def _fact_error(kind, value):
-    if kind == COUNT and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        return "must be a whole number, 0 or more"
+    if kind == COUNT and not _is_count(value):
+        return f"must be a whole number from 0 to {MAX_COUNT}"
+    if kind == LISTINGS:
+        return _entries_error(value, MAX_LISTINGS, LISTING_KEYS)
+    if kind == REFERRALS:
+        return _entries_error(value, MAX_REFERRALS, REFERRAL_KEYS)
     if kind == SHARE and not (_is_number(value) and 0 <= value <= 1):
         return "must be a number from 0 to 1"
     if kind == HASH and not (isinstance(value, str) and len(value) <= MAX_HASH_CHARS):
@@ -93,6 +152,9 @@ class FactsField(forms.JSONField):
         for key, kind in self.spec.items():
             message = _fact_error(kind, value[key]) if key in value else None
             if message:
+                if message.startswith("["):  # an entry of a list: name it, `invite_listings[3].kind`
+                    path, _, message = message.partition(" ")
+                    raise forms.ValidationError(f"`{key}{path}` {message}")
                 raise forms.ValidationError(f"`{key}` {message}")
         return value
 
@@ -119,6 +181,19 @@ class DateTimeField(forms.DateTimeField):
         return value
 
 
+class MarkField(forms.Field):
+    """A true/false mark, left out when unknown: JSON true/false, or "true"/"false" in a multipart form."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise forms.ValidationError("must be true or false")
+
+
 def json_type_errors(form_class, body):
     """Field errors for JSON values of the wrong type (a number for a string, a list for a date, ...)."""
     errors = {}
@@ -129,6 +204,9 @@ def json_type_errors(form_class, body):
         if isinstance(field, forms.IntegerField):
             if isinstance(value, bool) or not isinstance(value, int):
                 errors[name] = ["must be a whole number"]
+        elif isinstance(field, MarkField):
+            if not isinstance(value, bool):
+                errors[name] = ["must be true or false"]
         elif not isinstance(value, str):
             errors[name] = ["must be a string"]
     return errors
@@ -143,6 +221,10 @@ class ItemForm(forms.Form):
     ip = forms.GenericIPAddressField(required=False)
     text = forms.CharField(required=False, strip=False)
     file = forms.FileField(required=False, allow_empty_file=True)
+    # How far it travelled (detection.intake.clean_spread): known material that spread is more urgent.
+    forward_count = forms.IntegerField(required=False, min_value=0, max_value=MAX_FORWARDS)
+    forward_chats = forms.IntegerField(required=False, min_value=0, max_value=MAX_FORWARDS)
+    forwarded_many = MarkField(required=False)
 
     def clean(self):
         data = super().clean()

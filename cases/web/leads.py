@@ -1,4 +1,4 @@
-"""For leads: who holds which case, reporters and their standing, and the audit log."""
+"""For leads: who holds which case, reporters and their standing, the audit log, and invite-link referrals."""
 
 import csv
 import json
@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -186,4 +186,51 @@ def audit_csv(request):
     response = StreamingHttpResponse(_csv_lines(rows, leads.AUDIT_CSV_MAX_ROWS), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
     response["Cache-Control"] = "no-store"
+    return response
+
+
+def _referral_kind(request):
+    kind = request.GET.get("kind", "")
+    return kind if kind in leads.REFERRAL_KINDS else ""
+
+
+@login_required
+@require_GET
+def referrals(request):
+    """Sites and apps through which groups were reached, with the groups and actioned accounts behind each:
+    what the team takes to the app store or the site."""
+    require_senior(request.user)
+    kind = _referral_kind(request)
+    return render(request, "cases/leads/referrals.html", {
+        "sources": leads.referral_sources(kind), "kind": kind, "kinds": leads.REFERRAL_KINDS,
+        "limit": leads.REFERRAL_GROUP_LIMIT})
+
+
+REFERRAL_COLUMNS = ["source", "kind", "group", "group_name", "how", "group_actioned", "actioned_members",
+                    "source_groups", "source_actioned_groups", "source_actioned_accounts", "source_referral_joins"]
+
+
+@login_required
+@require_GET
+def referrals_csv(request):
+    """The referrals as CSV, one row per source and group: behind the second factor, and audited."""
+    require_senior(request.user)
+    step_up = require_second_factor(request)
+    if step_up is not None:
+        return step_up
+    kind = _referral_kind(request)
+    sources = leads.referral_sources(kind)
+    audit(request.user, Event.REFERRALS_EXPORTED, ip=client_ip(request),
+          details={"kind": kind or "all", "sources": len(sources)})
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="referrals-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+    response["Cache-Control"] = "no-store"
+    writer = csv.writer(response)
+    writer.writerow(REFERRAL_COLUMNS)
+    for source in sources:
+        for row in source.groups:
+            writer.writerow([safe_cell(v) for v in (
+                source.name, source.kind, row.group.external_id, row.group.name, row.how,
+                "yes" if row.actioned else "no", row.actioned_members, len(source.groups),
+                source.actioned_groups, len(source.actioned_accounts), f"{source.referral_joins:.0f}")])
     return response

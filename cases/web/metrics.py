@@ -54,6 +54,13 @@ def dashboard(request):
         charts.stacked_bars("How cases were found", labels,
                             {"proactively": data["proactive"], "from user reports": data["reported"]}),
     ]
+    prevention = metrics.prevention(data)
+    chart_list += [
+        charts.lines("Forwards per actioned item", labels, {"forwards": prevention["forwards_per_item"]}),
+        charts.lines("Actioned groups found through public invite links", labels,
+                     {"share": prevention["public_listing_share"]}, unit="%"),
+        charts.bars("First-contact blocks against actioned accounts", labels, prevention["first_contact_blocks"]),
+    ]
     rolled = DailyMetric.objects.aggregate(d=Max("day"))["d"]
     totals = {
         "scanned": sum(sum(v) for v in data["items_scanned"].values()),
@@ -64,7 +71,7 @@ def dashboard(request):
     }
     return render(request, "cases/metrics.html", {
         "period": period, "periods": list(metrics.PERIODS), "charts": chart_list, "totals": totals,
-        "live": metrics.live_counts(), "rolled": rolled, "data": data,
+        "live": metrics.live_counts(), "rolled": rolled, "data": data, "prevention": prevention["totals"],
         "unreported": selectors.unreported_alarm(),
         "report_deadline_hours": settings.CYBERTIP_REPORT_DEADLINE_HOURS,
         "rows": list(zip(labels, data["ttd_p50"], data["ttd_p90"], data["proactive_share"], strict=True)),
@@ -82,14 +89,24 @@ def transparency(request):
         "totals": {key: sum(m[key] for m in months) for key in
                    ("items_scanned", "accounts_actioned", "groups_actioned", "content_removed", "reports_filed",
                     "proactive", "reported", "appeals_received", "appeals_upheld", "appeals_overturned",
-                    "decisions_automated", "decisions_human")},
+                    "decisions_automated", "decisions_human", "forwards", "items_with_forwards",
+                    "groups_public_listing", "first_contact_blocks", "first_contact_accounts")},
+        "year_rates": _year_rates(months),
     })
+
+
+def _year_rates(months):
+    return {"forwards_per_actioned_item": metrics.per(sum(m["forwards"] for m in months),
+                                                      sum(m["items_with_forwards"] for m in months)),
+            "groups_public_listing_share": metrics._share(sum(m["groups_public_listing"] for m in months),
+                                                          sum(m["groups_actioned"] for m in months))}
 
 
 CSV_COLUMNS = ["month", "items_scanned", "cases_opened", "accounts_actioned", "groups_actioned", "accounts_banned",
                "groups_banned", "content_removed", "reports_filed", "proactive", "reported", "proactive_share",
                "appeals_received", "appeals_upheld", "appeals_overturned", "appeal_median_hours",
-               "decisions_automated", "decisions_human"]
+               "decisions_automated", "decisions_human", "forwards_per_actioned_item", "groups_public_listing",
+               "groups_public_listing_share", "first_contact_blocks", "first_contact_accounts"]
 
 
 @login_required

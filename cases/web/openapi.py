@@ -2,9 +2,19 @@
 
 from django.conf import settings
 
-from cases.web.forms import MAX_DEVICE_HASHES, MAX_HASH_CHARS, MAX_MEMBER_COUNT, MAX_MEMBERS
+from cases.web.forms import (
+    LISTING_KINDS,
+    MAX_COUNT,
+    MAX_DEVICE_HASHES,
+    MAX_HASH_CHARS,
+    MAX_LISTINGS,
+    MAX_MEMBER_COUNT,
+    MAX_MEMBERS,
+    MAX_REFERRALS,
+    MAX_SOURCE_CHARS,
+)
 from detection.detectors.hashing import DIHEDRAL
-from detection.intake import MAX_BATCH_ITEMS, MAX_FRAME_SECONDS, MAX_FRAMES, REPORT_REASONS
+from detection.intake import MAX_BATCH_ITEMS, MAX_FORWARDS, MAX_FRAME_SECONDS, MAX_FRAMES, REPORT_REASONS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 # Bounds the API enforces (cases.web.api): query numbers, JSON nesting.
@@ -96,14 +106,29 @@ EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
 
 
+def _spread_fields():
+    """How far an item travelled, as the platform counted it; left out when it does not know."""
+    forwards = {"type": "integer", "minimum": 0, "maximum": MAX_FORWARDS}
+    return {
+        "forward_count": {**forwards, "description": "Times the item was forwarded"},
+        "forward_chats": {**forwards, "description": "Distinct chats the item reached"},
+        "forwarded_many": {"type": "boolean", "description": "The item carries the platform's \"forwarded many "
+                                                             "times\" mark"},
+    }
+
+
 def document():
     string = {"type": "string"}
+    spread = _spread_fields()
     json_item_fields = {"account": _text(255, 1), "group": _opt(_text(255)), "external_id": _opt(_text(255)),
-                        "uploaded_at": _opt({"type": "string", "format": "date-time"}), "ip": _opt(string)}
+                        "uploaded_at": _opt({"type": "string", "format": "date-time"}), "ip": _opt(string),
+                        **{name: _opt(schema) for name, schema in spread.items()}}
     subject_fields = {
         "facts": {"type": "object", "description": "Behaviour facts, free-form (≤ 16 KiB of JSON)"},
     }
     count = {"type": "integer", "minimum": 0}
+    fact_count = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
+    source = {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_CHARS, "pattern": r"\S"}
     # The facts the risk scores read; a missing or malformed one (a string, a negative) is ignored.
     account_facts = {"type": "object", "description": (
         "Behaviour facts (≤ 16 KiB of JSON), metadata only, never message content. Read by the risk "
@@ -111,23 +136,39 @@ def document():
         "teen-contact signal (for adult accounts) reads `teen_non_contacts_initiated_7d` (teens outside "
         "its contacts it started a conversation with in the last 7 days), `non_contacts_initiated_7d` "
         "(everyone outside its contacts it started one with), `blocked_by_teens_30d` and "
-        "`reported_by_teens_30d` (distinct teen accounts, last 30 days). Other keys are kept and shown."),
+        "`reported_by_teens_30d` (distinct teen accounts, last 30 days); the account risk score reads "
+        "`first_contact_blocks_30d` and `first_contact_reports_30d` (distinct people of any age who blocked or "
+        "reported it when it first messaged them, last 30 days) and `group_adds_refused_30d` (people who "
+        "refused its adding them to a group). Other keys are kept and shown."),
         "properties": {
             "phone_hash": {"type": "string", "maxLength": MAX_HASH_CHARS},
             "device_hashes": {"type": "array", "items": {"type": "string", "maxLength": MAX_HASH_CHARS},
                               "maxItems": MAX_DEVICE_HASHES},
-            "teen_non_contacts_initiated_7d": count, "non_contacts_initiated_7d": count,
-            "blocked_by_teens_30d": count, "reported_by_teens_30d": count,
+            "teen_non_contacts_initiated_7d": fact_count, "non_contacts_initiated_7d": fact_count,
+            "blocked_by_teens_30d": fact_count, "reported_by_teens_30d": fact_count,
+            "first_contact_blocks_30d": fact_count, "first_contact_reports_30d": fact_count,
+            "group_adds_refused_30d": fact_count,
         }}
     group_facts = {"type": "object", "description": (
         "Behaviour facts (≤ 16 KiB of JSON). Read by the group risk score: `invite_link_resets_7d`, "
         "`member_joins_7d` (members who joined in the last 7 days), `media_post_share` (0..1, the share of "
         "posts that are photos or videos), `teen_members` and `adult_members` (counts by age band, when "
-        "the platform knows more members than it sends). Other keys are kept and shown."),
+        "the platform knows more members than it sends), `invite_listings` (where the group's invite link "
+        "was seen listed in public: a site's domain or an app's name, when), `invite_join_share` (0..1, the "
+        "share of members who joined through an invite link) and `referral_joins` (members who joined "
+        "through a referring app, by app). Other keys are kept and shown."),
         "properties": {
-            "invite_link_resets_7d": count, "member_joins_7d": count,
+            "invite_link_resets_7d": fact_count, "member_joins_7d": fact_count,
             "media_post_share": {"type": "number", "minimum": 0, "maximum": 1},
-            "teen_members": count, "adult_members": count,
+            "teen_members": fact_count, "adult_members": fact_count,
+            "invite_listings": {"type": "array", "maxItems": MAX_LISTINGS, "items": {
+                "type": "object", "required": ["source", "kind", "seen_at"], "additionalProperties": False,
+                "properties": {"source": source, "kind": {"enum": list(LISTING_KINDS)},
+                               "seen_at": {"type": "string", "format": "date-time"}}}},
+            "invite_join_share": {"type": "number", "minimum": 0, "maximum": 1},
+            "referral_joins": {"type": "array", "maxItems": MAX_REFERRALS, "items": {
+                "type": "object", "required": ["app", "joins"], "additionalProperties": False,
+                "properties": {"app": source, "joins": fact_count}}},
         }}
     return {
         "openapi": "3.1.0",
@@ -151,6 +192,8 @@ def document():
                     "status": {"enum": ["queued", "scanned", "rejected"]},
                     "reject_reason": {"type": ["string", "null"]}, "account": string,
                     "group": {"type": ["string", "null"]}, "hashes": {"type": "object"},
+                    "spread": {"type": "object", "properties": {
+                        name: {"anyOf": [schema, {"type": "null"}]} for name, schema in spread.items()}},
                     "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
                     "case": {"type": ["integer", "null"]}}},
                 "Account": {"type": "object", "description": "Fields left out (or null) are left as they are.",
@@ -236,7 +279,7 @@ def document():
                                        "group": _text(255), "kind": {"enum": ["image", "video"]},
                                        "external_id": _text(255),
                                        "uploaded_at": {"type": "string", "format": "date-time"},
-                                       "ip": string}}},
+                                       "ip": string, **spread}}},
                     "application/json": {"schema": {"anyOf": [
                         {"type": "object", "required": ["text", "account"], "description": "A text item",
                          "properties": {"text": _text(settings.MAX_TEXT_CHARS, 1), **json_item_fields,

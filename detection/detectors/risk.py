@@ -49,6 +49,15 @@ RULES = {
         "member_growth": Rule("Member growth (7 days)", 0.35, full=1.0, unit="ratio"),
         "media_share": Rule("Share of posts that are photos or videos", 0.25, full=0.9, floor=0.5, unit="share"),
         "age_mix": Rule("Adults and teens together", 0.35, full=0.25, unit="share"),
+        # Trading groups recruit by posting their invite link where strangers look for it, and by
+        # "group finder" apps. Many harmless groups are listed too, so neither alone reaches the
+        # threshold (0.5): they raise a group that other evidence already points at.
+        "public_invite_listings": Rule("Invite link listed in public (sites or apps)", 0.45, full=3,
+                                       unit="sources"),
+        "referral_joins": Rule("Members who joined through a referring app", 0.35, full=50, unit="joins"),
+        # Most groups fill through invite links; only a group filled almost wholly by them says anything.
+        "invite_join_share": Rule("Members who joined through an invite link", 0.2, full=0.95, floor=0.6,
+                                  unit="share"),
     },
     ACCOUNT_RISK: {
         "matched_items": Rule("Items matching known material", 0.5, full=2, unit="items"),
@@ -58,6 +67,13 @@ RULES = {
         "prior_enforcement": Rule("Earlier enforcement", 0.5, full=2, unit="decisions"),
         "linked_enforced": Rule("Linked accounts banned or with known material", 0.6, full=1, unit="accounts"),
         "linked_accounts": Rule("Accounts on the same device or phone", 0.1, full=5, unit="accounts"),
+        # People of any age who blocked or reported the account when it first messaged them: the
+        # platform's "block or report this stranger?" prompt. A few come to any busy account, so the
+        # features saturate only at numbers no ordinary account reaches in a month.
+        "first_contact_blocks": Rule("Blocked on first contact (30 days)", 0.45, full=10, unit="people"),
+        "first_contact_reports": Rule("Reported on first contact (30 days)", 0.5, full=5, unit="people"),
+        "group_adds_refused": Rule("Group adds refused by the people added (30 days)", 0.3, full=20,
+                                   unit="people"),
     },
     TEEN_CONTACT: {
         "teen_non_contacts": Rule("Teens outside its contacts it started chats with (7 days)", 0.6, full=10,
@@ -165,6 +181,10 @@ def _plural(n, word):
     return f"{_count(n)} {word}{'' if n == 1 else 's'}"
 
 
+def _people(n):
+    return f"{_count(n)} {'person' if n == 1 else 'people'}"
+
+
 def _counter(detector, name, facts, key, explain):
     """A plain count fact, explained by `explain(count)`."""
     n = number(facts.get(key))
@@ -202,7 +222,8 @@ def age_group(band):
 
 def group_features(facts):
     """Facts: members, matched_members, reporters, reported_members, invite_link_resets_7d,
-    member_joins_7d, media_post_share, teen_members, adult_members (all optional)."""
+    member_joins_7d, media_post_share, teen_members, adult_members, invite_listings,
+    referral_joins, invite_join_share (all optional)."""
     facts = facts if isinstance(facts, dict) else {}
     g = GROUP_RISK
     members = number(facts.get("members"))
@@ -215,10 +236,15 @@ def group_features(facts):
         _growth(facts, members),
         _media_share(facts),
         _age_mix(teens, adults),
+        _listings(facts),
+        _referrals(facts),
+        _invite_share(facts),
     ]
     summary = {"members": members, "teen_members": teens, "adult_members": adults,
                "unknown_age_members": number(facts.get("unknown_age_members")),
-               "matched_members": number(facts.get("matched_members"))}
+               "matched_members": number(facts.get("matched_members")),
+               "invite_sources": [f"{s['source']} ({s['kind']})" for s in invite_listings(facts)]
+               + [f"{r['app']} (app referral)" for r in referrals(facts)]}
     return Assessment(g, combine(features), features, summary)
 
 
@@ -287,11 +313,96 @@ def _age_mix(teens, adults):
                     f"{100 * minority:.0f} % of members of known age")
 
 
+# Where a group's members came from -------------------------------------------------------------
+
+SOURCE_CHARS = 253
+MAX_SOURCES = 50  # entries read from a list: the API takes no more
+
+
+def source_name(value):
+    """A listing's or referral's source as one key: "https://www.Links.example/g/1" -> "links.example",
+    "GroupFinder" -> "groupfinder"; None for anything that is not a usable name."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    text = text.split("/", 1)[0].split("?", 1)[0]
+    if text.startswith("www."):
+        text = text[4:]
+    return text[:SOURCE_CHARS] or None
+
+
+def invite_listings(facts):
+    """The usable entries of `invite_listings`, one per source (latest sighting), newest first:
+    [{source, kind, seen_at}]. Malformed entries are skipped."""
+    entries = facts.get("invite_listings") if isinstance(facts, dict) else None
+    found = {}
+    for entry in entries[:MAX_SOURCES] if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("kind") not in ("site", "app"):
+            continue
+        name = source_name(entry.get("source"))
+        seen = entry.get("seen_at") if isinstance(entry.get("seen_at"), str) else ""
+        if name and (name not in found or seen > found[name]["seen_at"]):
+            found[name] = {"source": name, "kind": entry["kind"], "seen_at": seen[:32]}
+    return sorted(found.values(), key=lambda e: (e["seen_at"], e["source"]), reverse=True)
+
+
+def referrals(facts):
+    """The usable entries of `referral_joins`, summed by app, most joins first: [{app, joins}]."""
+    entries = facts.get("referral_joins") if isinstance(facts, dict) else None
+    joins = {}
+    for entry in entries[:MAX_SOURCES] if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        name, n = source_name(entry.get("app")), number(entry.get("joins"))
+        if name and n is not None:
+            joins[name] = joins.get(name, 0) + n
+    return [{"app": app, "joins": n} for app, n in sorted(joins.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _named(names, limit=3):
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _listings(facts):
+    if "invite_listings" not in facts or not isinstance(facts.get("invite_listings"), list):
+        return _missing(GROUP_RISK, "public_invite_listings", "Public invite-link listings")
+    found = invite_listings(facts)
+    if not found:
+        return _feature(GROUP_RISK, "public_invite_listings", 0.0, "0", "invite link not seen listed in public")
+    names = [f"{e['source']} ({e['kind']}{', ' + e['seen_at'][:10] if e['seen_at'] else ''})" for e in found]
+    n = float(len(found))
+    return _feature(GROUP_RISK, "public_invite_listings", n, _count(n),
+                    f"invite link listed in public on {_plural(n, 'source')}: {_named(names)}")
+
+
+def _referrals(facts):
+    if "referral_joins" not in facts or not isinstance(facts.get("referral_joins"), list):
+        return _missing(GROUP_RISK, "referral_joins", "Joins through referring apps")
+    found = referrals(facts)
+    total = float(sum(r["joins"] for r in found))
+    if not total:
+        return _feature(GROUP_RISK, "referral_joins", 0.0, "0", "no member joined through a referring app")
+    names = [f"{r['app']} ({_count(r['joins'])})" for r in found]
+    return _feature(GROUP_RISK, "referral_joins", total, _count(total),
+                    f"{_plural(total, 'member')} joined through referring apps: {_named(names)}")
+
+
+def _invite_share(facts):
+    share = number(facts.get("invite_join_share"), upper=1)
+    if share is None:
+        return _missing(GROUP_RISK, "invite_join_share", "Invite-link joins")
+    return _feature(GROUP_RISK, "invite_join_share", share, f"{100 * share:.0f} %",
+                    f"{100 * share:.0f} % of members joined through an invite link")
+
+
 # Accounts -----------------------------------------------------------------------------------
 
 def account_features(facts):
     """Facts: items, matched_items, flagged_items, reporters, flagged_groups, groups,
-    prior_enforcement, banned, linked_accounts, linked_enforced (all optional)."""
+    prior_enforcement, banned, linked_accounts, linked_enforced, first_contact_blocks_30d,
+    first_contact_reports_30d, group_adds_refused_30d (all optional)."""
     facts = facts if isinstance(facts, dict) else {}
     a = ACCOUNT_RISK
     items = number(facts.get("items"))
@@ -316,6 +427,12 @@ def account_features(facts):
                  lambda n: f"{_plural(n, 'account')} on the same device or phone banned or with known material"),
         _counter(a, "linked_accounts", facts, "linked_accounts",
                  lambda n: f"{_plural(n, 'other account')} on the same device or phone"),
+        _counter(a, "first_contact_blocks", facts, "first_contact_blocks_30d",
+                 lambda n: f"blocked by {_people(n)} it first messaged in 30 days"),
+        _counter(a, "first_contact_reports", facts, "first_contact_reports_30d",
+                 lambda n: f"reported by {_people(n)} it first messaged in 30 days"),
+        _counter(a, "group_adds_refused", facts, "group_adds_refused_30d",
+                 lambda n: f"{_people(n)} refused being added to a group by it in 30 days"),
     ]
     summary = {"items": items, "groups": number(facts.get("groups")), "banned": facts.get("banned") is True}
     return Assessment(a, combine(features), features, summary)

@@ -47,6 +47,10 @@ SWEEP_BATCH = 50
 # Platform facts passed through to the teen-contact score (metadata only, never message content).
 TEEN_FACTS = ("teen_non_contacts_initiated_7d", "non_contacts_initiated_7d", "blocked_by_teens_30d",
               "reported_by_teens_30d")
+# What recipients of any age did when the account first contacted them (the platform's prompt).
+FIRST_CONTACT_FACTS = ("first_contact_blocks_30d", "first_contact_reports_30d", "group_adds_refused_30d")
+# Where a group's members came from: public listings of its invite link, referring apps.
+GROUP_SOURCE_FACTS = ("invite_listings", "referral_joins", "invite_join_share")
 
 
 def thresholds():
@@ -178,6 +182,8 @@ def group_facts(group, now=None):
         "teen_members": _at_least(platform.get("teen_members"), ages[risk.TEEN]),
         "adult_members": _at_least(platform.get("adult_members"), ages[risk.ADULT]),
         "unknown_age_members": ages[risk.UNKNOWN],
+        # Where members came from: passed through as sent (the risk features skip malformed entries).
+        **{key: platform[key] for key in GROUP_SOURCE_FACTS if key in platform},
     }
     return facts
 
@@ -202,6 +208,7 @@ def _joins(platform, memberships, now):
 
 def account_facts(account, now=None):
     now = now or timezone.now()
+    platform = _facts(account)
     item_signals = Signal.objects.filter(item__account=account)
     groups = Group.objects.filter(membership__account=account)
     linked = list(linked_accounts(account).values_list("pk", flat=True)[:LINKED_LIMIT])
@@ -225,6 +232,7 @@ def account_facts(account, now=None):
         "linked_accounts": len(linked),
         "linked_enforced": Account.objects.filter(pk__in=linked).filter(
             Q(status=SubjectStatus.BANNED) | Q(signals__kind=SignalKind.HASH_MATCH)).distinct().count(),
+        **{key: platform[key] for key in FIRST_CONTACT_FACTS if key in platform},
     }
 
 

@@ -51,6 +51,12 @@ class Item(models.Model):
     text = models.TextField(blank=True)
     uploaded_at = models.DateTimeField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
+    # How far the item travelled, as the platform counted it (null: not sent). Known material that
+    # spread widely is more urgent to act on: routing.priority reads these through the match signal.
+    forward_count = models.PositiveBigIntegerField(null=True, blank=True, help_text="Times forwarded")
+    forward_chats = models.PositiveBigIntegerField(null=True, blank=True, help_text="Distinct chats it reached")
+    forwarded_many = models.BooleanField(null=True, blank=True,
+                                         help_text="Carries the platform's 'forwarded many times' mark")
     md5 = models.CharField(max_length=32, db_index=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     # Filled by the scan.

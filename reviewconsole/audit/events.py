@@ -122,6 +122,8 @@ class Event(models.TextChoices):
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_SEARCHED = "audit.searched"
 
+    REFERRALS_EXPORTED = "referrals.exported"
+
     REPORTER_MUTED = "reporter.muted"
     REPORTER_TRUSTED = "reporter.trusted"
     REPORTER_UNMUTED = "reporter.unmuted"

@@ -65,6 +65,24 @@ def _bank_lines(seeds):
     return "\n".join(lines)
 
 
+# How far some known pictures travelled: the match names the spread and the case is raised.
+DEMO_SPREAD = {0: {"forward_count": 312, "forward_chats": 140, "forwarded_many": True},
+               1: {"forward_count": 18, "forward_chats": 9, "forwarded_many": False},
+               2: {"forwarded_many": True}}
+# A group whose invite link is listed on a public site and whose members come through a referring app
+# (reserved .example names, no real site or app); the referrals page groups them by source.
+PREVENTION_GROUP_FACTS = {
+    "demo-grp-1": {
+        "invite_listings": [
+            {"source": "https://links-directory.example/groups/weekend", "kind": "site",
+             "seen_at": "2026-11-28T09:30:00Z"},
+            {"source": "GroupFinder", "kind": "app", "seen_at": "2026-11-30T17:05:00Z"}],
+        "referral_joins": [{"app": "GroupFinder", "joins": 46}],
+        "invite_join_share": 0.93},
+    "demo-grp-2": {"invite_listings": [], "referral_joins": [], "invite_join_share": 0.4},
+}
+
+
 def load(progress=None):
     """Create everything once; returns False when demo data was already there."""
     if Account.objects.filter(external_id="demo-acct-01").exists():
@@ -89,8 +107,9 @@ def load(progress=None):
               ("demo-grp-3", "Quiet corner", 12)]
     for external_id, name, size in groups:
         members = [f"demo-acct-{n:02d}" for n in range(1, 13) if rng.random() < 0.5]
+        facts = {"invite_link_resets_7d": rng.randint(0, 9), **PREVENTION_GROUP_FACTS.get(external_id, {})}
         intake.upsert_group(external_id, {"name": name, "description": f"Demo group: {name.lower()}",
-                                          "member_count": size, "facts": {"invite_link_resets_7d": rng.randint(0, 9)}},
+                                          "member_count": size, "facts": facts},
                             members=members)
     edits = list(synthetic.EDITS.values())
     for i, seed in enumerate(SHARED_KNOWN):
@@ -98,7 +117,7 @@ def load(progress=None):
         account = f"demo-acct-{1 + i % 5:02d}"
         intake.submit_file(synthetic.encode(img, quality=rng.randint(60, 90)), account_id=account,
                            group_id="demo-grp-1" if i % 2 else None, original_name=f"IMG_{seed:04d}.jpg",
-                           external_id=f"demo-item-k{seed}", actor_label="demo")
+                           external_id=f"demo-item-k{seed}", actor_label="demo", spread=DEMO_SPREAD.get(i))
         tick()
     for seed in EXACT_COPIES:
         intake.submit_file(synthetic.encode(synthetic.make_image(seed)), account_id="demo-acct-06",
@@ -137,6 +156,10 @@ def load(progress=None):
     intake.upsert_account("demo-acct-08", {"bio": "how old r u? s e n d p1cs 📸 and add me on the other app"})
     intake.upsert_account("demo-acct-09", {"age_band": "18+", "facts": {
         "teen_non_contacts_initiated_7d": 14, "non_contacts_initiated_7d": 17, "blocked_by_teens_30d": 2}})
+    # An account that many strangers block or report when it first messages them, and whose group adds
+    # are refused: the first-contact features of its account risk.
+    intake.upsert_account("demo-acct-03", {"facts": {
+        "first_contact_blocks_30d": 14, "first_contact_reports_30d": 6, "group_adds_refused_30d": 25}})
     _demo_legal_request()
     _demo_tags()
     return True
