@@ -97,6 +97,10 @@ class Item(models.Model):
             # For the daily metrics rollup: each day's rows are read by range.
             models.Index(fields=["created_at"], name="item_created_idx"),
             models.Index(fields=["scanned_at"], name="item_scanned_idx"),
+            # The index of stored items reads them in (scanned_at, id) order, keyset-paged: a batch of
+            # thousands scanned in one transaction shares its scanned_at, and without the id in the index
+            # each page would sort every row of that instant again.
+            models.Index(fields=["scanned_at", "id"], name="item_scanned_id_idx"),
             # Scanned files waiting for the classifiers: what their claim and the sweep read, never a
             # scan of every scanned item.
             models.Index(fields=["id"], name="item_unclassified_idx",
