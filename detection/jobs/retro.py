@@ -496,7 +496,10 @@ def near_search(vectors, radius, limit):
     if _cold_and_large(index):
         kick(WARM_KEY, WARM_JOB, queue=retro.queue_name(), job_timeout=retro.JOB_TIMEOUT)
         return None
-    if index is not _near_looked[0] or index.cursor is None or time.monotonic() - _near_looked[1] > NEAR_FRESH_SECONDS:
+    if index.cursor is None:
         index.refresh()
+        _near_looked[:] = [index, time.monotonic()]
+    elif index is not _near_looked[0] or time.monotonic() - _near_looked[1] > NEAR_FRESH_SECONDS:
+        index.take_new()  # new items only; late commits and deletions are a retroactive run's checks
         _near_looked[:] = [index, time.monotonic()]
     return retro.nearest(index, vectors, radius, limit)
