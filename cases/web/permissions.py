@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from cases.models import ApiToken, Case, CyberTipReport, DestructionRequest
-from detection.models import Account, Group, Item
+from detection.models import Account, Group, Item, Signal
 
 REVIEW = "cases.review_case"
 REVIEW_ESCALATED = "cases.review_escalated"
@@ -115,7 +115,11 @@ def access_case(user, case_id):
 
 
 def item_cases(item):
-    return Case.objects.filter(Q(signals__item=item) | Q(account=item.account_id)).select_related("queue").distinct()
+    """The cases the item is evidence in, and those about the account that sent it. Two indexed lookups
+    joined by OR (a join on signals ORed with the account made PostgreSQL read every case: half a second
+    at a million cases, on every thumbnail)."""
+    evidence = Signal.objects.filter(item=item, case__isnull=False).values("case_id")
+    return Case.objects.filter(Q(pk__in=evidence) | Q(account=item.account_id)).select_related("queue")
 
 
 def can_view_item(user, item, *, reveal=False):

@@ -24,6 +24,8 @@ class Command(BaseCommand):
                                  "when named)")
         parser.add_argument("--images", type=int, default=1000, help="throughput: images through one worker")
         parser.add_argument("--bank-sizes", default="1000000,10000000", help="matching: PDQ bank sizes")
+        parser.add_argument("--matching-kinds", default="random,clustered,uniform-clusters",
+                            help="matching: kinds of generated bank (random, clustered, uniform-clusters)")
         parser.add_argument("--retro-items", type=int, default=10_000_000,
                             help="retro: stored items (eight PDQ orientations each) searched by new bank hashes")
         parser.add_argument("--retro-hashes", type=int, default=10_000, help="retro: new bank hashes")
@@ -74,9 +76,10 @@ class Command(BaseCommand):
         from reviewconsole.devtools.benchmarks import robustness
         robustness.run(out)
 
-    def bench_matching(self, out, bank_sizes, **options):
+    def bench_matching(self, out, bank_sizes, matching_kinds, **options):
         from reviewconsole.devtools.benchmarks import matching
-        matching.run(out, sizes=tuple(int(s) for s in bank_sizes.split(",") if s))
+        matching.run(out, sizes=tuple(int(s) for s in bank_sizes.split(",") if s),
+                     kinds=tuple(k for k in matching_kinds.split(",") if k))
 
     def bench_retro(self, out, retro_items, retro_hashes, retro_db_items, **options):
         from reviewconsole.devtools.benchmarks import retro
