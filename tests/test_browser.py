@@ -174,7 +174,7 @@ def test_metrics_dashboard_draws_charts_and_downloads_the_transparency_csv(brows
     verify_second_factor(page, live_server, users["senior"])  # metrics need the second factor
     page.click("nav >> text=Metrics")
     page.wait_for_url(f"{live_server.url}/metrics/")
-    assert page.locator("figure.chart > svg").count() == 11
+    assert page.locator("figure.chart > svg").count() == 14
     page.click("text=By week")
     assert "period=week" in page.url
     assert page.locator("figure.chart", has_text="How cases were found").locator("> svg rect").count() == 2
