@@ -4,6 +4,8 @@ CONCURRENTLY (outside a transaction) so that a large live table is not locked; e
 
 from django.db import migrations, models
 
+from reviewconsole.dbindexes import concurrent_indexes
+
 INDEXES = [
     ("item", models.Index(fields=["account", "created_at", "id"], name="item_account_time_idx")),
     ("item", models.Index(fields=["group", "created_at", "id"], name="item_group_time_idx")),
@@ -19,31 +21,6 @@ PREFIX_INDEXES = [("search_account_external_prefix", "cases_account ((external_i
                   ("search_group_external_prefix", "cases_group ((external_id::text) text_pattern_ops)")]
 
 
-def create(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for name, target in PREFIX_INDEXES:
-            schema_editor.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {target}")
-    for model_name, index in INDEXES:
-        model = apps.get_model("detection", model_name)
-        if schema_editor.connection.vendor == "postgresql":
-            sql = str(index.create_sql(model, schema_editor))
-            schema_editor.execute(sql.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY IF NOT EXISTS", 1))
-        else:
-            schema_editor.add_index(model, index)
-
-
-def drop(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for name, _ in PREFIX_INDEXES:
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    for model_name, index in INDEXES:
-        model = apps.get_model("detection", model_name)
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
-        else:
-            schema_editor.remove_index(model, index)
-
-
 class Migration(migrations.Migration):
     atomic = False
 
@@ -52,9 +29,4 @@ class Migration(migrations.Migration):
         ("detection", "0010_search_indexes"),
     ]
 
-    operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[migrations.AddIndex(model_name=name, index=index) for name, index in INDEXES],
-            database_operations=[migrations.RunPython(create, drop, elidable=False)],
-        ),
-    ]
+    operations = concurrent_indexes("detection", INDEXES, raw=PREFIX_INDEXES)

@@ -6,24 +6,9 @@ On PostgreSQL built CONCURRENTLY (outside a transaction) so that a large live ta
 
 from django.db import migrations, models
 
+from reviewconsole.dbindexes import concurrent_indexes
+
 INDEX = models.Index(fields=["scanned_at", "id"], name="item_scanned_id_idx")
-
-
-def create(apps, schema_editor):
-    model = apps.get_model("detection", "item")
-    if schema_editor.connection.vendor == "postgresql":
-        sql = str(INDEX.create_sql(model, schema_editor))
-        schema_editor.execute(sql.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY IF NOT EXISTS", 1))
-    else:
-        schema_editor.add_index(model, INDEX)
-
-
-def drop(apps, schema_editor):
-    model = apps.get_model("detection", "item")
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX.name}")
-    else:
-        schema_editor.remove_index(model, INDEX)
 
 
 class Migration(migrations.Migration):
@@ -33,9 +18,4 @@ class Migration(migrations.Migration):
         ("detection", "0014_spread_facts"),
     ]
 
-    operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[migrations.AddIndex(model_name="item", index=INDEX)],
-            database_operations=[migrations.RunPython(create, drop, elidable=False)],
-        ),
-    ]
+    operations = concurrent_indexes("detection", [("item", INDEX)])
