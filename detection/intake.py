@@ -577,9 +577,9 @@ def submit_report(*, reporter, reason, comment="", account_id=None, group_id=Non
         weight = report_weight(reporter, child_safety=reason in CHILD_SAFETY_REASONS)
         # A muted reporter's report is kept and shown but opens no case by itself: with no open case on
         # its subject it is born triaged (so neither triage nor the sweep picks it up); with one, it joins it.
-        subject = {"account": account} if account else {"group": group}  # as triage keys its cases
-        alone = not weight.opens_case and not Signal.objects.filter(
-            **subject, case__isnull=False, case__closed_at__isnull=True).exists()
+        # Triage keys its cases by subject (account, else group): asked the same way, through the subject's
+        # cases (related_name "cases", the app above), not through signals that may sit on another's case.
+        alone = not weight.opens_case and not (account or group).cases.filter(closed_at__isnull=True).exists()
         signal = Signal.objects.create(
             item=item, account=account, group=group, kind=SignalKind.USER_REPORT, detector="user_report",
             label=f"User report: {label}", score=min(1.0, 0.5 * weight.value), severity=severity,

@@ -138,7 +138,7 @@ def _repeat(existing, mark):
 
 def is_reportable(decision):
     policy = decision.policy
-    return bool(policy and (policy.reportable or policy.category in REPORTABLE)) or \
+    return bool(policy and policy.reportable) or \
         CyberTipReport.objects.filter(decision=decision).exists()
 
 
@@ -245,10 +245,10 @@ def decide_appeal(user, appeal_id, *, outcome, reason, ip=None):
         if outcome == AppealStatus.OVERTURNED:
             details.update(_overturn(user, appeal, decision, reason, now, ip=ip))
         appeal.status, appeal.decided_by, appeal.decided_at, appeal.reason = outcome, user, now, reason
+        details["notices"] = _notify(appeal, now)  # reads the outcome set above; kept with it below
         appeal.assigned_to, appeal.lease_expires_at, appeal.outcome = None, None, details
         appeal.save(update_fields=["status", "decided_by", "decided_at", "reason", "assigned_to", "lease_expires_at",
                                    "outcome"])
-        details["notices"] = _notify(appeal, now)
         event = Event.APPEAL_OVERTURNED if outcome == AppealStatus.OVERTURNED else Event.APPEAL_UPHELD
         audit(user, event, case=decision.case, ip=ip, object_type="appeal", object_id=appeal.pk, details=details)
     return appeal, True

@@ -121,7 +121,7 @@ def open_cases(members):
     return found
 
 
-def _verdict(member, policy, case, tags):
+def _verdict(member, policy, case, tags, case_has_files=None):
     """(skipped reason or "", notes) for one member under one policy, from what the database says now."""
     subject = member.subject
     offender = policy.offends or policy.acts
@@ -137,8 +137,9 @@ def _verdict(member, policy, case, tags):
             return f"its case #{case.pk} is being reviewed by {case.assigned_to.get_username()}", []
         if case.status == CaseStatus.AWAITING_SECOND:
             return f"its case #{case.pk} waits for a second reviewer", []
-    if (policy.category in FILE_CATEGORIES and not member.items
-            and not (case is not None and case.signals.filter(item__isnull=False).exists())):
+    if policy.category in FILE_CATEGORIES and not member.items and not (
+            case_has_files if case_has_files is not None
+            else case is not None and case.signals.filter(item__isnull=False).exists()):
         return "no linked file: nothing to report on it", []
     banned = subject.status == SubjectStatus.BANNED
     if banned and not policy.reportable and policy.remove == RemoveScope.NONE:
@@ -164,11 +165,14 @@ def preview(user, cluster, policy, member_ids=None):
         members = [m for m in members if m.pk in wanted]
     cases = open_cases(members)
     tags = live_tags([m.account_id for m in members if m.account_id], [m.group_id for m in members if m.group_id])
+    with_files = set(Signal.objects.filter(case__in=[c.pk for c in cases.values()], item__isnull=False)
+                     .values_list("case_id", flat=True).distinct())
     rows = []
     for member in members:
         key = (member.kind, member.subject.pk)
         case = cases.get(key)
-        skipped, notes = _verdict(member, policy, case, tags.get(key, []))
+        skipped, notes = _verdict(member, policy, case, tags.get(key, []),
+                                  case_has_files=case is not None and case.pk in with_files)
         where = f"on its case #{case.pk}" if case else "on a new case in the investigations queue"
         n = len(member.items)
         linked = f"{n} linked item{'s' if n != 1 else ''}"
@@ -315,6 +319,8 @@ def _decide(action, member, case, now):
             account=member.account, group=member.group, queue=routing.get_queue(INVESTIGATIONS),
             status=CaseStatus.OPEN, priority=50, base_priority=50,
             summary=f"Cluster #{cluster.pk}: {cluster.title}"[:255])
+        audit(action.reviewed_by, Event.CASE_OPENED, case=case,
+              details={"cluster": cluster.pk, "cluster_action": action.pk, "member": member.pk})
     _link_items(action, member, case)
     case = Case.objects.select_related("account", "group", "queue").get(pk=case.pk)
     facts = GuardFacts(action.proposed_by, case)

@@ -416,18 +416,10 @@ def second_review(user, decision_id, *, approve, note="", ip=None):
     return decision
 
 
-def bank_decision(case, decision, *, ip=None):
-    """A final decision feeds the banks: confirmed material into the local bank, and a senior's
-    dismissal (when asked) onto the allow-list. The entries added are kept on the decision so
-    that an undo takes exactly those back."""
-    batch = _Batch([(case, decision)])
-    effects = _bank_decisions(batch, ip=ip)[0]
-    batch.save_options()
-    return effects
 
 
 def _bank_decisions(batch, *, ip=None):
-    """bank_decision for each decision of the batch: one addition per bank (and decider) for all of them.
+    """What the batch's final decisions add to the banks: one addition per bank (and decider) for all.
 
     Each decision keeps the entries its own items brought: an entry two cases' items share is the
     earlier case's, as when they are decided one after the other."""
@@ -504,17 +496,8 @@ def _close_many(pairs, now):
             case.resolution, case.updated_at = action, updated
 
 
-def _enforce(decision, action, target, payload):
-    """Outbox rows for every enabled platform (one row the platform pulls, where none has a webhook)."""
-    _enforce_many(decision, [(action, target, payload)])
 
 
-def _enforce_many(decision, wanted):
-    """_enforce for many (action, target, payload) of one decision."""
-    outbox = Outbox()
-    for action, target, payload in wanted:
-        outbox.add(decision, action, target, payload)
-    outbox.write()
 
 
 class Outbox:

@@ -15,13 +15,11 @@ from reviewconsole.audit.recorder import audit
 _qa_random = random.SystemRandom()
 
 
-def sample_for_qa(decision):
-    """A share of decisions goes to blind QA: QA_SAMPLE_RATE of people's, the rule's own share of a rule's."""
-    sample_for_qa_many([decision])
 
 
 def sample_for_qa_many(decisions):
-    """sample_for_qa for many decisions: each drawn on its own, the samples written with one statement."""
+    """A share of decisions goes to blind QA (QA_SAMPLE_RATE of people's, a rule's own share of a rule's):
+    each drawn on its own, the samples written with one statement."""
     rates = {}
     sampled = []
     for decision in decisions:

@@ -89,7 +89,7 @@ def cluster_new(request):
             return redirect("cases:search")
         group = access_subject(request.user, "group", int(group_id))
         flagged = list(Item.objects.filter(group=group, signals__isnull=False).values_list("account", flat=True)
-                       .distinct().order_by("account")[:cluster_actions.MAX_MEMBERS])
+                       .distinct().order_by("account")[:cluster_actions.MAX_MEMBERS - 1])  # and the group
         try:
             members = _visible(request.user, cluster_actions.members_from_group(
                 group, [a for a in flagged if a is not None], include_group=True))
