@@ -2,10 +2,13 @@
 
 An item's original bytes are written to the evidence store and its row committed before it is
 handed to the scan queue; if the hand-off fails the sweep finds the row still `queued`. A platform
-that hashes at its edge sends hashes instead of bytes: the item is stored `hash_only`, with no file,
-and the same scan matches the hashes it came with.
+that hashes at its edge sends hashes instead of bytes: the item is stored `hash_only`, with no file.
+There is nothing to decode, so such items are matched in the request, by the same code the scan runs,
+and committed `scanned` with their signals in one write; where this process's bank index is not ready
+to answer at once (see matching.ready) they are queued and the scan matches them instead.
 """
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -16,7 +19,9 @@ from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
-from detection.detectors.hashing import DIHEDRAL, digests, pack_orientations
+from detection import matching
+from detection.detectors.hashing import DIHEDRAL, digests, pack_orientations, unpack_orientations
+from detection.match_signals import match_hashed
 from detection.models import (
     Account,
     AccountLink,
@@ -34,6 +39,8 @@ from reviewconsole import storage
 from reviewconsole.audit.events import Event
 from reviewconsole.audit.recorder import audit
 from reviewconsole.queueing import enqueue, kick_after_commit
+
+log = logging.getLogger(__name__)
 
 # How serious a user report is taken before anyone has looked at it.
 REPORT_REASONS = {
@@ -327,33 +334,80 @@ def clean_hashes(hashes, kind):
 
 def submit_hashes(hashes, *, account_id, group_id=None, kind=ItemKind.IMAGE, external_id="", uploaded_at=None,
                   ip=None, actor_label="api", spread=None):
-    """Store an image or video the platform hashed at its edge as a hash-only item and queue it for
-    scanning, which matches the hashes it came with. Raises InvalidHashes or Rejection, storing nothing."""
+    """Store an image or video the platform hashed at its edge as a hash-only item, matched against the
+    banks now (or queued for the scan, see _match_now). Raises InvalidHashes or Rejection, storing nothing."""
     if kind not in (ItemKind.IMAGE, ItemKind.VIDEO):
         raise Rejection("kind", "hashes describe an image or a video: kind must be image or video")
     refuse_nul(account=account_id, group=group_id, external_id=external_id)
     spread = clean_spread(spread)
     clean = clean_hashes(hashes, kind)
-    orientations = None
-    if clean["pdq"]:
-        # Without the platform's orientations the original alone is kept: later bank entries are then
-        # searched against the picture as sent, not its mirror images.
-        sent = clean["pdq_orientations"] or [clean["pdq"]]
-        orientations = pack_orientations(list(zip(DIHEDRAL, sent, strict=False)))
+    orientations = _packed(clean)
+    fields = {"md5": clean["md5"], "sha256": clean["sha256"], "pdq": clean["pdq"], "pdq_quality": clean["pdq_quality"],
+              "pdq_orientations": orientations, "frame_hashes": clean["frames"]}
     with transaction.atomic():
         account, group = _subjects(account_id, group_id)
+        matched = _match_now([fields])
         item = Item.objects.create(
             account=account, group=group, kind=kind, external_id=external_id, hash_only=True,
-            uploaded_at=uploaded_at, ip=ip, md5=clean["md5"], sha256=clean["sha256"], pdq=clean["pdq"],
-            pdq_quality=clean["pdq_quality"], pdq_orientations=orientations, frame_hashes=clean["frames"],
-            **spread,
+            uploaded_at=uploaded_at, ip=ip, **fields, **spread, **_scanned_now(matched),
         )
         audit(None, Event.ITEM_RECEIVED, item=item, actor_label=actor_label,
               details={"kind": kind, "hash_only": True, "sha256": clean["sha256"], "md5": clean["md5"],
                        "pdq": clean["pdq"], "orientations": len(clean["pdq_orientations"]),
-                       "frames": len(clean["frames"])})
-        request_scan(item.pk)
+                       "frames": len(clean["frames"]), "matched_at_intake": matched is not None})
+        if matched is None:
+            request_scan(item.pk)
+        else:
+            _store_signals(matched, [(0, item)])
     return item
+
+
+def _match_now(rows):
+    """Match hash-only items (rows of hash fields) now, when this process's bank index can answer without
+    a long cold load: a BatchMatches keyed by position, or None to leave them to the scan.
+
+    The scan is the net under this: should matching fail for any reason (the database, a bank that no
+    longer parses), the items are stored queued and a worker matches them the same way.
+    """
+    if not settings.INTAKE_MATCH or not rows:
+        return None
+    try:
+        # A savepoint: a database error here must not spoil the transaction the items are written in.
+        with transaction.atomic():
+            if not matching.ready():
+                return None
+            return match_hashed([(_Probe(n, row), row) for n, row in enumerate(rows)])
+    except Exception:
+        log.exception("intake: matching %d hash-only item(s) failed; they are queued for the scan", len(rows))
+        return None
+
+
+class _Probe:
+    """What matching reads of an item before its row exists: hashes, and its position as the key."""
+
+    __slots__ = ("md5", "pdq_variants", "pk", "sha256")
+
+    def __init__(self, key, row):
+        self.pk, self.md5, self.sha256 = key, row["md5"], row["sha256"]
+        self.pdq_variants = unpack_orientations(row["pdq_orientations"]) if row["pdq_orientations"] else ()
+
+
+def _scanned_now(matched):
+    """The status fields of items matched at intake (none for those left queued)."""
+    return {} if matched is None else {"status": ItemStatus.SCANNED, "scanned_at": timezone.now()}
+
+
+def _store_signals(matched, items):
+    """Write the match signals of items matched at intake ([(key, saved Item)]) and hand them to triage
+    once they commit, as a scan does."""
+    signals = []
+    for key, item in items:
+        if matched.any(key):
+            signals += matched.signals(item, key=key)
+    created = Signal.objects.bulk_create(signals)
+    if created:
+        enqueue("cases.jobs.triage_signals", [signal.pk for signal in created], queue="triage")
+    return created
 
 
 # A platform at scale sends hashes in batches: one request, one transaction and one audit row for up to
@@ -403,9 +457,11 @@ def insert_rows(model, rows, *, ignore_conflicts=False, returning=("pk",)):
     the `returning` fields of the new rows as tuples (with ignore_conflicts, only of those inserted, and
     on SQLite none: bulk_create learns no ids there).
 
-    On PostgreSQL it is one INSERT ... SELECT FROM unnest(): an array per column that varies and the
-    defaults given once. bulk_create's statement for a thousand rows of a wide table costs ten times
-    more to build and send than the database takes to store it; SQLite is left to bulk_create.
+    On PostgreSQL it is one INSERT ... SELECT FROM jsonb_to_recordset(): the rows travel as one JSON
+    document (encoded by the json module's C code) and the defaults are given once. bulk_create's
+    statement for a thousand rows of a wide table costs ten times more to build and send than the
+    database takes to store it, and a bound array a column is still quoted value by value in Python;
+    SQLite is left to bulk_create.
     """
     if not rows:
         return []
@@ -414,29 +470,48 @@ def insert_rows(model, rows, *, ignore_conflicts=False, returning=("pk",)):
         return [tuple(getattr(obj, name) for name in returning) for obj in created if obj.pk is not None]
     template, varying = model(), list(rows[0])
     quote = connection.ops.quote_name
-    columns, picks, params, arrays = [], [], [], []
+    columns, picks, params, record, convert = [], [], [], [], {}
     for field in model._meta.concrete_fields:
         if field.primary_key:
             continue
         cast = field.db_type(connection)
         columns.append(quote(field.column))
-        if field.attname in varying:
-            as_json = isinstance(field, JSONField)  # sent as text, cast in the statement
-            values = [dumps(row[field.attname]) if as_json else row[field.attname] for row in rows]
-            picks.append(f"u.c{len(arrays)}" + (f"::{cast}" if as_json else ""))
-            arrays.append((f"%s::{'text' if as_json else cast}[]", values))
-        else:
+        if field.attname not in varying:
             picks.append(f"%s::{cast}")
             params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
-    names = ", ".join(f"c{n}" for n in range(len(arrays)))
+            continue
+        key = f"c{len(record)}"
+        if isinstance(field, JSONField):
+            record.append(f"{key} jsonb")
+            picks.append(f"u.{key}")
+        elif cast == "bytea":  # JSON has no bytes: sent as hex
+            record.append(f"{key} text")
+            picks.append(f"decode(u.{key}, 'hex')")
+            convert[field.attname] = _hex_or_none
+        else:
+            record.append(f"{key} {cast}")
+            picks.append(f"u.{key}")
+            if field.get_internal_type() in ("DateTimeField", "DateField"):
+                convert[field.attname] = _iso_or_none
+    names = [f.attname for f in model._meta.concrete_fields if not f.primary_key and f.attname in varying]
+    document = dumps([{f"c{n}": (convert[name](row[name]) if name in convert else row[name])
+                       for n, name in enumerate(names)} for row in rows], separators=(",", ":"))
     sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) SELECT {', '.join(picks)} "
-           f"FROM unnest({', '.join(a[0] for a in arrays)}) AS u({names})"
+           f"FROM jsonb_to_recordset(%s::jsonb) AS u({', '.join(record)})"
            + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + " RETURNING "
            + ", ".join(quote((model._meta.pk if name == "pk" else model._meta.get_field(name)).column)
                        for name in returning))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params + [a[1] for a in arrays])
+        cursor.execute(sql, [*params, document])
         return cursor.fetchall()
+
+
+def _hex_or_none(value):
+    return None if value is None else bytes(value).hex()
+
+
+def _iso_or_none(value):
+    return None if value is None else value.isoformat()
 
 
 def _subject_ids(model, external_ids):
@@ -469,7 +544,8 @@ def _already_received(pairs):
 
 
 def submit_hash_batch(entries, *, actor_label="api"):
-    """Store a batch of hash-only items (HashItem, at most MAX_BATCH_ITEMS) and queue them for scanning.
+    """Store a batch of hash-only items (HashItem, at most MAX_BATCH_ITEMS), matched now (or queued for
+    the scan where they cannot be, see _match_now).
 
     Each entry is checked on its own: one with bad hashes or fields is refused with its reasons and the
     rest go on. A retried entry (same account and external_id as an item already received, or as an
@@ -514,10 +590,14 @@ def submit_hash_batch(entries, *, actor_label="api"):
                     "pdq": clean["pdq"], "pdq_quality": clean["pdq_quality"], "pdq_orientations": _packed(clean),
                     "frame_hashes": clean["frames"],
                     **{name: clean["spread"].get(name) for name in SPREAD_FIELDS}}))
+        matched = _match_now([row for _, row in new])
+        status = _scanned_now(matched)
+        for _, row in new:
+            row.update(status)
         # Ids come from the sequence in the order the rows are inserted: ascending is the entries' order.
         ids = sorted(pk for (pk,) in insert_rows(Item, [row for _, row in new]))
         for (n, _), pk in zip(new, ids, strict=True):
-            results[n] = Received(pk, ItemStatus.QUEUED)
+            results[n] = Received(pk, status.get("status", ItemStatus.QUEUED))
         for n, first in repeats:
             results[n] = Received(results[first].id, results[first].status, duplicate=True)
         if ids:
@@ -525,11 +605,17 @@ def submit_hash_batch(entries, *, actor_label="api"):
                   object_id=f"{ids[0]}-{ids[-1]}",
                   details={"hash_only": True, "items": ids, "count": len(ids),
                            "videos": sum(row["kind"] == ItemKind.VIDEO for _, row in new),
-                           "duplicates": sum(isinstance(r, Received) and r.duplicate for r in results)})
-            # One kick per scan slot the batch touches (at most SCAN_SLOTS): every worker can take a
-            # share of a large batch, and the batch costs a handful of Redis calls, not one an item.
-            for slot in sorted({pk % settings.SCAN_SLOTS for pk in ids}):
-                kick_after_commit(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")
+                           "duplicates": sum(isinstance(r, Received) and r.duplicate for r in results),
+                           "matched_at_intake": matched is not None})
+            if matched is not None:
+                # Only the items that matched are made into model instances: most match nothing.
+                saved = enumerate(zip((row for _, row in new), ids, strict=True))
+                _store_signals(matched, [(k, Item(pk=pk, **row)) for k, (row, pk) in saved if matched.any(k)])
+            else:
+                # One kick per scan slot the batch touches (at most SCAN_SLOTS): every worker can take a
+                # share of a large batch, and the batch costs a handful of Redis calls, not one an item.
+                for slot in sorted({pk % settings.SCAN_SLOTS for pk in ids}):
+                    kick_after_commit(f"scan:{slot}", "detection.jobs.scan.scan_pending", slot, queue="scan")
     return results
 
 

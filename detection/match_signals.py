@@ -1,6 +1,6 @@
 """Hash matches as signals a reviewer can read: exact or near, on which hash, in which bank, against
 which entry, what was undone (mirroring, bars), and the video rule; plus the allow-list that
-suppresses known false positives. Used by the scan job."""
+suppresses known false positives. Used by the scan job, and by intake for items that arrive as hashes."""
 
 import logging
 from collections import defaultdict
@@ -32,10 +32,6 @@ WEAK_TYPES = (HashType.PHASH, HashType.DHASH)
 HASH_RANK = {t: rank for rank, t in enumerate((*EXACT_TYPES, HashType.PDQ, *WEAK_TYPES))}
 # Confidence of one agreeing hash: (at distance 0, at the bank's threshold), linear in between.
 # Every PDQ match (>= 0.70) outscores every weak one; only a cryptographic match scores 1.
-
-
-# Confidence of one agreeing hash: (at distance 0, at the bank's threshold), linear in between.
-# Every PDQ match (>= 0.70) outscores every weak one; only a cryptographic match scores 1.
 SCORE_RANGE = {HashType.SHA256: (1.0, 1.0), HashType.MD5: (1.0, 1.0), HashType.PDQ: (0.95, 0.70),
                HashType.PHASH: (0.60, 0.45), HashType.DHASH: (0.50, 0.35)}
 
@@ -47,7 +43,6 @@ NOT_EXACT_CEILING = 0.98  # however many perceptual hashes agree, they do not pr
 
 
 WEAK_CEILING = 0.65  # pHash and dHash together stay below the weakest PDQ match
-# A match on weak hashes alone gets this share of its bank's severity (90 -> 68).
 
 
 # A match on weak hashes alone gets this share of its bank's severity (90 -> 68).
@@ -151,7 +146,7 @@ def build_match_signals(item, matches, banks, labels=None):
             details["caveat"] = caveat
         signals.append(Signal(
             item=item,
-            account=item.account,
+            account_id=item.account_id,
             group_id=item.group_id,
             kind=SignalKind.HASH_MATCH,
             detector="hash_match",
@@ -523,3 +518,43 @@ def _video_details(finding, undone):
         "target_matched": finding.target_matched, "target_total": finding.target_total,
         "frames": frames(finding.hits), "image_frames": frames(finding.image_hits),
     }
+
+
+@dataclass
+class BatchMatches:
+    """Every bank match of a batch of items, as match_hashed found them, keyed by item pk (or by any
+    distinct key given before the items have one)."""
+
+    found: dict  # key: (matches, {bank id: Bank})
+    frames: dict  # key: video frame findings (match_video_frames)
+    labels: dict  # entry id: label
+
+    def any(self, key):
+        return bool(self.found[key][0]) or key in self.frames
+
+    def signals(self, item, key=None):
+        """The item's match signals (unsaved), the allow-list applied; `key` as given to match_hashed."""
+        key = item.pk if key is None else key
+        matches, banks = self.found[key]
+        return with_video_signals(item, build_match_signals(item, matches, banks, self.labels), matches, banks,
+                                  self.frames.get(key), labels=self.labels)
+
+
+def match_hashed(hashed):
+    """Match a batch of (item, hash fields) against every bank in one search, as a scan does: each item's
+    digests, PDQ in every orientation it has (`item.pdq_variants`), pHash, dHash and video frames.
+
+    Items are told apart by `item.pk`: anything with `pk`, `md5`, `sha256` and `pdq_variants` serves
+    before the row exists. Reads only; the signals are built from the result in the writing transaction.
+    """
+    found = matching.find_matches_many([
+        {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
+         "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
+         "phash": fields.get("phash", ""), "dhash": fields.get("dhash", ""),
+         "pdq_variants": list(getattr(item, "pdq_variants", ()))}
+        for item, fields in hashed
+    ])
+    frames = match_video_frames(hashed)
+    labels = entry_labels({m.bank_hash_id for matches, _ in found for m in matches}
+                          | {m.bank_hash_id for v in frames.values() for ms in v[1] for m in ms})
+    return BatchMatches({item.pk: one for (item, _), one in zip(hashed, found, strict=True)}, frames, labels)

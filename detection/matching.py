@@ -45,6 +45,9 @@ INVALIDATE_RELOAD_ROWS = 100_000
 # database in more than SNAPSHOT_MAX_DRIFT of its rows is not used.
 CACHE_MIN_ROWS = settings.BANK_INDEX_SNAPSHOT_MIN_ROWS
 SNAPSHOT_SHARE = settings.BANK_INDEX_SNAPSHOT_SHARE
+# A process without its index reads at most this many rows from the database in a request (see ready):
+# more than that, workers have written a snapshot to map instead.
+COLD_LOAD_ROWS = CACHE_MIN_ROWS
 SNAPSHOT_MAX_DRIFT = 0.01
 SNAPSHOT_RETRY_SECONDS = 60.0
 PERCEPTUAL = (HashType.PDQ, HashType.PHASH, HashType.DHASH)
@@ -759,6 +762,16 @@ def _perceptual_queries(queries):
             if q.get(hash_type):
                 batches[hash_type].append((number, "", q[hash_type]))
     return batches
+
+
+def ready():
+    """Whether this process can match now without a long load: its index is loaded, or a snapshot is there
+    to map, or the banks hold too few perceptual hashes for a snapshot (read from the database at once).
+    Intake matches hash-only items in the request only then; a cold web process leaves them to the scan."""
+    if _index.stamp is not None or _link_name(_index._cache_dir()):
+        return True
+    few = BankHash.objects.filter(hash_type__in=PERCEPTUAL)[:COLD_LOAD_ROWS]
+    return few.count() < COLD_LOAD_ROWS
 
 
 def find_matches_many(queries):

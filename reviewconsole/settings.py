@@ -229,6 +229,10 @@ SCAN_TRIAGE_SECONDS = envint("SCAN_TRIAGE_SECONDS", 5)
 SCAN_JOB_SECONDS = envint("SCAN_JOB_SECONDS", 20)
 SCAN_SLOTS = envint("SCAN_SLOTS", 4)
 SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 30)  # renewed every third of it while a batch runs
+# Hash-only items (no bytes to decode) are matched in the intake request and stored scanned with their
+# signals in one write, where the web process's bank index is ready (detection.matching.ready); off, or
+# not ready, they are queued for the scan like files.
+INTAKE_MATCH = envbool("INTAKE_MATCH", True)
 
 # Classifiers for new, unknown imagery, by dotted path with their options (see detection.detectors).
 # A classifier alone never actions anything: its finding raises priority and routes to review.

@@ -1,6 +1,7 @@
 """Batch hash-only intake: up to 1000 hash-only items in one request, each checked as the single endpoint
 checks it, refused at its own position when bad, idempotent per account and external_id, written in
-bulk with one audit row, and matched by the same scan."""
+bulk with one audit row, and matched in the request by the code the scan runs (or, where that cannot be,
+left queued for the scan)."""
 
 import json
 
@@ -10,8 +11,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from cases.models import Case
-from detection import intake
+from detection import intake, matching
 from detection.detectors.hashing import DIHEDRAL, unpack_orientations
+from detection.jobs.scan import scan_item
 from detection.models import Account, Group, Item, ItemKind, ItemStatus, Membership, Signal
 from reviewconsole.audit.models import AuditEvent
 from tests.conftest import drain
@@ -51,7 +53,7 @@ def nothing_stored():
 
 # A good batch ----------------------------------------------------------------------------------
 
-def test_a_good_batch_is_stored_in_order_as_queued_hash_only_items(api):
+def test_a_good_batch_is_stored_in_order_as_hash_only_items_matched_at_once(api):
     frames = [{"t": float(t), "pdq": random_pdq(100 + t), "quality": 95} for t in range(3)]
     orientations = [random_pdq(200 + n) for n in range(len(DIHEDRAL))]
     body = batch(api, [
@@ -62,9 +64,10 @@ def test_a_good_batch_is_stored_in_order_as_queued_hash_only_items(api):
     ])
     assert (body["accepted"], body["duplicates"], body["refused"]) == (3, 0, 0)
     ids = [row["id"] for row in body["items"]]
-    assert all(row["status"] == "queued" and "duplicate" not in row for row in body["items"])
+    assert all(row["status"] == "scanned" and "duplicate" not in row for row in body["items"])
     first, video, oriented = (Item.objects.get(pk=pk) for pk in ids)
-    assert first.hash_only and first.status == ItemStatus.QUEUED and first.storage_path == "" and first.size == 0
+    assert first.hash_only and first.status == ItemStatus.SCANNED and first.storage_path == "" and first.size == 0
+    assert first.scanned_at is not None and first.scan_attempts == 0
     assert first.md5 == md5_of(1) and first.pdq == random_pdq(1) and first.pdq_quality == 90
     assert first.account.external_id == "acct-1" and first.group.external_id == "grp-1"
     assert first.ip == "203.0.113.9" and first.uploaded_at.isoformat().startswith("2026-11-01T10:00")
@@ -100,13 +103,100 @@ def test_the_database_work_does_not_grow_with_the_batch(api):
     assert Item.objects.count() == 1001
 
 
-def test_the_scan_is_kicked_once_per_slot_not_once_per_item(api, settings, django_capture_on_commit_callbacks,
-                                                            monkeypatch):
+def test_items_left_to_the_scan_kick_it_once_per_slot_not_once_per_item(
+        api, settings, django_capture_on_commit_callbacks, monkeypatch):
+    settings.INTAKE_MATCH = False
     kicks = []
     monkeypatch.setattr("reviewconsole.queueing.kick", lambda key, *args, **kwargs: kicks.append(key))
     with django_capture_on_commit_callbacks(execute=True):
         batch(api, [item(n) for n in range(200)])
     assert sorted(kicks) == [f"scan:{slot}" for slot in range(settings.SCAN_SLOTS)]
+
+
+# Matched in the request ------------------------------------------------------------------------
+
+def ring_items(prefix):
+    """A near PDQ copy, an exact MD5, a copy whose mirrored orientation is the known one, and a benign item."""
+    known = hash_values(41)["pdq"]
+    turned = [random_pdq(7), flipped(known, 3), *(random_pdq(8 + n) for n in range(6))]
+    return [
+        {"account": f"{prefix}near", "group": f"{prefix}grp", "external_id": "r-1",
+         "hashes": {"pdq": flipped(known, 10), "pdq_quality": 90}},
+        {"account": f"{prefix}md5", "external_id": "r-2", "hashes": {"md5": hash_values(42)["md5"]}},
+        {"account": f"{prefix}turned", "external_id": "r-3",
+         "hashes": {"pdq": turned[0], "pdq_quality": 90, "pdq_orientations": turned}},
+        {"account": f"{prefix}benign", "external_id": "b-1", "hashes": {"pdq": flipped(known, 80), "pdq_quality": 90}},
+    ]
+
+
+def findings(prefix):
+    """What the signals on a prefix's accounts say, without the ids of their rows."""
+    signals = Signal.objects.filter(account__external_id__startswith=prefix).select_related("item", "account")
+    return sorted((s.item.external_id, s.account.external_id.removeprefix(prefix), s.kind, s.label, s.score,
+                   s.severity, s.explanation, s.details) for s in signals)
+
+
+def test_items_matched_in_the_request_get_the_signals_the_scan_gives(api, settings):
+    known_bank([41, 42], types=("pdq", "md5"))
+    now = batch(api, ring_items("now-"))
+    settings.INTAKE_MATCH = False
+    later = batch(api, ring_items("later-"))
+    assert {r["status"] for r in now["items"]} == {"scanned"} and {r["status"] for r in later["items"]} == {"queued"}
+    for row in later["items"]:
+        assert scan_item(row["id"]) == "scanned"
+    assert findings("now-") == findings("later-")
+    assert [(f[0], f[1], f[7]["basis"], [h.get("distance") for h in f[7]["hashes"]]) for f in findings("now-")] == [
+        ("r-1", "near", "pdq", [10]), ("r-2", "md5", "exact", [0]), ("r-3", "turned", "pdq", [3])]
+    assert Signal.objects.filter(triaged_at__isnull=True).count() == 6  # left for triage, as a scan leaves them
+    received = AuditEvent.objects.filter(action="item.received").order_by("pk")
+    assert [row.details["matched_at_intake"] for row in received] == [True, False]
+
+
+def test_matched_items_go_to_triage_in_one_job_and_the_scan_is_not_kicked(api, monkeypatch,
+                                                                          django_capture_on_commit_callbacks):
+    known_bank([41, 42], types=("pdq", "md5"))
+    jobs, kicks = [], []
+    monkeypatch.setattr("reviewconsole.queueing.enqueue_now", lambda path, *args, **kw: jobs.append((path, args, kw)))
+    monkeypatch.setattr("reviewconsole.queueing.kick", lambda key, *args, **kwargs: kicks.append(key))
+    with django_capture_on_commit_callbacks(execute=True):
+        batch(api, ring_items("r-") + [item(n) for n in range(50)])
+    signal_ids = sorted(Signal.objects.values_list("pk", flat=True))
+    assert len(signal_ids) == 3 and kicks == []
+    assert [(path, args, kw["queue"]) for path, args, kw in jobs] == [("cases.jobs.triage_signals", (signal_ids,),
+                                                                        "triage")]
+
+
+def _no_such_table(hashed):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+
+
+def _unreadable(hashed):
+    raise ValueError("a bank row that does not parse")
+
+
+@pytest.mark.parametrize("failure", [_no_such_table, _unreadable])
+def test_when_matching_fails_in_the_request_the_items_wait_for_the_scan(api, monkeypatch, failure):
+    known_bank([41, 42], types=("pdq", "md5"))
+    monkeypatch.setattr("detection.intake.match_hashed", failure)
+    body = batch(api, ring_items("x-"))
+    single = api.post("/api/v1/items", json.dumps(ring_items("y-")[1]), content_type="application/json")
+    assert {r["status"] for r in body["items"]} == {"queued"} and single.json()["status"] == "queued"
+    assert Item.objects.filter(status=ItemStatus.QUEUED).count() == 5 and not Signal.objects.exists()
+    monkeypatch.undo()
+    for pk in [r["id"] for r in body["items"]] + [single.json()["id"]]:
+        assert scan_item(pk) == "scanned"
+    assert len(findings("x-")) == 3 and len(findings("y-")) == 1
+
+
+def test_a_cold_process_does_not_read_a_large_bank_in_a_request(api, monkeypatch):
+    known_bank([41, 42], types=("pdq", "md5"))
+    monkeypatch.setattr(matching, "_index", matching.BankIndex())  # a web process that has matched nothing yet
+    monkeypatch.setattr(matching, "COLD_LOAD_ROWS", 1)  # and banks past what it may read in a request
+    assert {r["status"] for r in batch(api, ring_items("cold-"))["items"]} == {"queued"}
+    matching.find_matches_many([])  # loaded once (a worker's snapshot, where there is one, is mapped instead)
+    assert {r["status"] for r in batch(api, ring_items("warm-"))["items"]} == {"scanned"}
+    assert len(findings("warm-")) == 3 and not findings("cold-")
 
 
 # Bad items, each refused at its own position -------------------------------------------------------
@@ -127,7 +217,7 @@ def test_bad_items_are_refused_at_their_position_with_their_reasons_and_the_rest
     ])
     rows = body["items"]
     assert (body["accepted"], body["refused"]) == (2, 9)
-    assert rows[0]["status"] == rows[10]["status"] == "queued"
+    assert rows[0]["status"] == rows[10]["status"] == "scanned"
     fields = [row.get("fields", {}) for row in rows]
     assert set(fields[1]) == {"hashes.pdq", "hashes.pdq_quality"} and "64 hex digits" in fields[1]["hashes.pdq"][0]
     assert set(fields[2]) == {"account", "kind"}
@@ -227,14 +317,14 @@ def test_a_retried_batch_gives_the_same_items_and_stores_nothing_new(api):
 
 def test_a_repeat_inside_one_batch_is_answered_with_the_first(api):
     body = batch(api, [item(1), item(2), item(1, hashes={"md5": MD5})])
-    assert body["items"][2] == {"id": body["items"][0]["id"], "status": "queued", "duplicate": True}
+    assert body["items"][2] == {"id": body["items"][0]["id"], "status": "scanned", "duplicate": True}
     assert Item.objects.count() == 2 and Item.objects.get(external_id="m-1").md5 == md5_of(1)
 
 
 def test_a_batch_retrying_a_single_upload_gets_that_item(api):
     single = api.post("/api/v1/items", json.dumps(item(3)), content_type="application/json").json()
     (row,) = batch(api, [item(3)])["items"]
-    assert row == {"id": single["id"], "status": "queued", "duplicate": True}
+    assert row == {"id": single["id"], "status": "scanned", "duplicate": True}
 
 
 def test_the_same_external_id_from_another_account_or_without_one_is_a_new_item(api):

@@ -18,7 +18,6 @@ from detection import intake
 from detection.banks import import_vpdq
 from detection.detectors.hashing import DIHEDRAL, unpack_orientations
 from detection.jobs import classify
-from detection.jobs.scan import scan_item
 from detection.models import Account, Item, ItemKind, ItemStatus, Signal
 from reviewconsole.audit.models import AuditEvent
 from tests.conftest import drain, verify_2fa
@@ -55,8 +54,9 @@ def received(api, hashes, **fields):
 
 
 def scanned(item):
-    assert scan_item(item.pk) == "scanned"
+    """The item as stored: hash-only items are matched in the intake request."""
     item.refresh_from_db()
+    assert item.status == ItemStatus.SCANNED
     return item
 
 
@@ -76,8 +76,10 @@ def test_a_hash_only_pdq_through_the_real_pipeline_raises_a_match_and_opens_a_ca
     known_bank([31])
     response = post_hashes(api, pdq_of(31), external_id="m-31", ip="203.0.113.7",
                            uploaded_at="2026-11-01T10:00:00Z")
-    assert response.status_code == 202 and response.json()["status"] == "queued"
+    # Matched in the request: stored scanned with its signal; triage (a real worker) opens the case.
+    assert response.status_code == 202 and response.json()["status"] == "scanned"
     item = Item.objects.get(pk=response.json()["id"])
+    assert Signal.objects.get(item=item).triaged_at is None
     assert item.hash_only and item.storage_path == "" and item.size == 0
     assert not (settings.EVIDENCE_ROOT / "originals").exists()  # no bytes were written anywhere
     assert AuditEvent.objects.get(action="item.received", item=item).details["hash_only"] is True

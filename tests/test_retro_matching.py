@@ -19,8 +19,7 @@ from detection import intake, retro
 from detection.banks import ALLOW_BANK, add_item_hashes, import_hashes, import_vpdq, system_bank
 from detection.detectors.hashing import DIHEDRAL, ORIENTATION_NAMES
 from detection.jobs.retro import retro_match, share_outward
-from detection.jobs.scan import scan_item
-from detection.models import Bank, BankHash, Item, ItemKind, RetroMatch, SharedMediaRequest, Signal
+from detection.models import Bank, BankHash, Item, ItemKind, ItemStatus, RetroMatch, SharedMediaRequest, Signal
 from reviewconsole.audit.models import AuditEvent
 from reviewconsole.devtools import synthetic
 from tests.conftest import drain
@@ -59,9 +58,9 @@ def hash_only_item(account, orientations, *, quality=90, md5=None, group=None, f
         hashes["md5"] = md5
     if frames:
         hashes["frames"] = frames
-    item = intake.submit_hashes(hashes, account_id=account, group_id=group, kind=kind)
-    assert scan_item(item.pk) == "scanned"
-    return Item.objects.get(pk=item.pk)
+    item = Item.objects.get(pk=intake.submit_hashes(hashes, account_id=account, group_id=group, kind=kind).pk)
+    assert item.status == ItemStatus.SCANNED  # matched in the intake request, its orientations kept
+    return item
 
 
 def import_list(bank, rows):

@@ -16,7 +16,6 @@ from django.db.models import F, Q
 from django.utils import timezone
 from rq.timeouts import BaseTimeoutException
 
-from detection import matching
 from detection.detectors.hashing import (
     RejectedFile,
     fault_reason,
@@ -26,7 +25,7 @@ from detection.detectors.hashing import (
 )
 from detection.detectors.video import Limits, frame_hashes, sample_animation, sample_video
 from detection.jobs.lease import renewed
-from detection.match_signals import build_match_signals, entry_labels, match_video_frames, with_video_signals
+from detection.match_signals import match_hashed
 from detection.models import Item, ItemKind, ItemStatus, Signal
 from detection.termlists import item_text_signals
 from reviewconsole.queueing import enqueue_now, kick, kicked
@@ -148,16 +147,7 @@ def scan_claimed(items, token, deadline=None):
     budget = deadline or time.monotonic() + settings.SCAN_JOB_SECONDS
     with renewed(held(items, token), settings.SCAN_LEASE_SECONDS):
         hashed, rejected, released = _hash_all(items, budget)
-        found = matching.find_matches_many([
-            {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
-             "pdq_usable": (fields.get("pdq_quality") or 0) >= settings.PDQ_MIN_QUALITY,
-             "phash": fields.get("phash", ""), "dhash": fields.get("dhash", ""),
-             "pdq_variants": list(getattr(item, "pdq_variants", ()))}
-            for item, fields in hashed
-        ])
-        frames_found = match_video_frames(hashed)
-        labels = entry_labels({m.bank_hash_id for matches, _ in found for m in matches}
-                              | {m.bank_hash_id for v in frames_found.values() for ms in v[1] for m in ms})
+        matched = match_hashed(hashed)
         texts = text_item_signals(hashed)
     # The heartbeat has stopped: renewing rows the store is updating would only wait on its locks.
     outcomes, signals = {}, []
@@ -165,14 +155,13 @@ def scan_claimed(items, token, deadline=None):
     with transaction.atomic():
         mine = Item.objects.filter(status=ItemStatus.QUEUED, scan_token=token)
         ours = _mark_scanned(mine, token, [item.pk for item, _ in hashed], now)
-        for (item, fields), (matches, banks) in zip(hashed, found, strict=True):
+        for item, fields in hashed:
             if item.pk not in ours:
                 outcomes[item.pk] = "skipped"  # our claim lapsed and another scan took the item
                 continue
             for name, value in fields.items():
                 setattr(item, name, value)
-            signals += with_video_signals(item, build_match_signals(item, matches, banks, labels), matches, banks,
-                                          frames_found.get(item.pk), labels=labels)
+            signals += matched.signals(item)
             signals += texts.get(item.pk, [])
             outcomes[item.pk] = "scanned"
         # A hash-only item came with its hashes: its row holds them already, nothing to write back.
