@@ -35,7 +35,7 @@ from django.utils.dateparse import parse_datetime
 from detection.detectors.index import HammingIndex
 from detection.detectors.vpdq import usable_frames
 from detection.models import BankHash, Item, ItemStatus, RetroMatch, SharedMediaRequest
-from reviewconsole.queueing import enqueue
+from reviewconsole.queueing import enqueue, kick_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +437,8 @@ def forget_index():
 # Requests: committed with the entries or the decision that causes them ---------------------------
 
 RETRO_JOB = "detection.jobs.retro.retro_match"
-SHARE_JOB = "detection.jobs.retro.share_outward"
+SHARE_JOB = "detection.jobs.retro.share_pending"
+SHARE_KICK = "share-outward"
 # A cold start of a large index (reading the rows, building the tables) takes minutes; a run stops
 # itself earlier (RETRO_JOB_SECONDS) and hands the rest to the next.
 JOB_TIMEOUT = 3600
@@ -490,18 +491,17 @@ def request_retro(bank_id, *, after_id):
 
 def request_share_outward(account_id, *, decision_id=None, reason=""):
     """Record that an actioned account's media is to be matched against every other account's, and
-    enqueue the job after the commit. Call it inside the transaction of the decision."""
+    kick the job that runs pending requests after the commit. Call it inside the transaction of the decision."""
     request = share_request(account_id, decision_id=decision_id, reason=reason)
     if request.done_at is None:
-        enqueue(SHARE_JOB, account_id, decision_id=decision_id, reason=reason or "", queue=queue_name(),
-                job_timeout=JOB_TIMEOUT)
+        kick_after_commit(SHARE_KICK, SHARE_JOB, queue=queue_name())
     return request
 
 
 def request_share_outward_many(wanted):
     """request_share_outward for many decisions: `wanted` is [(account_id, decision_id, reason)], each
-    with a decision. The request rows the decisions lack are written with one statement; each
-    request not yet done is enqueued after the commit, as one by one."""
+    with a decision. The request rows the decisions lack are written with one statement, and the job
+    that runs pending requests is kicked once after the commit."""
     wanted = [(account_id, decision_id, reason or "") for account_id, decision_id, reason in wanted]
     if not wanted:
         return []
@@ -520,13 +520,10 @@ def request_share_outward_many(wanted):
                                                                          reason=row.reason)
         else:
             found.update({(row.account_id, row.decision_id): row for row in fresh})
-    requests = []
-    for account_id, decision_id, reason in wanted:
-        request = found[(account_id, decision_id)]
-        if request.done_at is None:
-            enqueue(SHARE_JOB, account_id, decision_id=decision_id, reason=reason, queue=queue_name(),
-                    job_timeout=JOB_TIMEOUT)
-        requests.append(request)
+    requests = [found[(account_id, decision_id)] for account_id, decision_id, _ in wanted]
+    if any(request.done_at is None for request in requests):
+        # One job runs every pending request, in batches (detection.jobs.retro.share_pending).
+        kick_after_commit(SHARE_KICK, SHARE_JOB, queue=queue_name())
     return requests
 
 

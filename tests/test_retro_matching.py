@@ -18,7 +18,7 @@ from cases.sweep import sweep
 from detection import intake, retro
 from detection.banks import ALLOW_BANK, add_item_hashes, import_hashes, import_vpdq, system_bank
 from detection.detectors.hashing import DIHEDRAL, ORIENTATION_NAMES
-from detection.jobs.retro import retro_match, share_outward
+from detection.jobs.retro import retro_match, share_outward, share_pending
 from detection.models import Bank, BankHash, Item, ItemKind, ItemStatus, RetroMatch, SharedMediaRequest, Signal
 from reviewconsole.audit.models import AuditEvent
 from reviewconsole.devtools import synthetic
@@ -356,6 +356,40 @@ def test_sharing_outward_flags_every_other_account_and_group_with_the_same_media
     assert share_outward(source.account_id, decision_id=77, reason="known abuse material") == counts
     assert share_outward(source.account_id, decision_id=78, reason="again")["signals"] == 0
     assert Signal.objects.filter(detector="shared_media").count() == 2
+
+
+def test_pending_requests_run_together_in_one_search_each_with_its_own_findings(db, monkeypatch):
+    rng = np.random.default_rng(43)
+    pairs = []
+    for n in range(4):
+        picture = random_hashes(rng, 8)
+        banned = hash_only_item(f"acct-banned-{n}", picture, md5=f"{n:02d}" * 16)
+        copy = hash_only_item(f"acct-copy-{n}", [near(picture[0], 5 + n, rng)] + random_hashes(rng, 7))
+        pairs.append((banned, copy))
+    same_file = hash_only_item("acct-same-file", None, md5="00" * 16)  # the first banned account's very file
+    for n, (banned, _) in enumerate(pairs):
+        retro.share_request(banned.account_id, decision_id=100 + n, reason="csam")
+    retro.share_request(pairs[0][0].account_id, decision_id=200, reason="second decision")  # same account again
+    SharedMediaRequest.objects.filter(decision_id=103).update(claim_token="another-run", claimed_at=timezone.now())
+    searches = []
+    search = retro.StoredIndex.search
+    monkeypatch.setattr(retro.StoredIndex, "search",
+                        lambda self, *args, **kwargs: searches.append(1) or search(self, *args, **kwargs))
+
+    assert share_pending() == 4  # the request another run holds is left to it
+    assert len(searches) == 1
+    found = {s.item_id: s for s in Signal.objects.filter(detector="shared_media")}
+    assert set(found) == {pairs[0][1].pk, pairs[1][1].pk, pairs[2][1].pk, same_file.pk}
+    for n in range(3):
+        assert found[pairs[n][1].pk].details["source_account"] == f"acct-banned-{n}"
+        assert f"PDQ distance {5 + n} of 256 bits" in found[pairs[n][1].pk].explanation
+    assert found[same_file.pk].details["match"] == "exact" and found[same_file.pk].details["decision_id"] == 100
+    done = {r.decision_id: r.counts for r in SharedMediaRequest.objects.filter(done_at__isnull=False)}
+    assert {d: c["signals"] for d, c in done.items()} == {100: 2, 101: 1, 102: 1, 200: 0}
+    assert SharedMediaRequest.objects.get(decision_id=103).done_at is None
+    rows = AuditEvent.objects.filter(action="match.shared_outward")
+    assert sorted(r.details["decision"] for r in rows) == [100, 101, 102, 200]
+    assert {r.details["batch"] for r in rows} == {4}
 
 
 @pipeline

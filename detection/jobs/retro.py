@@ -222,12 +222,13 @@ def _signal_items(bank, item_ids, counts):
                 signal.details["retroactive"] = True
                 signal.explanation += " Found by retroactive matching, when the entry was added after the scan."
             signals += mine
-        counts["signals"] += _store_signals(signals)
+        counts["signals"] += len(_store_signals(signals))
 
 
 def _store_signals(signals):
     """Insert the signals whose dedupe key is new and hand them to triage after the commit; returns
-    how many were new. Call inside a transaction. A key stored meanwhile (a concurrent run) is skipped."""
+    the dedupe keys of the new ones. Call inside a transaction. A key stored meanwhile (a concurrent run)
+    is skipped."""
     keys = [s.dedupe_key for s in signals]
     existing = set(Signal.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
     fresh = [s for s in signals if s.dedupe_key not in existing]
@@ -236,7 +237,7 @@ def _store_signals(signals):
                .values_list("pk", flat=True))
     if ids:
         enqueue("cases.jobs.triage_signals", ids, queue="triage")
-    return len(fresh)
+    return [s.dedupe_key for s in fresh]
 
 
 def retro_pending(cutoff):
@@ -245,10 +246,9 @@ def retro_pending(cutoff):
     queue, handed = retro.queue_name(), 0
     for bank_id in RetroMatch.objects.filter(_free(), requested_at__lte=cutoff).values_list("bank_id", flat=True):
         handed += enqueue_now(retro.RETRO_JOB, bank_id, queue=queue, job_timeout=retro.JOB_TIMEOUT)
-    shares = SharedMediaRequest.objects.filter(_free(), done_at__isnull=True, requested_at__lte=cutoff)
-    for account_id, decision_id, reason in shares.values_list("account_id", "decision_id", "reason"):
-        handed += enqueue_now(retro.SHARE_JOB, account_id, decision_id=decision_id, reason=reason, queue=queue,
-                              job_timeout=retro.JOB_TIMEOUT)
+    if SharedMediaRequest.objects.filter(_free(), done_at__isnull=True, requested_at__lte=cutoff).exists():
+        # One run takes them all in batches; a kick left by a lost job lapses within KICK_TTL.
+        handed += kick(retro.SHARE_KICK, retro.SHARE_JOB, queue=queue)
     return handed
 
 
@@ -265,33 +265,87 @@ FRAME = "frame"
 
 
 def share_outward(account_id, *, decision_id=None, reason=""):
-    """The job: every other account's and group's item whose media matches the actioned account's
-    (all its scanned items, in every orientation, and their frames) gets a shared-media signal.
+    """Run one account's request now (see share_pending, which runs them in batches): every other
+    account's and group's item whose media matches the actioned account's gets a shared-media signal.
 
     Returns the counts, or None when another run holds the request.
     """
     request = retro.share_request(account_id, decision_id=decision_id, reason=reason)
     if request.done_at is not None:
         return request.counts
-    token = uuid.uuid4().hex
-    if not SharedMediaRequest.objects.filter(_free(), pk=request.pk, done_at__isnull=True).update(
-            claim_token=token, claimed_at=timezone.now()):
+    requests, token = _claim_shares(SharedMediaRequest.objects.filter(pk=request.pk), 1)
+    if not requests:
         return None
+    if reason and not requests[0].reason:
+        requests[0].reason = reason[:255]
     try:
-        return _share(request, token, reason or request.reason)
+        return _share(requests, token).get(request.pk)
     finally:
-        SharedMediaRequest.objects.filter(pk=request.pk, claim_token=token).update(claim_token="", claimed_at=None)
+        _release_shares(requests, token)
 
 
-def _share(request, token, reason):
+def share_pending():
+    """The job: every pending shared-media request, up to SHARE_BATCH at a time, until none is left or the
+    run's time is spent (then it kicks itself again). A batch costs a handful of queries and one search of
+    the index of stored items, where a request at a time costs as much for each actioned account."""
+    kicked(retro.SHARE_KICK, queue=retro.queue_name())
+    deadline, done = time.monotonic() + share_seconds(), 0
+    while time.monotonic() < deadline:
+        pending = SharedMediaRequest.objects.filter(done_at__isnull=True).order_by("requested_at", "pk")
+        requests, token = _claim_shares(pending, SHARE_BATCH)
+        if not requests:
+            return done
+        try:
+            done += len(_share(requests, token))
+        finally:
+            _release_shares(requests, token)
+    kick(retro.SHARE_KICK, retro.SHARE_JOB, queue=retro.queue_name())  # out of time, work remains
+    return done
+
+
+SHARE_BATCH = 200
+
+
+def share_seconds():
+    return getattr(settings, "SHARE_JOB_SECONDS", 30)
+
+
+def _claim_shares(pending, limit):
+    """Claim up to `limit` of the `pending` requests that no live run holds: (requests, token)."""
+    token = uuid.uuid4().hex
+    ids = list(pending.filter(_free(), done_at__isnull=True).values_list("pk", flat=True)[:limit])
+    if not ids:
+        return [], token
+    # Conditional, as every claim: of two runs that picked the same rows, each row goes to one.
+    SharedMediaRequest.objects.filter(_free(), pk__in=ids, done_at__isnull=True).update(
+        claim_token=token, claimed_at=timezone.now())
+    return list(SharedMediaRequest.objects.filter(pk__in=ids, claim_token=token).order_by("pk")), token
+
+
+def _release_shares(requests, token):
+    SharedMediaRequest.objects.filter(pk__in=[r.pk for r in requests], claim_token=token).update(
+        claim_token="", claimed_at=None)
+
+
+def _share(requests, token):
+    """Match the media of the requests' accounts (all their scanned items, in every orientation, and their
+    frames) against every stored item in one search; store the findings and mark the requests done in one
+    transaction. Returns {request id: counts} for the requests this claim still held."""
     started = time.monotonic()
-    account = Account.objects.get(pk=request.account_id)
-    sources = {item.pk: item for item in Item.objects.filter(account=account, status=ItemStatus.SCANNED)
-               .exclude(kind=ItemKind.TEXT).order_by("pk")}
-    known = set(Signal.objects.filter(item_id__in=list(sources), kind=SignalKind.HASH_MATCH)
-                .exclude(detector=SHARED_DETECTOR).values_list("item_id", flat=True))
+    accounts = Account.objects.in_bulk({r.account_id for r in requests})
+    sources = defaultdict(dict)  # account id -> {item id: item}
+    for start in range(0, len(accounts), CHUNK):
+        for item in (Item.objects.filter(account_id__in=list(accounts)[start:start + CHUNK], status=ItemStatus.SCANNED)
+                     .exclude(kind=ItemKind.TEXT).order_by("pk")):
+            sources[item.account_id][item.pk] = item
+    every_source = {pk: item for items in sources.values() for pk, item in items.items()}
+    known = set()
+    ids = list(every_source)
+    for start in range(0, len(ids), EXACT_BATCH):
+        known.update(Signal.objects.filter(item_id__in=ids[start:start + EXACT_BATCH], kind=SignalKind.HASH_MATCH)
+                     .exclude(detector=SHARED_DETECTOR).values_list("item_id", flat=True))
     queries = []  # (source item id, frame time or None for the picture, 32 bytes)
-    for item in sources.values():
+    for item in every_source.values():
         if retro.usable(item.pdq_quality) and item.pdq:
             queries.append((item.pk, None, bytes.fromhex(item.pdq)))
         queries += [(item.pk, f["t"], bytes.fromhex(f["pdq"]))
@@ -304,53 +358,86 @@ def _share(request, token, reason):
         qidx, items, _ = index.search(np.frombuffer(b"".join(q[2] for q in queries), dtype=np.uint8), threshold)
         for q, pk in zip(qidx.tolist(), items.tolist(), strict=True):
             hits[pk].append(q)
-    exact = _same_files(sources.values())
-    counts = Counter(items=len(sources), queries=len(queries), candidates=len(set(hits) | set(exact)))
-    others = []
+    exact = _same_files(every_source.values())  # {other item id: [source item ids]}
     candidates = sorted(set(hits) | set(exact))
+    others = {}
     for start in range(0, len(candidates), CHUNK):
         # An item already removed by a decision was acted on: a ring's members would otherwise each add a
         # signal to every other member's decided items, reopening their cases for nothing new.
-        others += Item.objects.filter(pk__in=candidates[start:start + CHUNK], status=ItemStatus.SCANNED,
-                                      removed_at__isnull=True).exclude(account=account).select_related("account")
-    findings = []
-    for other in others:
-        finding = _shared_finding(other, exact.get(other.pk), [queries[q] for q in hits.get(other.pk, [])],
-                                  sources, threshold)
-        if finding:
-            findings.append((other, finding))
-    findings = _allowed(findings, counts)
-    signals = [_shared_signal(other, finding, account=account, source=sources[finding["source"]],
-                              matched_known=finding["source"] in known, decision_id=request.decision_id, reason=reason)
-               for other, finding in findings]
+        others.update((o.pk, o) for o in Item.objects.filter(
+            pk__in=candidates[start:start + CHUNK], status=ItemStatus.SCANNED, removed_at__isnull=True)
+            .select_related("account"))
+    results, findings = {}, []
+    for request in requests:
+        mine = sources.get(request.account_id, {})
+        counts = Counter(items=len(mine), queries=sum(1 for q in queries if q[0] in mine))
+        found = []
+        for other in others.values():
+            if other.account_id == request.account_id:
+                continue
+            same = [source for source in exact.get(other.pk, ()) if source in mine]
+            near = [queries[q] for q in hits.get(other.pk, ()) if queries[q][0] in mine]
+            if not same and not near:
+                continue
+            counts["candidates"] += 1
+            finding = _shared_finding(other, same[0] if same else None, near, mine, threshold)
+            if finding:
+                found.append((other, finding))
+        results[request.pk] = counts
+        findings.append((request, found))
+    allowed = _allowed([f for _, found in findings for f in found])
     with transaction.atomic():
-        counts.update(signals=_store_signals(signals), matched_items=len(signals),
-                      accounts=len({o.account_id for o, _ in findings}),
-                      groups=len({o.group_id for o, _ in findings if o.group_id}))
-        done = SharedMediaRequest.objects.filter(pk=request.pk, claim_token=token).update(
-            done_at=timezone.now(), counts=dict(counts))
-        if not done:
-            transaction.set_rollback(True)  # the claim lapsed: the run that holds it now stores the findings
-            return None
-        audit(None, Event.MATCH_SHARED_OUTWARD, object_type="account", object_id=account.pk, details={
-            "account": account.external_id, "decision": request.decision_id, "reason": reason[:255],
-            **dict(sorted(counts.items())), "seconds": round(time.monotonic() - started, 3)})
-    return dict(counts)
+        held = set(SharedMediaRequest.objects.select_for_update().filter(
+            pk__in=[r.pk for r in requests], claim_token=token, done_at__isnull=True).values_list("pk", flat=True))
+        now, signals = timezone.now(), []
+        for request, found in findings:
+            if request.pk not in held:  # the claim lapsed: the run that holds the request now stores its findings
+                results.pop(request.pk)
+                continue
+            counts, account = results[request.pk], accounts[request.account_id]
+            kept = [(other, finding) for other, finding in found if (other.pk, id(finding)) in allowed]
+            counts["suppressed"] += len(found) - len(kept)
+            mine = sources.get(request.account_id, {})
+            made = [_shared_signal(other, finding, account=account, source=mine[finding["source"]],
+                                   matched_known=finding["source"] in known, decision_id=request.decision_id,
+                                   reason=request.reason) for other, finding in kept]
+            signals += made
+            counts.update(matched_items=len(made), accounts=len({o.account_id for o, _ in kept}),
+                          groups=len({o.group_id for o, _ in kept if o.group_id}))
+        # Two requests for one account (two decisions) make the same signals: the first one's are kept.
+        new_keys = set(_store_signals(list({signal.dedupe_key: signal for signal in reversed(signals)}.values())))
+        for request, _ in findings:
+            if request.pk not in held:
+                continue
+            counts = results[request.pk]
+            mine = {key for key in new_keys if key.endswith(f":shared:{request.account_id}")}
+            counts["signals"] = len(mine)
+            new_keys -= mine
+            results[request.pk] = dict(counts)
+            SharedMediaRequest.objects.filter(pk=request.pk).update(done_at=now, counts=results[request.pk])
+            account = accounts[request.account_id]
+            audit(None, Event.MATCH_SHARED_OUTWARD, object_type="account", object_id=account.pk, details={
+                "account": account.external_id, "decision": request.decision_id, "reason": request.reason[:255],
+                **dict(sorted(results[request.pk].items())), "batch": len(requests),
+                "seconds": round(time.monotonic() - started, 3)})
+    return results
 
 
 def _same_files(sources):
-    """{other item id: source item id} for items with the same MD5 or SHA-256 as a source item."""
-    by_digest = {}
+    """{other item id: [source item ids]} for items with the same MD5 or SHA-256 as a source item."""
+    by_digest = defaultdict(list)
     for item in sources:
-        by_digest.setdefault(("md5", item.md5), item.pk)
-        by_digest.setdefault(("sha256", item.sha256), item.pk)
-    found = {}
+        for field in ("md5", "sha256"):
+            value = getattr(item, field)
+            if value:
+                by_digest[(field, value)].append(item.pk)
+    found = defaultdict(list)
     for field in ("md5", "sha256"):
-        values = [v for f, v in by_digest if f == field and v]
+        values = [v for f, v in by_digest if f == field]
         for start in range(0, len(values), EXACT_BATCH):
             rows = Item.objects.filter(status=ItemStatus.SCANNED, **{f"{field}__in": values[start:start + EXACT_BATCH]})
             for pk, value in rows.values_list("pk", field):
-                found.setdefault(pk, by_digest[(field, value)])
+                found[pk] += [source for source in by_digest[(field, value)] if source not in found[pk]]
     return found
 
 
@@ -402,20 +489,23 @@ def _shared_finding(other, exact_source, queries, sources, threshold):
     return best
 
 
-def _allowed(findings, counts):
-    """Drop findings on items an allow-list excuses, as at scan time: an exact allow-list match
-    excuses the item, a perceptual one excuses perceptual findings only."""
+def _allowed(findings):
+    """The findings ([(other item, finding)]) an allow-list does not excuse, as at scan time: an exact
+    allow-list match excuses the item, a perceptual one perceptual findings only. Returns the set of
+    (item id, id(finding)) kept; each item is matched once however many findings name it."""
     if not findings:
-        return findings
-    found = matching.find_matches_many([_stored_query(other) for other, _ in findings])
-    kept = []
-    for (other, finding), (matches, banks) in zip(findings, found, strict=True):
+        return set()
+    distinct = list({other.pk: other for other, _ in findings}.values())
+    found = dict(zip([o.pk for o in distinct], matching.find_matches_many([_stored_query(o) for o in distinct]),
+                     strict=True))
+    kept = set()
+    for other, finding in findings:
+        matches, banks = found[other.pk]
         allowing = [m for m in matches if getattr(banks.get(m.bank_id), "kind", "") == BankKind.ALLOW]
         exact = any(m.hash_type in (HashType.MD5, HashType.SHA256) for m in allowing)
         if allowing and (exact or finding["basis"] != "exact"):
-            counts["suppressed"] += 1
             continue
-        kept.append((other, finding))
+        kept.add((other.pk, id(finding)))
     return kept
 
 

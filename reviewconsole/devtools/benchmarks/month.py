@@ -368,12 +368,15 @@ def _banks_and_rules(plan, folder):
 # Workers ---------------------------------------------------------------------------------------
 
 def _start_workers(n, env):
-    """`n` workers of the configured class on every queue, and the cron, as runconsole starts them."""
+    """`n` workers of the configured class, and the cron, as runconsole starts them. The first serves the
+    retro queue before the others: one process holds the index of stored items, as a deployment gives it
+    a worker of its own, rather than every worker building and refreshing a copy."""
     command = [sys.executable, "-c", WORKER, RETRO_QUEUE]
     env = env | {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "reviewconsole.settings"),
                  "PYTHONPATH": str(settings.BASE_DIR), "LOG_LEVEL": "WARNING"}
-    workers = [subprocess.Popen([*command, *QUEUES], env=env, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL)
-               for _ in range(n)]
+    others = [queue for queue in QUEUES if queue != RETRO_QUEUE]
+    workers = [subprocess.Popen([*command, *(QUEUES if number == 0 else others)], env=env, cwd=settings.BASE_DIR,
+                                stdout=subprocess.DEVNULL) for number in range(n)]
     cron = subprocess.Popen([*command, "cron"], env=env, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL)
     return workers, cron
 
