@@ -39,8 +39,11 @@ class ItemQuerySet(models.QuerySet):
 
 
 class Item(models.Model):
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="items")
-    group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="items")
+    # Indexed by the composite indexes below, which lead with them (an index of their own would be one
+    # more write for every item received).
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="items", db_index=False)
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="items",
+                              db_index=False)
     kind = models.CharField(max_length=16, choices=ItemKind, default=ItemKind.IMAGE)
     external_id = models.CharField(max_length=255, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
@@ -57,8 +60,8 @@ class Item(models.Model):
     forward_chats = models.PositiveBigIntegerField(null=True, blank=True, help_text="Distinct chats it reached")
     forwarded_many = models.BooleanField(null=True, blank=True,
                                          help_text="Carries the platform's 'forwarded many times' mark")
-    md5 = models.CharField(max_length=32, db_index=True)
-    sha256 = models.CharField(max_length=64, db_index=True)
+    md5 = models.CharField(max_length=32)  # indexed in Meta: db_index would add a LIKE index nothing uses
+    sha256 = models.CharField(max_length=64)
     # Filled by the scan.
     detected_format = models.CharField(max_length=16, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
@@ -96,7 +99,10 @@ class Item(models.Model):
             models.Index(fields=["enqueued_at"], name="item_pending_idx", condition=Q(status="queued")),
             # For the daily metrics rollup: each day's rows are read by range.
             models.Index(fields=["created_at"], name="item_created_idx"),
-            models.Index(fields=["scanned_at"], name="item_scanned_idx"),
+            models.Index(fields=["md5"], name="item_md5_idx"),
+            models.Index(fields=["sha256"], name="item_sha256_idx"),
+            # A retried submission is known by its account and external_id (intake._already_received).
+            models.Index(fields=["account", "external_id"], name="item_account_external_idx"),
             # The index of stored items reads them in (scanned_at, id) order, keyset-paged: a batch of
             # thousands scanned in one transaction shares its scanned_at, and without the id in the index
             # each page would sort every row of that instant again.
