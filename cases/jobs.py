@@ -11,7 +11,7 @@ from cases.actions.rules import apply_rules
 from cases.actions.triage import attach_signals
 from cases.selectors import unreported_confirmations
 from detection.models import Group, Signal, SignalKind
-from reviewconsole.queueing import enqueue
+from reviewconsole.queueing import enqueue, enqueue_now, kick, kicked
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,36 @@ def triage_signals(signal_ids):
     restale_groups_of_matched_members(signal_ids)
     if cases:
         apply_rules(cases)
+    return cases
+
+
+# Intake hands over its signals by a kick under this key; one run takes every signal waiting, at most this many.
+TRIAGE_KICK = "triage-pending"
+TRIAGE_PENDING_LIMIT = 2000
+
+
+def triage_pending(limit=TRIAGE_PENDING_LIMIT):
+    """Triage every signal still waiting, oldest first, in one run: while a run works, the signals of the
+    next intake requests gather, so that the cases of many requests are opened and their rules decide
+    them together (a rule's decisions are written in batches) instead of a few at a time.
+
+    Should the run fail, its signals are handed on in smaller jobs, so that one bad signal cannot hold
+    back the rest; the sweep is the net under both.
+    """
+    kicked(TRIAGE_KICK, queue="triage")
+    ids = list(Signal.objects.filter(triaged_at__isnull=True).order_by("created_at", "pk")
+               .values_list("pk", flat=True)[:limit])
+    if not ids:
+        return []
+    try:
+        cases = triage_signals(ids)
+    except Exception:
+        log.exception("triage of %d waiting signals failed; handing them on in smaller jobs", len(ids))
+        for start in range(0, len(ids), 50):
+            enqueue_now("cases.jobs.triage_signals", ids[start:start + 50], queue="triage")
+        return []
+    if len(ids) == limit:  # more are waiting
+        kick(TRIAGE_KICK, "cases.jobs.triage_pending", queue="triage")
     return cases
 
 

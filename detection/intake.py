@@ -398,15 +398,16 @@ def _scanned_now(matched):
 
 
 def _store_signals(matched, items):
-    """Write the match signals of items matched at intake ([(key, saved Item)]) and hand them to triage
-    once they commit, as a scan does."""
+    """Write the match signals of items matched at intake ([(key, saved Item)]) and have them triaged once
+    they commit (cases.jobs.triage_pending)."""
     signals = []
     for key, item in items:
         if matched.any(key):
             signals += matched.signals(item, key=key)
     created = Signal.objects.bulk_create(signals)
     if created:
-        enqueue("cases.jobs.triage_signals", [signal.pk for signal in created], queue="triage")
+        # One run triages what every request meanwhile committed: cases decided together, not a few a request.
+        kick_after_commit("triage-pending", "cases.jobs.triage_pending", queue="triage")
     return created
 
 

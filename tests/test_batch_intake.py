@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from cases.jobs import triage_pending
 from cases.models import Case
 from detection import intake, matching
 from detection.detectors.hashing import DIHEDRAL, unpack_orientations
@@ -152,18 +153,45 @@ def test_items_matched_in_the_request_get_the_signals_the_scan_gives(api, settin
     assert [row.details["matched_at_intake"] for row in received] == [True, False]
 
 
-def test_matched_items_go_to_triage_in_one_job_and_the_scan_is_not_kicked(api, monkeypatch,
-                                                                          django_capture_on_commit_callbacks):
+def test_matched_items_are_left_to_one_triage_run_and_the_scan_is_not_kicked(api, monkeypatch,
+                                                                              django_capture_on_commit_callbacks):
     known_bank([41, 42], types=("pdq", "md5"))
     jobs, kicks = [], []
-    monkeypatch.setattr("reviewconsole.queueing.enqueue_now", lambda path, *args, **kw: jobs.append((path, args, kw)))
-    monkeypatch.setattr("reviewconsole.queueing.kick", lambda key, *args, **kwargs: kicks.append(key))
+    monkeypatch.setattr("reviewconsole.queueing.enqueue_now", lambda path, *args, **kw: jobs.append(path))
+    monkeypatch.setattr("reviewconsole.queueing.kick", lambda key, path, *args, **kwargs: kicks.append((key, path)))
     with django_capture_on_commit_callbacks(execute=True):
         batch(api, ring_items("r-") + [item(n) for n in range(50)])
-    signal_ids = sorted(Signal.objects.values_list("pk", flat=True))
-    assert len(signal_ids) == 3 and kicks == []
-    assert [(path, args, kw["queue"]) for path, args, kw in jobs] == [("cases.jobs.triage_signals", (signal_ids,),
-                                                                        "triage")]
+        batch(api, ring_items("s-"))
+    assert kicks == [("triage-pending", "cases.jobs.triage_pending")] * 2 and jobs == []
+    assert Signal.objects.filter(triaged_at__isnull=True).count() == 6
+    cases = triage_pending()  # one run takes both requests' signals
+    assert sorted(Case.objects.filter(pk__in=cases).values_list("account__external_id", flat=True)) == [
+        "r-md5", "r-near", "r-turned", "s-md5", "s-near", "s-turned"]
+    assert not Signal.objects.filter(triaged_at__isnull=True).exists()
+
+
+def test_a_triage_run_that_fails_hands_its_signals_on_in_smaller_jobs(api, monkeypatch):
+    known_bank([41, 42], types=("pdq", "md5"))
+    batch(api, ring_items("r-"))
+    jobs = []
+    monkeypatch.setattr("cases.jobs.enqueue_now", lambda path, ids, **kw: jobs.append((path, ids)))
+
+    def broken(ids):
+        raise RuntimeError("a signal that cannot be triaged")
+
+    monkeypatch.setattr("cases.jobs.triage_signals", broken)
+    assert triage_pending() == []
+    assert jobs == [("cases.jobs.triage_signals", sorted(Signal.objects.values_list("pk", flat=True)))]
+
+
+def test_a_triage_run_takes_at_most_its_limit_and_kicks_the_next(api, monkeypatch):
+    known_bank([41, 42], types=("pdq", "md5"))
+    batch(api, ring_items("r-"))
+    kicks = []
+    monkeypatch.setattr("cases.jobs.kick", lambda key, path, **kw: kicks.append(path))
+    assert len(triage_pending(limit=2)) == 2 and kicks == ["cases.jobs.triage_pending"]
+    assert len(triage_pending(limit=2)) == 1 and kicks == ["cases.jobs.triage_pending"]
+    assert triage_pending(limit=2) == []
 
 
 def _no_such_table(hashed):
