@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cases.actions.clusters import carry_out_action, unfinished_actions
+from cases.actions.reporters import refresh_reporter_standing
 from cases.actions.rules import apply_rules
 from cases.actions.triage import attach_signals
 from cases.selectors import unreported_confirmations
@@ -96,8 +97,6 @@ def alert_unreported():
 
 def refresh_reporters():
     """Reporters' standing (decided, upheld, dismissed reports), recounted from their reports' cases."""
-    from cases.actions.reporters import refresh_reporter_standing  # noqa: PLC0415 - no cycle; move up with the imports
-
     return refresh_reporter_standing()
 
 
