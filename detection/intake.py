@@ -407,7 +407,8 @@ def _store_signals(matched, items):
     created = Signal.objects.bulk_create(signals)
     if created:
         # One run triages what every request meanwhile committed: cases decided together, not a few a request.
-        kick_after_commit("triage-pending", "cases.jobs.triage_pending", queue="triage")
+        kick_after_commit("triage-pending", "cases.jobs.triage_pending", queue="triage",
+                          delay=settings.TRIAGE_GATHER_SECONDS)
     return created
 
 

@@ -78,5 +78,5 @@ def kicked(key, queue="default"):
         log.warning("could not clear kick %s (%s)", key, exc)
 
 
-def kick_after_commit(key, func_path, *args, queue="default"):
-    transaction.on_commit(lambda: kick(key, func_path, *args, queue=queue))
+def kick_after_commit(key, func_path, *args, queue="default", **options):
+    transaction.on_commit(lambda: kick(key, func_path, *args, queue=queue, **options))

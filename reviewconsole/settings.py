@@ -233,6 +233,10 @@ SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 30)  # renewed every third of 
 # signals in one write, where the web process's bank index is ready (detection.matching.ready); off, or
 # not ready, they are queued for the scan like files.
 INTAKE_MATCH = envbool("INTAKE_MATCH", True)
+# Their signals are triaged this many seconds after the first of them commits, by one run for everything
+# committed meanwhile (cases.jobs.triage_pending): a rule then decides many requests' cases together,
+# several times cheaper a case than a few at a time. Tests drain the queues at once.
+TRIAGE_GATHER_SECONDS = envint("TRIAGE_GATHER_SECONDS", 0 if TESTING else 2)
 
 # Classifiers for new, unknown imagery, by dotted path with their options (see detection.detectors).
 # A classifier alone never actions anything: its finding raises priority and routes to review.

@@ -153,16 +153,19 @@ def test_items_matched_in_the_request_get_the_signals_the_scan_gives(api, settin
     assert [row.details["matched_at_intake"] for row in received] == [True, False]
 
 
-def test_matched_items_are_left_to_one_triage_run_and_the_scan_is_not_kicked(api, monkeypatch,
+def test_matched_items_are_left_to_one_triage_run_and_the_scan_is_not_kicked(api, monkeypatch, settings,
                                                                               django_capture_on_commit_callbacks):
     known_bank([41, 42], types=("pdq", "md5"))
+    settings.TRIAGE_GATHER_SECONDS = 2
     jobs, kicks = [], []
     monkeypatch.setattr("reviewconsole.queueing.enqueue_now", lambda path, *args, **kw: jobs.append(path))
-    monkeypatch.setattr("reviewconsole.queueing.kick", lambda key, path, *args, **kwargs: kicks.append((key, path)))
+    monkeypatch.setattr("reviewconsole.queueing.kick",
+                        lambda key, path, *args, **kwargs: kicks.append((key, path, kwargs.get("delay"))))
     with django_capture_on_commit_callbacks(execute=True):
         batch(api, ring_items("r-") + [item(n) for n in range(50)])
         batch(api, ring_items("s-"))
-    assert kicks == [("triage-pending", "cases.jobs.triage_pending")] * 2 and jobs == []
+    # The first kick waits 2 s for more; a kick while one waits enqueues nothing (reviewconsole.queueing.kick).
+    assert kicks == [("triage-pending", "cases.jobs.triage_pending", 2)] * 2 and jobs == []
     assert Signal.objects.filter(triaged_at__isnull=True).count() == 6
     cases = triage_pending()  # one run takes both requests' signals
     assert sorted(Case.objects.filter(pk__in=cases).values_list("account__external_id", flat=True)) == [
