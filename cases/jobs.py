@@ -28,7 +28,8 @@ def triage_signals(signal_ids):
 
 # Intake hands over its signals by a kick under this key; one run takes every signal waiting, at most this many.
 TRIAGE_KICK = "triage-pending"
-TRIAGE_PENDING_LIMIT = 2000
+TRIAGE_PENDING_LIMIT = 1000
+TRIAGE_PENDING_TIMEOUT = 600  # seconds: a thousand signals' cases and their rules, with room to spare
 
 
 def triage_pending(limit=TRIAGE_PENDING_LIMIT):
@@ -52,7 +53,7 @@ def triage_pending(limit=TRIAGE_PENDING_LIMIT):
             enqueue_now("cases.jobs.triage_signals", ids[start:start + 50], queue="triage")
         return []
     if len(ids) == limit:  # more are waiting
-        kick(TRIAGE_KICK, "cases.jobs.triage_pending", queue="triage")
+        kick(TRIAGE_KICK, "cases.jobs.triage_pending", queue="triage", job_timeout=TRIAGE_PENDING_TIMEOUT)
     return cases
 
 

@@ -376,7 +376,7 @@ def _match_now(rows):
         with transaction.atomic():
             if not matching.ready():
                 return None
-            return match_hashed([(_Probe(n, row), row) for n, row in enumerate(rows)])
+            return match_hashed([(_Probe(n, row), row) for n, row in enumerate(rows)], snapshot=False)
     except Exception:
         log.exception("intake: matching %d hash-only item(s) failed; they are queued for the scan", len(rows))
         return None
@@ -408,7 +408,7 @@ def _store_signals(matched, items):
     if created:
         # One run triages what every request meanwhile committed: cases decided together, not a few a request.
         kick_after_commit("triage-pending", "cases.jobs.triage_pending", queue="triage",
-                          delay=settings.TRIAGE_GATHER_SECONDS)
+                          delay=settings.TRIAGE_GATHER_SECONDS, job_timeout=600)
     return created
 
 

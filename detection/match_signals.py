@@ -337,7 +337,7 @@ def _frame_queries(frame, min_quality):
     return queries
 
 
-def match_video_frames(hashed):
+def match_video_frames(hashed, *, snapshot=True):
     """PDQ matches of every usable sampled frame, for all items of a batch at once.
 
     Every frame's orientations go into the one search with the rest of the batch. Returns
@@ -353,7 +353,7 @@ def match_video_frames(hashed):
             queries += [query for query, _ in asked]
     if not queued:
         return {}
-    found = iter(matching.find_matches_many(queries))
+    found = iter(matching.find_matches_many(queries, snapshot=snapshot))
     per_item, banks = {}, {}
     for pk, frame, trims in queued:
         best = {}
@@ -453,7 +453,7 @@ def with_video_signals(item, signals, matches, banks, frames_found, *, labels=No
         evidence.update(_frame_edit_fields(how))
         evidence["text"] += f"; {_frame_edits(how)}" if _frame_edits(how) else ""
         signal = Signal(
-            item=item, account=item.account, group_id=item.group_id, kind=SignalKind.HASH_MATCH,
+            item=item, account_id=item.account_id, group_id=item.group_id, kind=SignalKind.HASH_MATCH,
             detector="hash_match",  # the same detector as the still-image matches: routing rules see one kind
             label=label,
             score=vpdq.score(finding), severity=bank.severity, explanation=text,
@@ -540,12 +540,13 @@ class BatchMatches:
                                   self.frames.get(key), labels=self.labels)
 
 
-def match_hashed(hashed):
+def match_hashed(hashed, *, snapshot=True):
     """Match a batch of (item, hash fields) against every bank in one search, as a scan does: each item's
     digests, PDQ in every orientation it has (`item.pdq_variants`), pHash, dHash and video frames.
 
     Items are told apart by `item.pk`: anything with `pk`, `md5`, `sha256` and `pdq_variants` serves
     before the row exists. Reads only; the signals are built from the result in the writing transaction.
+    `snapshot`: as matching.BankIndex.refresh (intake passes False).
     """
     found = matching.find_matches_many([
         {"md5": item.md5, "sha256": item.sha256, "pdq": fields.get("pdq", ""),
@@ -553,8 +554,8 @@ def match_hashed(hashed):
          "phash": fields.get("phash", ""), "dhash": fields.get("dhash", ""),
          "pdq_variants": list(getattr(item, "pdq_variants", ()))}
         for item, fields in hashed
-    ])
-    frames = match_video_frames(hashed)
+    ], snapshot=snapshot)
+    frames = match_video_frames(hashed, snapshot=snapshot)
     labels = entry_labels({m.bank_hash_id for matches, _ in found for m in matches}
                           | {m.bank_hash_id for v in frames.values() for ms in v[1] for m in ms})
     return BatchMatches({item.pk: one for (item, _), one in zip(hashed, found, strict=True)}, frames, labels)

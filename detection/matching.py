@@ -26,7 +26,7 @@ import numpy as np
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Sum
 
 from detection.detectors.index import HammingIndex, LayeredIndex, parse_hex, to_hex
 from detection.models import Bank, BankHash, HashType
@@ -204,7 +204,10 @@ class BankIndex:
         """Look at the database at the next match. Called from the subscriber thread: it only sets a flag."""
         self.stale = True
 
-    def refresh(self, force=False):
+    def refresh(self, force=False, snapshot=True):
+        """Bring the index up to date with the database (at most every INDEX_CHECK_SECONDS unless marked
+        stale). `snapshot`: write a snapshot when one is due (a web request passes False: that is a worker's
+        part, and would cost a request seconds)."""
         if self.listen and settings.BANK_INDEX_SYNC:
             listen(self)
         now = time.monotonic()
@@ -220,7 +223,7 @@ class BankIndex:
         if cold:
             self._load_cache()
         self._load_rows()
-        if self._snapshot_due(now):
+        if snapshot and self._snapshot_due(now):
             self._save_cache()
         self.stamp = (self.last_id, self._bank_stamp)
 
@@ -402,6 +405,7 @@ class BankIndex:
     # -- reading the database ---------------------------------------------------------------------
 
     def _reset(self):
+        self.stamp = None  # not loaded until the load completes: a failed one leaves the index cold (see ready)
         self.types = {t: _TypeRows(t) for t in PERCEPTUAL}
         self.last_id = 0
         self.skipped = []
@@ -765,22 +769,35 @@ def _perceptual_queries(queries):
 
 
 def ready():
-    """Whether this process can match now without a long load: its index is loaded, or a snapshot is there
-    to map, or the banks hold too few perceptual hashes for a snapshot (read from the database at once).
-    Intake matches hash-only items in the request only then; a cold web process leaves them to the scan."""
-    if _index.stamp is not None or _link_name(_index._cache_dir()):
-        return True
-    few = BankHash.objects.filter(hash_type__in=PERCEPTUAL)[:COLD_LOAD_ROWS]
-    return few.count() < COLD_LOAD_ROWS
+    """Whether this process can match now without a long load: the rows its next look would read from the
+    database are few. That is the rows past those it holds, or, cold (or with a newer snapshot written by a
+    worker), past the snapshot it would map. Intake matches hash-only items in the request only then; after
+    a large import, or in a process without a snapshot to map, the items are left to the scan workers."""
+    if _index.stamp is not None and not _index._snapshot_moved():
+        held = _index.last_id
+    else:
+        held = _snapshot_last_id()
+    newest = BankHash.objects.aggregate(top=Max("pk"))["top"] or 0
+    return newest - held < COLD_LOAD_ROWS
 
 
-def find_matches_many(queries):
+def _snapshot_last_id():
+    """The last bank row id the current snapshot holds (0 without a readable one)."""
+    try:
+        folder = _index._cache_dir().resolve(strict=True)
+        return int(json.loads((folder / "meta.json").read_text())["last_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def find_matches_many(queries, *, snapshot=True):
     """For each query dict (md5, sha256, pdq, pdq_usable, phash, dhash, optional pdq_variants of
     (transform, hex)): (matches, {bank_id: Bank}). Empty strings mean "no such hash".
 
     A malformed perceptual hash raises ValueError: callers pass hashes they computed themselves.
+    `snapshot`: as BankIndex.refresh (False in a web request).
     """
-    _index.refresh()
+    _index.refresh(snapshot=snapshot)
     batches = _perceptual_queries(queries)
     perceptual = {t: _index.matches_for(t, _index.match_many(t, batch)) for t, batch in batches.items()}
     exact = match_exact([(q.get("md5", ""), q.get("sha256", "")) for q in queries], list(_index.banks))

@@ -259,7 +259,7 @@ class StoredIndex:
     @staticmethod
     def _count_through(moment):
         # Every item with a scan time (rejected ones too) is read and counted: then this count is
-        # answered from the index on scanned_at alone.
+        # answered from the (scanned_at, id) index alone.
         return Item.objects.filter(scanned_at__lte=moment).count()
 
     def _load_rows(self, bulk=False, recheck=True):
@@ -326,7 +326,7 @@ class StoredIndex:
         per-row conversions take many minutes."""
         adapt = connection.ops.adapt_datetimefield_value
         where, params = ["scanned_at IS NOT NULL"], []
-        if start is not None:  # the range the index on scanned_at serves; the row comparisons refine it
+        if start is not None:  # the range the (scanned_at, id) index serves; the row comparisons refine it
             where.append("scanned_at >= %s")
             params.append(adapt(start))
         if after is not None:

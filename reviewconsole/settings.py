@@ -233,6 +233,9 @@ SCAN_LEASE_SECONDS = envint("SCAN_LEASE_SECONDS", 30)  # renewed every third of 
 # signals in one write, where the web process's bank index is ready (detection.matching.ready); off, or
 # not ready, they are queued for the scan like files.
 INTAKE_MATCH = envbool("INTAKE_MATCH", True)
+# Shared-media requests (an actioned account's media against everyone else's) are run in batches by one job
+# (detection.jobs.retro.share_pending) for at most this long before it hands on to the next.
+SHARE_JOB_SECONDS = envint("SHARE_JOB_SECONDS", 30)
 # Their signals are triaged by one run for everything committed meanwhile (cases.jobs.triage_pending),
 # which may wait this many seconds after the first to gather more: a rule then decides more cases
 # together, cheaper a case, but every ban comes that much later, and the platform keeps sending from

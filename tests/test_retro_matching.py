@@ -18,6 +18,7 @@ from cases.sweep import sweep
 from detection import intake, retro
 from detection.banks import ALLOW_BANK, add_item_hashes, import_hashes, import_vpdq, system_bank
 from detection.detectors.hashing import DIHEDRAL, ORIENTATION_NAMES
+from detection.jobs import retro as share_module
 from detection.jobs.retro import retro_match, share_outward, share_pending
 from detection.models import Bank, BankHash, Item, ItemKind, ItemStatus, RetroMatch, SharedMediaRequest, Signal
 from reviewconsole.audit.models import AuditEvent
@@ -390,6 +391,31 @@ def test_pending_requests_run_together_in_one_search_each_with_its_own_findings(
     rows = AuditEvent.objects.filter(action="match.shared_outward")
     assert sorted(r.details["decision"] for r in rows) == [100, 101, 102, 200]
     assert {r.details["batch"] for r in rows} == {4}
+
+
+def test_a_request_that_fails_does_not_hold_back_the_others(db, monkeypatch):
+    rng = np.random.default_rng(47)
+    pairs = []
+    for n in range(3):
+        picture = random_hashes(rng, 8)
+        banned = hash_only_item(f"acct-banned-{n}", picture)
+        hash_only_item(f"acct-copy-{n}", [near(picture[0], 4, rng)] + random_hashes(rng, 7))
+        retro.share_request(banned.account_id, decision_id=300 + n, reason="csam")
+        pairs.append(banned)
+    poisoned = pairs[1].account_id
+    real = share_module._shared_finding
+
+    def finding(other, exact_source, queries, sources, threshold):
+        if any(item.account_id == poisoned for item in sources.values()):
+            raise MemoryError("more media than a run can hold")
+        return real(other, exact_source, queries, sources, threshold)
+
+    monkeypatch.setattr(share_module, "_shared_finding", finding)
+    assert share_pending() == 2
+    assert sorted(r.decision_id for r in SharedMediaRequest.objects.filter(done_at__isnull=False)) == [300, 302]
+    left = SharedMediaRequest.objects.get(decision_id=301)
+    assert left.done_at is None and left.claim_token == ""  # released for a later run
+    assert Signal.objects.filter(detector="shared_media").count() == 2
 
 
 @pipeline

@@ -289,14 +289,25 @@ def share_pending():
     run's time is spent (then it kicks itself again). A batch costs a handful of queries and one search of
     the index of stored items, where a request at a time costs as much for each actioned account."""
     kicked(retro.SHARE_KICK, queue=retro.queue_name())
-    deadline, done = time.monotonic() + share_seconds(), 0
+    deadline, done, failed = time.monotonic() + share_seconds(), 0, set()
     while time.monotonic() < deadline:
-        pending = SharedMediaRequest.objects.filter(done_at__isnull=True).order_by("requested_at", "pk")
+        pending = (SharedMediaRequest.objects.filter(done_at__isnull=True).exclude(pk__in=failed)
+                   .order_by("requested_at", "pk"))
         requests, token = _claim_shares(pending, SHARE_BATCH)
         if not requests:
             return done
         try:
             done += len(_share(requests, token))
+        except Exception:
+            # One at a time, so that a request that cannot be run (an account with more media than a run
+            # can hold, say) does not hold back the others; it waits for the next run (the sweep kicks one).
+            log.exception("shared media: a batch of %d requests failed; running them one at a time", len(requests))
+            for request in requests:
+                try:
+                    done += len(_share([request], token))
+                except Exception:
+                    log.exception("shared media for account %s failed; left for a later run", request.account_id)
+                    failed.add(request.pk)
         finally:
             _release_shares(requests, token)
     kick(retro.SHARE_KICK, retro.SHARE_JOB, queue=retro.queue_name())  # out of time, work remains
@@ -307,7 +318,8 @@ SHARE_BATCH = 200
 
 
 def share_seconds():
-    return getattr(settings, "SHARE_JOB_SECONDS", 30)
+    """A run takes batches for this long, then kicks the next run."""
+    return settings.SHARE_JOB_SECONDS
 
 
 def _claim_shares(pending, limit):
@@ -355,6 +367,9 @@ def _share(requests, token):
     if queries:
         index = retro.stored_index()
         index.refresh()
+        # A cold start of the index can take minutes: the claims are renewed so that no other run takes them.
+        SharedMediaRequest.objects.filter(pk__in=[r.pk for r in requests], claim_token=token).update(
+            claimed_at=timezone.now())
         qidx, items, _ = index.search(np.frombuffer(b"".join(q[2] for q in queries), dtype=np.uint8), threshold)
         for q, pk in zip(qidx.tolist(), items.tolist(), strict=True):
             hits[pk].append(q)
