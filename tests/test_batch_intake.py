@@ -197,12 +197,12 @@ def test_a_triage_run_takes_at_most_its_limit_and_kicks_the_next(api, monkeypatc
     assert triage_pending(limit=2) == []
 
 
-def _no_such_table(hashed):
+def _no_such_table(hashed, **options):
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM no_such_table")
 
 
-def _unreadable(hashed):
+def _unreadable(hashed, **options):
     raise ValueError("a bank row that does not parse")
 
 

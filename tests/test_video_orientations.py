@@ -175,9 +175,9 @@ def test_every_frame_and_orientation_of_a_batch_is_searched_at_once(monkeypatch)
     searches = []
     real = matching.find_matches_many
 
-    def counted(queries):
+    def counted(queries, **options):
         searches.append(queries)
-        return real(queries)
+        return real(queries, **options)
 
     monkeypatch.setattr(matching, "find_matches_many", counted)
     item = scanned_video(encode_video(("scene-a", "known-mirrored", "scene-b", "known-rotated_90")))
